@@ -1,0 +1,15 @@
+"""rnnsym: backpropagation through time, derived step by step, rendered, compiled and checked.
+
+>>> import rnnsym as rs
+>>> net = rs.seed_rnn(steps=4)
+>>> net.derive("w3").paths
+[('L', 'o5', 'o4', 'w3')]
+"""
+from .derivation import Derivation
+from .errors import RnnsymError
+from .network import Network
+from .networks import seed_rnn
+from .numeric.gradcheck import GradcheckReport, gradcheck
+
+__version__ = "0.1.0"
+__all__ = ["Derivation", "GradcheckReport", "Network", "RnnsymError", "gradcheck", "seed_rnn", "__version__"]

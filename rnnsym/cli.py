@@ -1,0 +1,137 @@
+"""The ``rnnsym`` command line: ``derive`` and ``check``.
+
+Bad input is reported on one line and exits with status 2, without a traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+
+import click
+
+from . import functions
+from .errors import RnnsymError
+from .files import atomic_write_text
+from .networks import seed_rnn
+from .numeric.gradcheck import gradcheck
+from .printing import FORMATS
+
+
+def _network_options(command):
+    """The options that choose and shape the network, shared by every subcommand."""
+    options = [
+        click.option("--steps", "-T", type=click.IntRange(min=1), default=4, show_default=True,
+                     help="Number of time steps (words) T."),
+        click.option("--activation", type=click.Choice(list(functions.ACTIVATIONS)), default="tanh",
+                     show_default=True, help="Hidden activation f."),
+        click.option("--output-activation", type=click.Choice(list(functions.ACTIVATIONS)), default="sigmoid",
+                     show_default=True, help="Output activation g."),
+        click.option("--loss", type=click.Choice(list(functions.LOSSES)), default="bce", show_default=True,
+                     help="Loss L(o(T+1), Y)."),
+        click.option("--shared-bias", is_flag=True, help="One hidden bias b for every step."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _build(steps, activation, output_activation, loss, shared_bias):
+    return seed_rnn(steps=steps, activation=activation, output_activation=output_activation,
+                    loss=loss, shared_bias=shared_bias)
+
+
+def _clear_errors(command):
+    """Turn RnnsymError into one line on stderr and exit status 2."""
+    @wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except RnnsymError as exc:
+            click.echo(f"rnnsym: error: {exc}", err=True)
+            sys.exit(2)
+    return run
+
+
+def _emit(text: str, out: str | None) -> None:
+    if out:
+        atomic_write_text(out, text if text.endswith("\n") else text + "\n")
+    else:
+        click.echo(text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rnnsym")
+def main():
+    """rnnsym: backpropagation through time, derived step by step, rendered, compiled and checked."""
+
+
+@main.command()
+@click.argument("names", nargs=-1, metavar="[PARAM ...]")
+@_network_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="Output format.")
+@click.option("--check", is_flag=True, help="Follow with the finite-difference gradient check.")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write to this file (atomically).")
+@_clear_errors
+def derive(names, steps, activation, output_activation, loss, shared_bias, fmt, check, out):
+    """Derive dL/dPARAM step by step (no PARAM: every parameter).
+
+    PARAM may also be a node (o2) or an input (x2).
+    """
+    net = _build(steps, activation, output_activation, loss, shared_bias)
+    derivations = [net.derive(n) for n in (names or net.param_names)]
+    report = gradcheck(net) if check else None
+    if fmt == "json":
+        data = {"network": {"name": net.name, "steps": net.steps, **net.options,
+                            "params": list(net.param_names)},
+                "derivations": [d.to_dict() for d in derivations]}
+        if report:
+            data["gradcheck"] = _report_dict(report)
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+    elif fmt == "markdown":
+        from .printing.markdown import network_markdown
+
+        text = network_markdown(net, derivations)
+        if report:
+            text += "\n## Gradient check\n\n```\n" + report.table() + "\n```\n"
+    else:
+        render = {"text": lambda d: d.text(), "latex": lambda d: d.latex(), "mathml": lambda d: d.mathml()}[fmt]
+        text = "\n\n".join(render(d) for d in derivations)
+        if report:
+            text += "\n\nGradient check (central differences, float64)\n" + report.table()
+    _emit(text, out)
+    if report and not report.ok:
+        sys.exit(1)
+
+
+@main.command()
+@_network_options
+@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Examples in the random batch.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed for the check point.")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
+              help="Largest relative error that passes.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_clear_errors
+def check(steps, activation, output_activation, loss, shared_bias, batch, seed, tolerance, fmt):
+    """Check the compiled gradients against central differences (exit 1 if they disagree)."""
+    net = _build(steps, activation, output_activation, loss, shared_bias)
+    report = gradcheck(net, batch=batch, seed=seed, tolerance=tolerance)
+    if fmt == "json":
+        click.echo(json.dumps(_report_dict(report), indent=2))
+    else:
+        click.echo(f"Gradient check: {net!r}")
+        click.echo(report.table())
+    if not report.ok:
+        sys.exit(1)
+
+
+def _report_dict(report) -> dict:
+    return {"ok": report.ok, "max_rel_error": report.max_rel_error, "tolerance": report.tolerance,
+            "batch": report.batch, "seed": report.seed, "loss": report.loss,
+            "rows": [{"name": r.name, "analytic": r.analytic, "numeric": r.numeric, "rel_error": r.rel_error}
+                     for r in report.rows]}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,208 @@
+"""Derivations: ``dL/d(node)`` worked out path by path, kept as records for the printers.
+
+One computation gives both the steps and the result: the path terms recorded in the steps are the
+very expressions summed into :attr:`Derivation.expr`.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+import sympy as sp
+
+from .engine.paths import DEFAULT_PATH_LIMIT, PathTerm, enumerate_paths, path_term
+from .records import Chain, Equation, Partial, Product, Step, Sum, Total, Update
+
+# The "expanded in inputs and parameters" step is shown for small graphs only: the expansion of a
+# shared weight's gradient grows like T**3 and stops being readable long before that hurts.
+EXPANDED_STEP_MAX_NODES = 40
+
+
+class Derivation:
+    """``dL/d(target)`` for one parameter, node or input of a network, step by step.
+
+    >>> d = rnnsym.seed_rnn(steps=4).derive("w3")
+    >>> d.paths
+    [('L', 'o5', 'o4', 'w3')]
+    >>> print(d.text())  # doctest: +SKIP
+    """
+
+    def __init__(self, network, target: str, path_terms: list[PathTerm], steps: tuple[Step, ...]):
+        self.network = network
+        self.target = target
+        self.path_terms = path_terms
+        self.steps = steps
+
+    # ---- the contract's members -----------------------------------------------------------------
+    @property
+    def paths(self) -> list[tuple[str, ...]]:
+        """Node names along each chain-rule path, loss first and the target last."""
+        return [t.path for t in self.path_terms]
+
+    @property
+    def terms(self) -> list[sp.Expr]:
+        """One expression per path: the product of its local factors, in node symbols."""
+        return [t.value for t in self.path_terms]
+
+    @cached_property
+    def expr(self) -> sp.Expr:
+        """The total derivative in node symbols: the sum of the path terms."""
+        return sp.Add(*self.terms)
+
+    @cached_property
+    def expanded(self) -> sp.Expr:
+        """The total derivative in inputs, target and parameters only."""
+        return self.expr.xreplace(self.network.expansions)
+
+    @property
+    def kind(self) -> str:
+        return self.network.graph[self.target].kind
+
+    def __repr__(self) -> str:
+        return f"<Derivation dL/d{self.target}: {len(self.path_terms)} path(s)>"
+
+    # ---- renderings -------------------------------------------------------------------------------
+    def text(self) -> str:
+        from .printing.text import derivation_text
+
+        return derivation_text(self)
+
+    __str__ = text
+
+    def latex(self) -> str:
+        from .printing.latex import derivation_latex
+
+        return derivation_latex(self)
+
+    def mathml(self) -> str:
+        from .printing.mathml import derivation_mathml
+
+        return derivation_mathml(self)
+
+    def markdown(self) -> str:
+        from .printing.markdown import derivation_markdown
+
+        return derivation_markdown(self)
+
+    def to_dict(self) -> dict:
+        from .printing.data import derivation_dict
+
+        return derivation_dict(self)
+
+    def _repr_latex_(self) -> str:
+        return "$\\displaystyle " + self.latex() + "$"
+
+    def _repr_html_(self) -> str:
+        from .printing.html import derivation_html
+
+        return derivation_html(self)
+
+
+def _path_label(graph, path: tuple[str, ...]) -> str:
+    if len(path) < 2:
+        return ""
+    via = graph[path[-2]]
+    if via.kind == "hidden" and via.step is not None:
+        return f"through layer {via.step} ({via.name})"
+    if via.kind == "output":
+        return f"through the output layer ({via.name})"
+    return f"through {via.name}"
+
+
+def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Derivation:
+    """Build the :class:`Derivation` of ``dL/d(target)``; see :meth:`Network.derive`."""
+    graph = network.graph
+    loss = graph.loss.name
+    paths = enumerate_paths(graph, target, limit=path_limit)
+    terms = [path_term(graph, p, local=network._local) for p in paths]
+    total = Total(loss, target)
+    chains = [Chain(tuple(Partial(a, b) for a, b in zip(p, p[1:]))) for p in paths]
+    expr = sp.Add(*[t.value for t in terms])
+    steps: list[Step] = []
+
+    if not paths:
+        steps.append(Step("chain_rule", "No path", (Equation(total, (sp.S.Zero,)),),
+                          note=f"The loss does not depend on {target}."))
+        return Derivation(network, target, terms, tuple(steps))
+
+    # 1. The chain rule in abstract form.
+    if len(paths) == 1:
+        steps.append(Step("chain_rule", "Chain rule along the only path",
+                          (Equation(total, (chains[0],), label=" → ".join(paths[0])),)))
+    else:
+        steps.append(Step(
+            "chain_rule", f"Chain rule: {len(paths)} paths, one term each",
+            (Equation(total, (Sum(tuple(chains)),)),)
+            + tuple(Equation(c, (), label=_path_label(graph, p)) for c, p in zip(chains, paths)),
+            note=f"{target} reaches the loss along {len(paths)} paths; the gradient is the sum of "
+                 "all their terms, not any single one.",
+            facts={"paths": len(paths)},
+        ))
+
+    # 2. What each node on the paths computes.
+    on_paths = [n for n in graph.nodes if any(n in p[:-1] for p in paths)]
+    steps.append(Step("definitions", "The nodes on the path" + ("s" if len(paths) > 1 else ""), tuple(
+        Equation(graph[n].symbol, (graph[n].expr,), label=graph[n].role) for n in reversed(on_paths)
+    )))
+
+    # 3. Each local factor, once, in path order.
+    seen: dict[Partial, sp.Expr] = {}
+    for term in terms:
+        for (a, b), factor in zip(zip(term.path, term.path[1:]), term.factors):
+            seen.setdefault(Partial(a, b), factor)
+    steps.append(Step(
+        "local_factors", "Local factors",
+        tuple(Equation(p, (v,)) for p, v in seen.items()),
+        note="Each factor is a local partial derivative (∂): the node's other inputs are held fixed, "
+             "even those that themselves depend on the target; their dependence is another path.",
+    ))
+
+    # 4. Each path's product, substituted and simplified.
+    single = len(paths) == 1
+    equations = []
+    for chain, term in zip(chains, terms):
+        rhs: tuple = (Product(term.factors),)
+        if len(term.factors) > 1 or term.simplified != sp.Mul(*term.factors):
+            rhs += (term.simplified,)
+        if term.value != term.simplified:
+            rhs += (term.value,)
+        equations.append(Equation(total if single else chain, rhs, label="" if single else _path_label(graph, term.path)))
+    steps.append(Step("path_terms", "Substitute the factors and multiply" if single else "Each path's term",
+                      tuple(equations)))
+
+    # 5. Terms that vanish because a constant is 0 (o0 = 0 makes dL/dw0 = 0).
+    zero_terms = [t for t in terms if t.zero_because]
+    if zero_terms:
+        equations, reasons = [], set()
+        for term in zero_terms:
+            for (a, b), factor in zip(zip(term.path, term.path[1:]), term.factors):
+                hit = [c for c in term.zero_because if graph[c].symbol in factor.free_symbols]
+                if hit and factor.xreplace(graph.constants()) == 0:
+                    equations.append(Equation(Partial(a, b), (factor, sp.S.Zero)))
+                    reasons.update(hit)
+        reason_text = "; ".join(f"{c} = {graph[c].value} ({graph[c].role})" for c in sorted(reasons))
+        steps.append(Step("zero", "Why a term is zero", tuple(equations),
+                          note=f"{reason_text}, so the factors above vanish and with them "
+                               f"{'the term' if single else 'their path terms'}."))
+
+    # 6. The total: the sum of the terms.
+    if not single:
+        steps.append(Step("total", "The gradient is the sum of the path terms",
+                          (Equation(total, (Sum(tuple(t.value for t in terms)),)),),
+                          note="Each term alone is one path's share; only their sum matches a "
+                               "finite-difference check."))
+
+    # 7. In inputs and parameters.
+    derivation = Derivation(network, target, terms, ())
+    if len(graph.nodes) <= EXPANDED_STEP_MAX_NODES:
+        steps.append(Step("expanded", "In inputs, target and parameters only",
+                          (Equation(total, (derivation.expanded,)),)))
+
+    # 8. The update rule, for parameters.
+    if graph[target].kind == "param":
+        steps.append(Step(
+            "update", "Gradient-descent update",
+            (Equation(graph[target].symbol, (Update(target, loss),), relation="←"),),
+            note="η is the learning rate; this is the article's rule W_t = W_(t−1) − η·dL/dW_(t−1).",
+        ))
+    derivation.steps = tuple(steps)
+    return derivation

@@ -1,0 +1,106 @@
+"""The path view: one chain-rule product per path from the loss down to a node (the article's form).
+
+Paths are bounded: their number can grow exponentially (an LSTM), so they are counted first and
+refused past a limit, pointing at the recursive view, which is always linear.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..errors import RnnsymError
+from ..graph import Graph
+from .local import local_partial
+
+DEFAULT_PATH_LIMIT = 2000
+
+
+class PathLimitError(RnnsymError):
+    """More chain-rule paths than the limit allows; the recursive view handles any number."""
+
+
+def _descendants(graph: Graph, start: str) -> set[str]:
+    """``start`` and every node whose value depends on it."""
+    seen, todo = {start}, [start]
+    while todo:
+        for child in graph.children(todo.pop()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
+
+
+def count_paths(graph: Graph, target: str) -> int:
+    """How many chain-rule paths lead from the loss to ``target`` (dynamic programming, no listing)."""
+    relevant = _descendants(graph, target)
+    count = {target: 1}
+    for name in graph.nodes:  # topological order: parents are counted before children
+        if name in relevant and name != target:
+            count[name] = sum(count.get(p, 0) for p in graph.parents(name) if p in relevant)
+    return count.get(graph.loss.name, 0)
+
+
+def enumerate_paths(graph: Graph, target: str, limit: int = DEFAULT_PATH_LIMIT) -> list[tuple[str, ...]]:
+    """Every path ``(loss, ..., target)``, shortest first: the article's order (layer T, then T-1, ...)."""
+    n = count_paths(graph, target)
+    if n > limit:
+        raise PathLimitError(
+            f"{n} chain-rule paths lead to {target!r}, more than the limit of {limit}; "
+            "use the recursive view (Derivation.recursive) or truncate the sequence"
+        )
+    relevant = _descendants(graph, target)
+    found: list[tuple[str, ...]] = []
+
+    def walk(path: tuple[str, ...]) -> None:
+        if path[-1] == target:
+            found.append(path)
+            return
+        # Later parents first, so that ties are listed from the last layer back, as in the article.
+        for parent in reversed(graph.parents(path[-1])):
+            if parent in relevant:
+                walk(path + (parent,))
+
+    walk((graph.loss.name,))
+    return sorted(found, key=len)
+
+
+@dataclass(frozen=True)
+class PathTerm:
+    """One path's contribution: its local factors in chain order, their product, and its value."""
+
+    path: tuple[str, ...]
+    factors: tuple[sp.Expr, ...]  # factors[i] = ∂path[i]/∂path[i+1]
+    simplified: sp.Expr  # the product, with fractions cancelled where they cancel
+    value: sp.Expr  # the simplified product with constants (o0 = 0) put in
+    zero_because: tuple[str, ...] = ()  # constants whose value 0 makes the term vanish
+
+
+def path_term(graph: Graph, path: tuple[str, ...], local=local_partial) -> PathTerm:
+    """Multiply the local factors along ``path``.
+
+    Only a product that still has a denominator is cancelled (``∂L/∂o5 · ∂o5/∂o4`` for BCE and a
+    sigmoid gives ``(o5 - Y)*w4``); polynomial factors are multiplied as they stand, so
+    ``(1 - o4**2)`` stays factored instead of being expanded.
+    """
+    factors = tuple(local(graph, a, b) for a, b in zip(path, path[1:]))
+    product: sp.Expr = sp.S.One
+    for factor in factors:
+        candidate = product * factor
+        if _has_denominator(product) or _has_denominator(factor):
+            cancelled = sp.factor(sp.cancel(candidate))
+            if sp.count_ops(cancelled) <= sp.count_ops(candidate):
+                candidate = cancelled
+        product = sp.factor_terms(candidate)
+    constants = graph.constants()
+    value = product.xreplace(constants) if constants else product
+    zero_because = ()
+    if value == 0 and product != 0:
+        zero_because = tuple(
+            s.name for s in sorted(product.free_symbols & set(constants), key=str) if constants[s] == 0
+        )
+    return PathTerm(path, factors, product, value, zero_because)
+
+
+def _has_denominator(expr: sp.Expr) -> bool:
+    return sp.denom(sp.together(expr)) != 1

@@ -1,0 +1,95 @@
+"""Activations, their derivative rules, and losses, as SymPy building blocks.
+
+The derivative rules live in one table, keyed by operation and written in the operation's
+*output* ``y`` (``tanh' = 1 - y**2``, ``sigmoid' = y*(1 - y)``). That is what lets the engine
+write a local factor such as ``∂o4/∂w3`` in node symbols, ``(1 - o4**2)*o3``, instead of
+repeating the nested pre-activation.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import sympy as sp
+
+from .errors import RnnsymError, choose
+
+
+class sigmoid(sp.Function):
+    """The logistic function ``1 / (1 + exp(-z))``, kept as one symbol so it prints as σ."""
+
+    def fdiff(self, argindex=1):
+        return DERIVATIVE_RULES[sigmoid](self)
+
+    def _eval_rewrite_as_exp(self, z, **kwargs):
+        return 1 / (1 + sp.exp(-z))
+
+    def _eval_evalf(self, prec):
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
+
+class relu(sp.Function):
+    """The rectifier ``max(0, z)``."""
+
+    def fdiff(self, argindex=1):
+        return DERIVATIVE_RULES[relu](self)
+
+    def _eval_rewrite_as_Max(self, z, **kwargs):
+        return sp.Max(0, z)
+
+    def _eval_evalf(self, prec):
+        return self.rewrite(sp.Max)._eval_evalf(prec)
+
+
+# ---- derivative rules: d f(z)/dz, written in the output y = f(z) ---------------------------
+DERIVATIVE_RULES: dict[type, Callable[[sp.Expr], sp.Expr]] = {
+    sp.tanh: lambda y: 1 - y**2,
+    sigmoid: lambda y: y * (1 - y),
+    relu: lambda y: sp.Heaviside(y, 0),  # y > 0 exactly when z > 0; the kink counts as 0
+    sp.exp: lambda y: y,
+}
+
+
+def identity(z: sp.Expr) -> sp.Expr:
+    return z
+
+
+ACTIVATIONS: dict[str, Callable[[sp.Expr], sp.Expr]] = {
+    "tanh": sp.tanh,
+    "sigmoid": sigmoid,
+    "relu": relu,
+    "identity": identity,
+}
+
+
+def activation(name: str) -> Callable[[sp.Expr], sp.Expr]:
+    """The activation called ``name``; an unknown name is a one-line error listing the known ones."""
+    choose("activation", name, ACTIVATIONS)
+    return ACTIVATIONS[name]
+
+
+# ---- losses of one example: L(output, target) --------------------------------------------------
+def binary_cross_entropy(out: sp.Expr, target: sp.Expr) -> sp.Expr:
+    return -(target * sp.log(out) + (1 - target) * sp.log(1 - out))
+
+
+def squared_error(out: sp.Expr, target: sp.Expr) -> sp.Expr:
+    return (out - target) ** 2
+
+
+LOSSES: dict[str, Callable[[sp.Expr, sp.Expr], sp.Expr]] = {
+    "bce": binary_cross_entropy,
+    "mse": squared_error,
+}
+
+LOSS_TITLES = {"bce": "binary cross-entropy", "mse": "squared error"}
+
+
+def loss(name: str, output_activation: str) -> Callable[[sp.Expr, sp.Expr], sp.Expr]:
+    """The loss called ``name``, checked against the output activation it is paired with."""
+    choose("loss", name, LOSSES)
+    if name == "bce" and output_activation != "sigmoid":
+        raise RnnsymError(
+            f"loss 'bce' needs outputs in (0, 1), so output_activation must be 'sigmoid', "
+            f"got {output_activation!r}"
+        )
+    return LOSSES[name]

@@ -1,0 +1,137 @@
+"""A Network: an unrolled graph plus the names people ask about, and the three ways in."""
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import sympy as sp
+
+from .engine import local_partial
+from .errors import RnnsymError
+from .graph import Graph
+
+
+class Network:
+    """An unrolled recurrent network, ready for symbolic queries, derivations and compiling.
+
+    Built by a constructor such as :func:`rnnsym.seed_rnn`; not usually made directly.
+    """
+
+    def __init__(self, graph: Graph, *, name: str, steps: int, options: dict[str, Any], title: str):
+        self.graph = graph
+        self.name = name
+        self.steps = steps
+        self.options = dict(options)
+        self.title = title
+        self._locals: dict[tuple[str, str], sp.Expr] = {}
+        self._derivations: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"<rnnsym {self.name} network, steps={self.steps}, {opts}>"
+
+    # ---- names --------------------------------------------------------------------------------
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.graph.of_kind("param"))
+
+    @property
+    def params(self) -> tuple[sp.Symbol, ...]:
+        return tuple(n.symbol for n in self.graph.of_kind("param"))
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.graph.of_kind("input"))
+
+    @property
+    def inputs(self) -> tuple[sp.Symbol, ...]:
+        return tuple(n.symbol for n in self.graph.of_kind("input"))
+
+    @property
+    def target(self) -> sp.Symbol:
+        (node,) = self.graph.of_kind("target")
+        return node.symbol
+
+    @property
+    def output_name(self) -> str:
+        (node,) = self.graph.of_kind("output")
+        return node.name
+
+    @property
+    def loss_name(self) -> str:
+        return self.graph.loss.name
+
+    def resolve(self, name, what: str = "name") -> str:
+        """The node name for ``name`` (a string or a Symbol); an unknown one is a clear error."""
+        key = name.name if isinstance(name, sp.Symbol) else name
+        if isinstance(key, str) and key in self.graph:
+            return key
+        groups = {"parameters": ("param",), "inputs": ("input",), "target": ("target",),
+                  "nodes": ("constant", "hidden", "output", "loss")}
+        listing = "; ".join(
+            f"{label}: {', '.join(n.name for n in self.graph.of_kind(*kinds))}"
+            for label, kinds in groups.items() if self.graph.of_kind(*kinds)
+        )
+        raise RnnsymError(f"unknown {what} {name!r}; {listing}")
+
+    # ---- symbolic queries -------------------------------------------------------------------------
+    def node(self, name) -> sp.Expr:
+        """A node's own expression in its parents' symbols (a leaf gives its symbol or value).
+
+        >>> seed_rnn(steps=4).node("o4")
+        tanh(b4 + o3*w3 + w*x4)
+        """
+        node = self.graph[self.resolve(name, "node")]
+        if node.expr is not None:
+            return node.expr
+        return sp.sympify(node.value) if node.kind == "constant" else node.symbol
+
+    def local(self, child, parent) -> sp.Expr:
+        """One local partial ``∂child/∂parent``, the other inputs of ``child`` held fixed.
+
+        >>> seed_rnn(steps=4).local("o4", "o3")
+        w3*(1 - o4**2)
+        """
+        key = (self.resolve(child, "node"), self.resolve(parent, "node"))
+        if key not in self._locals:
+            self._locals[key] = local_partial(self.graph, *key)
+        return self._locals[key]
+
+    def _local(self, graph: Graph, child: str, parent: str) -> sp.Expr:
+        return self.local(child, parent)
+
+    def derive(self, wrt, *, path_limit: int | None = None):
+        """The derivation of ``dL/d(wrt)`` for a parameter, a node or an input, step by step.
+
+        >>> d = seed_rnn(steps=4).derive("w3")
+        >>> d.paths
+        [('L', 'o5', 'o4', 'w3')]
+        """
+        from .derivation import derive
+
+        name = self.resolve(wrt, "parameter, node or input")
+        if path_limit is not None:
+            return derive(self, name, path_limit=path_limit)
+        if name not in self._derivations:
+            self._derivations[name] = derive(self, name)
+        return self._derivations[name]
+
+    @cached_property
+    def expansions(self) -> dict[sp.Symbol, sp.Expr]:
+        """Each node's value in inputs, target and parameters only (constants put in)."""
+        values: dict[sp.Symbol, sp.Expr] = {}
+        for node in self.graph.nodes.values():
+            if node.kind == "constant":
+                values[node.symbol] = sp.sympify(node.value)
+            elif node.expr is not None:
+                values[node.symbol] = node.expr.xreplace(values)
+        return values
+
+    # ---- numbers ----------------------------------------------------------------------------------
+    def compile(self):
+        """NumPy functions ``forward`` and ``value_and_grad`` over a batch (see CompiledNetwork)."""
+        from .numeric.codegen import compile_network
+
+        if not hasattr(self, "_compiled"):
+            self._compiled = compile_network(self)
+        return self._compiled

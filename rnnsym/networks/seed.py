@@ -1,0 +1,64 @@
+"""The seed network: the article's scalar RNN, with the article's names.
+
+For ``steps = T``: inputs ``x1..xT``; ``o0 = 0``; hidden outputs
+``ot = f(w*xt + w(t-1)*o(t-1) + bt)``; the output ``o(T+1) = g(wT*oT + b(T+1))``; the loss
+``L(o(T+1), Y)``.
+"""
+from __future__ import annotations
+
+from .. import functions
+from ..errors import positive_int
+from ..graph import Graph
+from ..network import Network
+
+
+def seed_rnn(
+    steps: int = 4,
+    activation: str = "tanh",
+    output_activation: str = "sigmoid",
+    loss: str = "bce",
+    shared_bias: bool = False,
+) -> Network:
+    """The article's network unrolled over ``steps`` words.
+
+    ``shared_bias=True`` uses one hidden bias ``b`` for every step (plus the output bias
+    ``b(T+1)``) instead of one bias per layer.
+
+    >>> net = seed_rnn(steps=4)
+    >>> net.param_names
+    ('w', 'w0', 'w1', 'w2', 'w3', 'w4', 'b1', 'b2', 'b3', 'b4', 'b5')
+    """
+    T = positive_int("steps", steps)
+    f = functions.activation(activation)
+    g = functions.activation(output_activation)
+    loss_fn = functions.loss(loss, output_activation)
+    if not isinstance(shared_bias, bool):
+        raise functions.RnnsymError(f"shared_bias must be True or False, got {shared_bias!r}")
+
+    graph = Graph()
+    xs = [graph.add(f"x{t}", "input", step=t, role=f"input word {t}") for t in range(1, T + 1)]
+    w = graph.add("w", "param", role="input weight, shared by every step")
+    ws = [
+        graph.add(f"w{t}", "param", step=t + 1, role=f"recurrent weight carrying o{t} into layer {t + 1}")
+        for t in range(T)
+    ]
+    w_out = graph.add(f"w{T}", "param", step=T + 1, role="output-layer weight")
+    if shared_bias:
+        b = graph.add("b", "param", role="hidden bias, shared by every step")
+        bs = [b] * T
+    else:
+        bs = [graph.add(f"b{t}", "param", step=t, role=f"bias of layer {t}") for t in range(1, T + 1)]
+    b_out = graph.add(f"b{T + 1}", "param", step=T + 1, role="output-layer bias")
+    target = graph.add("Y", "target", role="the target")
+
+    previous = graph.add("o0", "constant", value=0, step=0, role="default previous output, always 0")
+    for t in range(1, T + 1):
+        previous = graph.add(
+            f"o{t}", "hidden", f(w * xs[t - 1] + ws[t - 1] * previous + bs[t - 1]),
+            step=t, role=f"hidden output of layer {t}",
+        )
+    out = graph.add(f"o{T + 1}", "output", g(w_out * previous + b_out), step=T + 1, role="network output")
+    graph.add("L", "loss", loss_fn(out, target), step=T + 1, role=f"loss ({functions.LOSS_TITLES[loss]})")
+
+    options = dict(activation=activation, output_activation=output_activation, loss=loss, shared_bias=shared_bias)
+    return Network(graph, name="seed", steps=T, options=options, title="the article's simple RNN")

@@ -1,0 +1,1 @@
+"""Numbers: symbolic graphs compiled to NumPy source, and the gradient checker."""

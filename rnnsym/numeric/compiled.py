@@ -1,0 +1,99 @@
+"""The compiled network: generated NumPy functions behind checked, dict-based entry points."""
+from __future__ import annotations
+
+import linecache
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import RnnsymError
+
+
+class CompiledNetwork:
+    """NumPy functions for one network. ``source`` holds the generated code, for reading.
+
+    >>> f = rnnsym.seed_rnn(steps=4).compile()
+    >>> loss, grads = f.value_and_grad(params, x, y)  # doctest: +SKIP
+
+    ``params`` maps every parameter name to a float or array; ``x`` is ``(batch, T)`` or
+    ``(batch, T, input_size)``; ``y`` is ``(batch,)``. The loss is the batch mean and
+    ``grads[name]`` has the parameter's shape.
+    """
+
+    def __init__(self, network, source: str, runtime: dict):
+        self.network = network
+        self.source = source
+        self.param_names = network.param_names
+        filename = f"<rnnsym:{network.name}:T={network.steps}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace = {"numpy": np, **runtime}
+        exec(compile(source, filename, "exec"), namespace)  # our own generated source, no user text
+        self._forward = namespace["forward"]
+        self._loss = namespace["loss"]
+        self._value_and_grad = namespace["value_and_grad"]
+
+    # ---- entry points -------------------------------------------------------------------------------
+    def forward(self, params: Mapping, x) -> np.ndarray:
+        """The network output for each example: shape ``(batch,)``."""
+        return self._forward(self._x(x), *self._params(params))
+
+    def loss(self, params: Mapping, x, y) -> float:
+        """The batch-mean loss."""
+        x = self._x(x)
+        return float(self._loss(x, self._y(y, x), *self._params(params)))
+
+    def value_and_grad(self, params: Mapping, x, y) -> tuple[float, dict[str, np.ndarray]]:
+        """The batch-mean loss and its gradient with respect to every parameter."""
+        x = self._x(x)
+        values = self._params(params)
+        value, grads = self._value_and_grad(x, self._y(y, x), *values)
+        return float(value), {
+            name: np.asarray(g, dtype=float).reshape(np.shape(v)) for name, g, v in zip(self.param_names, grads, values)
+        }
+
+    # ---- input checks: a clear error before anything is computed ----------------------------------
+    def _params(self, params: Mapping) -> list:
+        if not isinstance(params, Mapping):
+            raise RnnsymError(f"params must be a dict of name -> value, got {type(params).__name__}")
+        missing = [n for n in self.param_names if n not in params]
+        unknown = [n for n in params if n not in self.param_names]
+        if missing or unknown:
+            problem = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(map(str, unknown))}"
+            raise RnnsymError(f"params: {problem}; expected exactly: {', '.join(self.param_names)}")
+        values = []
+        for name in self.param_names:
+            value = _finite(f"parameter {name!r}", params[name])
+            if value.shape not in ((), (1,)):
+                raise RnnsymError(f"parameter {name!r} must be a scalar, got shape {value.shape}")
+            values.append(value.reshape(()))
+        return values
+
+    def _x(self, x) -> np.ndarray:
+        x = _finite("x", x)
+        T = self.network.steps
+        if x.ndim == 3 and x.shape[2] == 1:
+            x = x[:, :, 0]
+        if x.ndim != 2 or x.shape[1] != T or x.shape[0] < 1:
+            raise RnnsymError(f"x must have shape (batch, {T}) or (batch, {T}, 1), got {x.shape}")
+        return x
+
+    def _y(self, y, x: np.ndarray) -> np.ndarray:
+        y = _finite("y", y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.shape != (x.shape[0],):
+            raise RnnsymError(f"y must have shape ({x.shape[0]},) to match x, got {y.shape}")
+        if self.network.options.get("loss") == "bce" and ((y < 0) | (y > 1)).any():
+            bad = y[(y < 0) | (y > 1)][0]
+            raise RnnsymError(f"y holds {bad!r}; targets for loss 'bce' must lie in [0, 1]")
+        return y
+
+
+def _finite(what: str, value) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise RnnsymError(f"{what} must be numeric, got {type(value).__name__}") from None
+    if not np.isfinite(array).all():
+        raise RnnsymError(f"{what} contains NaN or infinite values")
+    return array

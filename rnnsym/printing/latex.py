@@ -1,0 +1,93 @@
+"""LaTeX, in SymPy's printer style, keeping the chain-rule factor order and writing ∂ for local partials."""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+
+from ..records import Chain, Equation, Partial, Product, Step, Sum, Total, Update
+from .base import StepPrinter, positive_terms_first
+
+
+class _ExprPrinter(LatexPrinter):
+    def _as_ordered_terms(self, expr, order=None):
+        return positive_terms_first(super()._as_ordered_terms(expr, order))
+
+    def _print_sigmoid(self, expr, exp=None):
+        tex = r"\sigma\left(%s\right)" % self._print(expr.args[0])
+        return tex if exp is None else r"%s^{%s}" % (tex, exp)
+
+    def _print_relu(self, expr, exp=None):
+        tex = r"\operatorname{relu}\left(%s\right)" % self._print(expr.args[0])
+        return tex if exp is None else r"%s^{%s}" % (tex, exp)
+
+    def _print_Heaviside(self, expr, exp=None):
+        tex = r"H\left(%s\right)" % self._print(expr.args[0])
+        return tex if exp is None else r"%s^{%s}" % (tex, exp)
+
+
+_expr_printer = _ExprPrinter()
+
+
+def expr_latex(expr) -> str:
+    return _expr_printer.doprint(sp.sympify(expr))
+
+
+def name_latex(name: str) -> str:
+    """A node name as SymPy writes a symbol: ``o5`` → ``o_{5}``, ``W_hh`` → ``W_{hh}``."""
+    return _expr_printer.doprint(sp.Symbol(name))
+
+
+class LatexStepPrinter(StepPrinter):
+    def _print_Basic(self, e):
+        return expr_latex(e)
+
+    def _print_Partial(self, p: Partial):
+        return r"\frac{\partial %s}{\partial %s}" % (name_latex(p.of), name_latex(p.wrt))
+
+    def _print_Total(self, t: Total):
+        return r"\frac{d %s}{d %s}" % (name_latex(t.of), name_latex(t.wrt))
+
+    def _print_Chain(self, c: Chain):
+        return " ".join(self.doprint(p) for p in c.partials) or "1"
+
+    def _print_Product(self, p: Product):
+        if len(p.factors) == 1:
+            return self.doprint(p.factors[0])
+        return r" \cdot ".join(r"\left(%s\right)" % self.doprint(f) for f in p.factors) or "1"
+
+    def _print_Sum(self, s: Sum):
+        out = ""
+        for i, term in enumerate(s.terms):
+            tex = self.doprint(term)
+            if i and tex.startswith("-"):
+                out += " - " + tex[1:].lstrip()
+            else:
+                out += (" + " if i else "") + tex
+        return out
+
+    def _print_Update(self, u: Update):
+        return r"%s - \eta \frac{d %s}{d %s}" % (name_latex(u.param), name_latex(u.loss), name_latex(u.param))
+
+    def _print_Equation(self, eq: Equation):
+        return self.equation(eq)
+
+    def equation(self, eq: Equation, align: bool = False) -> str:
+        rel = r" \leftarrow " if eq.relation == "←" else " = "
+        rhs = [self.doprint(r) for r in eq.rhs]
+        if align and rhs:
+            return self.doprint(eq.lhs) + " &" + rel.lstrip() + rel.join(rhs)
+        return self.doprint(eq.lhs) + "".join(rel + r for r in rhs)
+
+    def _print_Step(self, step: Step):
+        return r" \\ ".join(self.doprint(eq) for eq in step.equations)
+
+
+def equation_latex(eq: Equation) -> str:
+    return LatexStepPrinter().doprint(eq)
+
+
+def derivation_latex(d) -> str:
+    """The derivation as one LaTeX ``aligned`` block, one row per equation of every step."""
+    printer = LatexStepPrinter()
+    rows = [printer.equation(eq, align=True) for step in d.steps for eq in step.equations]
+    return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"

@@ -1,0 +1,38 @@
+"""Markdown with ``$$…$$`` display math, as GitHub and common static-site tools render it."""
+from __future__ import annotations
+
+from ..records import Equation, Total
+from .latex import LatexStepPrinter, expr_latex, name_latex
+
+
+def derivation_markdown(d, heading_level: int = 2) -> str:
+    latex = LatexStepPrinter()
+    graph = d.network.graph
+    h = "#" * heading_level
+    out = [f"{h} dL/d{d.target}: {graph[d.target].role}", ""]
+    for i, step in enumerate(d.steps, 1):
+        out += [f"**{i}. {step.title}**", ""]
+        for eq in step.equations:
+            if eq.label:
+                out.append(f"*{eq.label}*")
+                out.append("")
+            out += ["$$", latex.equation(eq), "$$", ""]
+        if step.note:
+            out += [f"> {step.note}", ""]
+    result = latex.equation(Equation(Total(d.network.loss_name, d.target), (d.expr,)))
+    out += ["Result, in node symbols:", "", "$$", result, "$$", ""]
+    return "\n".join(out)
+
+
+def network_markdown(network, derivations) -> str:
+    """One Markdown document for a network: its equations, then every derivation."""
+    out = [f"# rnnsym derivations: {network.title}", "",
+           f"Network `{network.name}`, {network.steps} steps; options: "
+           + ", ".join(f"`{k}={v}`" for k, v in network.options.items()) + ".", "",
+           "## The network", ""]
+    for node in network.graph.nodes.values():
+        if node.expr is not None:
+            out += ["$$", f"{name_latex(node.name)} = {expr_latex(node.expr)}", "$$", ""]
+    for d in derivations:
+        out.append(derivation_markdown(d))
+    return "\n".join(out)

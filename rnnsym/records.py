@@ -1,0 +1,80 @@
+"""Steps as data: immutable records of a derivation, which every printer renders its own way.
+
+A record never holds formatted text, only names and SymPy expressions, so LaTeX, MathML, text,
+Markdown and JSON all come from the same computation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+import sympy as sp
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A local partial ``∂of/∂wrt``: every input of ``of`` except ``wrt`` held fixed."""
+
+    of: str
+    wrt: str
+
+
+@dataclass(frozen=True)
+class Total:
+    """The total derivative ``d of/d wrt`` (the gradient), summed over every path."""
+
+    of: str
+    wrt: str
+
+
+@dataclass(frozen=True)
+class Chain:
+    """An ordered product of local partials along one path, e.g. (∂L/∂o5)(∂o5/∂o4)(∂o4/∂w3)."""
+
+    partials: tuple[Partial, ...]
+
+
+@dataclass(frozen=True)
+class Product:
+    """An ordered product of expressions, printed in the order given (SymPy would re-sort it)."""
+
+    factors: tuple[sp.Expr, ...]
+
+
+@dataclass(frozen=True)
+class Sum:
+    """An ordered sum of display items, printed in the order given."""
+
+    terms: tuple["Item", ...]
+
+
+@dataclass(frozen=True)
+class Update:
+    """The gradient-descent update ``param - η·dL/dparam`` (the article's W_t = W_(t-1) − η·dL/dW_(t-1))."""
+
+    param: str
+    loss: str
+
+
+Item = Union[sp.Expr, Partial, Total, Chain, Product, Sum, Update]
+
+
+@dataclass(frozen=True)
+class Equation:
+    """``lhs = rhs[0] = rhs[1] ...`` (or ``lhs ← rhs[0]`` for an update)."""
+
+    lhs: Item
+    rhs: tuple[Item, ...]
+    relation: str = "="
+    label: str = ""  # a few words shown beside it, e.g. "through layer 4"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a derivation: what it does (``kind``), a heading, its equations and a remark."""
+
+    kind: str  # chain_rule | definitions | local_factors | path_terms | total | zero | simplify | expanded | update
+    title: str
+    equations: tuple[Equation, ...] = ()
+    note: str = ""
+    facts: dict = field(default_factory=dict)  # small machine-readable extras (path count, sizes)

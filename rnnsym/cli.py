@@ -54,10 +54,11 @@ def _clear_errors(command):
 
 
 def _emit(text: str, out: str | None) -> None:
+    text = text.rstrip("\n") + "\n"
     if out:
-        atomic_write_text(out, text if text.endswith("\n") else text + "\n")
+        atomic_write_text(out, text)
     else:
-        click.echo(text)
+        click.echo(text, nl=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -54,6 +54,12 @@ class Derivation:
         return self.expr.xreplace(self.network.expansions)
 
     @property
+    def result(self):
+        """:attr:`expr` for display: each path's term with its factors in chain order."""
+        shown = tuple(in_chain_order(t.value, t.factors) for t in self.path_terms if t.value != 0)
+        return shown[0] if len(shown) == 1 else Sum(shown) if shown else sp.S.Zero
+
+    @property
     def kind(self) -> str:
         return self.network.graph[self.target].kind
 
@@ -108,12 +114,28 @@ def _path_label(graph, path: tuple[str, ...]) -> str:
     return f"through {via.name}"
 
 
+def in_chain_order(expr: sp.Expr, factors) -> sp.Expr | Product:
+    """A simplified path term with its factors in chain order, as the article writes them:
+    ``(o5 - Y)·w4·(1 - o4²)·o3`` rather than SymPy's ``o3·w4·(1 - o4²)·(o5 - Y)``.
+
+    Only plain products are reordered; a quotient or a negative coefficient stays as SymPy has it.
+    """
+    if not expr.is_Mul or any(a.is_Pow and a.exp.is_negative or a.is_Number and a.is_negative for a in expr.args):
+        return expr
+
+    def first_factor(arg):
+        return min((i for i, f in enumerate(factors) if arg.free_symbols & f.free_symbols), default=len(factors))
+
+    return Product(tuple(sorted(expr.args, key=lambda a: (not a.is_Number, first_factor(a)))), grouped=False)
+
+
 def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Derivation:
     """Build the :class:`Derivation` of ``dL/d(target)``; see :meth:`Network.derive`."""
     graph = network.graph
     loss = graph.loss.name
     paths = enumerate_paths(graph, target, limit=path_limit)
-    terms = [path_term(graph, p, local=network._local) for p in paths]
+    prefixes: dict = {}
+    terms = [path_term(graph, p, local=network._local, prefixes=prefixes) for p in paths]
     total = Total(loss, target)
     chains = [Chain(tuple(Partial(a, b) for a, b in zip(p, p[1:]))) for p in paths]
     expr = sp.Add(*[t.value for t in terms])
@@ -162,7 +184,7 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
     for chain, term in zip(chains, terms):
         rhs: tuple = (Product(term.factors),)
         if len(term.factors) > 1 or term.simplified != sp.Mul(*term.factors):
-            rhs += (term.simplified,)
+            rhs += (in_chain_order(term.simplified, term.factors),)
         if term.value != term.simplified:
             rhs += (term.value,)
         equations.append(Equation(total if single else chain, rhs, label="" if single else _path_label(graph, term.path)))
@@ -187,7 +209,7 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
     # 6. The total: the sum of the terms.
     if not single:
         steps.append(Step("total", "The gradient is the sum of the path terms",
-                          (Equation(total, (Sum(tuple(t.value for t in terms)),)),),
+                          (Equation(total, (Sum(tuple(in_chain_order(t.value, t.factors) for t in terms)),)),),
                           note="Each term alone is one path's share; only their sum matches a "
                                "finite-difference check."))
 

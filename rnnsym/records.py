@@ -36,9 +36,13 @@ class Chain:
 
 @dataclass(frozen=True)
 class Product:
-    """An ordered product of expressions, printed in the order given (SymPy would re-sort it)."""
+    """An ordered product of expressions, printed in the order given (SymPy would re-sort it).
+
+    ``grouped``: every factor in brackets (the substituted chain); otherwise only sums are.
+    """
 
     factors: tuple[sp.Expr, ...]
+    grouped: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,3 +82,14 @@ class Step:
     equations: tuple[Equation, ...] = ()
     note: str = ""
     facts: dict = field(default_factory=dict)  # small machine-readable extras (path count, sizes)
+
+
+def as_expr(item: Item) -> sp.Expr:
+    """The SymPy value of a display item made of expressions (a Product, a Sum or an expression)."""
+    if isinstance(item, Product):
+        return sp.Mul(*item.factors)
+    if isinstance(item, Sum):
+        return sp.Add(*map(as_expr, item.terms))
+    if isinstance(item, sp.Basic):
+        return item
+    raise TypeError(f"{type(item).__name__} has no SymPy value")

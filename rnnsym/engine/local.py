@@ -4,6 +4,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..errors import RnnsymError
+from ..functions import DERIVATIVE_RULES
 from ..graph import Graph
 
 
@@ -24,11 +25,19 @@ def local_partial(graph: Graph, child: str, parent: str) -> sp.Expr:
         raise RnnsymError(f"{child!r} is a {node.kind} and has no local expression to differentiate")
     if parent not in graph.parents(child):
         return sp.S.Zero
-    derivative = sp.diff(node.expr, graph[parent].symbol)
-    if node.expr.is_Function:
-        derivative = derivative.subs(node.expr, node.symbol)
+    wrt = graph[parent].symbol
+    rule = DERIVATIVE_RULES.get(node.expr.func)
+    if rule is not None and len(node.expr.args) == 1:
+        # The common shape node = f(pre-activation): the rule table gives f' in the node's own
+        # symbol, and only the small pre-activation is differentiated.
+        derivative = rule(node.symbol) * sp.diff(node.expr.args[0], wrt)
+    else:
+        derivative = sp.diff(node.expr, wrt)
+        if node.expr.is_Function:
+            derivative = derivative.subs(node.expr, node.symbol)
     _refuse_unknown_derivatives(derivative, child)
-    return sp.factor_terms(derivative)  # 2*o5 - 2*Y -> 2*(o5 - Y); never expands (1 - o4**2)
+    # 2*o5 - 2*Y -> 2*(o5 - Y); factor_terms never expands (1 - o4**2).
+    return sp.factor_terms(derivative) if derivative.is_Add else derivative
 
 
 def _refuse_unknown_derivatives(expr: sp.Expr, child: str) -> None:

@@ -76,22 +76,29 @@ class PathTerm:
     zero_because: tuple[str, ...] = ()  # constants whose value 0 makes the term vanish
 
 
-def path_term(graph: Graph, path: tuple[str, ...], local=local_partial) -> PathTerm:
+def path_term(graph: Graph, path: tuple[str, ...], local=local_partial, prefixes: dict | None = None) -> PathTerm:
     """Multiply the local factors along ``path``.
 
     Only a product that still has a denominator is cancelled (``∂L/∂o5 · ∂o5/∂o4`` for BCE and a
     sigmoid gives ``(o5 - Y)*w4``); polynomial factors are multiplied as they stand, so
-    ``(1 - o4**2)`` stays factored instead of being expanded.
+    ``(1 - o4**2)`` stays factored instead of being expanded. Paths share their beginnings
+    (every path of the shared ``w`` starts L → o5 → o4), so products of prefixes are kept in
+    ``prefixes`` and each is formed once: linear work for a whole derivation, not quadratic.
     """
+    prefixes = {} if prefixes is None else prefixes
     factors = tuple(local(graph, a, b) for a, b in zip(path, path[1:]))
-    product: sp.Expr = sp.S.One
-    for factor in factors:
+    start = max((k for k in range(1, len(path) + 1) if path[:k] in prefixes), default=1)
+    product, fractional = prefixes.get(path[:start], (sp.S.One, False))
+    for k in range(start, len(path)):
+        factor = factors[k - 1]
         candidate = product * factor
-        if _has_denominator(product) or _has_denominator(factor):
+        if fractional or _has_denominator(factor):
             cancelled = sp.factor(sp.cancel(candidate))
             if sp.count_ops(cancelled) <= sp.count_ops(candidate):
                 candidate = cancelled
-        product = sp.factor_terms(candidate)
+            fractional = _has_denominator(candidate)
+        product = candidate
+        prefixes[path[:k + 1]] = (product, fractional)
     constants = graph.constants()
     value = product.xreplace(constants) if constants else product
     zero_because = ()

@@ -45,10 +45,10 @@ class CompiledNetwork:
     def value_and_grad(self, params: Mapping, x, y) -> tuple[float, dict[str, np.ndarray]]:
         """The batch-mean loss and its gradient with respect to every parameter."""
         x = self._x(x)
-        values = self._params(params)
-        value, grads = self._value_and_grad(x, self._y(y, x), *values)
+        value, grads = self._value_and_grad(x, self._y(y, x), *self._params(params))
         return float(value), {
-            name: np.asarray(g, dtype=float).reshape(np.shape(v)) for name, g, v in zip(self.param_names, grads, values)
+            name: np.asarray(g, dtype=float).reshape(np.shape(params[name]))
+            for name, g in zip(self.param_names, grads)
         }
 
     # ---- input checks: a clear error before anything is computed ----------------------------------

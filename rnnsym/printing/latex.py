@@ -53,7 +53,9 @@ class LatexStepPrinter(StepPrinter):
     def _print_Product(self, p: Product):
         if len(p.factors) == 1:
             return self.doprint(p.factors[0])
-        return r" \cdot ".join(r"\left(%s\right)" % self.doprint(f) for f in p.factors) or "1"
+        if p.grouped:
+            return r" \cdot ".join(r"\left(%s\right)" % self.doprint(f) for f in p.factors) or "1"
+        return " ".join(r"\left(%s\right)" % self.doprint(f) if f.is_Add else self.doprint(f) for f in p.factors)
 
     def _print_Sum(self, s: Sum):
         out = ""

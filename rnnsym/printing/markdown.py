@@ -19,7 +19,7 @@ def derivation_markdown(d, heading_level: int = 2) -> str:
             out += ["$$", latex.equation(eq), "$$", ""]
         if step.note:
             out += [f"> {step.note}", ""]
-    result = latex.equation(Equation(Total(d.network.loss_name, d.target), (d.expr,)))
+    result = latex.equation(Equation(Total(d.network.loss_name, d.target), (d.result,)))
     out += ["Result, in node symbols:", "", "$$", result, "$$", ""]
     return "\n".join(out)
 

@@ -35,4 +35,7 @@ def equation_mathml(eq, display: str = "block") -> str:
 
 def derivation_mathml(d) -> str:
     """The whole derivation as one MathML block (an aligned table of equations)."""
-    return latex_to_mathml(derivation_latex(d))
+    # latex2mathml turns `split` into an aligned <mtable> but leaves the `&` of `aligned` as raw
+    # text; the two environments mean the same here.
+    latex = derivation_latex(d).replace(r"\begin{aligned}", r"\begin{split}").replace(r"\end{aligned}", r"\end{split}")
+    return latex_to_mathml(latex)

@@ -63,7 +63,9 @@ class TextPrinter(StepPrinter):
     def _print_Product(self, p: Product):
         if len(p.factors) == 1:
             return self.doprint(p.factors[0])
-        return "·".join(f"[{self.doprint(f)}]" for f in p.factors) or "1"
+        if p.grouped:
+            return "·".join(f"[{self.doprint(f)}]" for f in p.factors) or "1"
+        return "·".join(f"({self.doprint(f)})" if f.is_Add else self.doprint(f) for f in p.factors)
 
     def _print_Sum(self, s: Sum):
         return " + ".join(self.doprint(t) for t in s.terms)
@@ -91,4 +93,4 @@ def derivation_text(d) -> str:
     printer = TextPrinter()
     head = f"{printer.doprint(Total(d.network.loss_name, d.target))}: {d.network.graph[d.target].role}"
     body = [f"{i}. {printer.doprint(step)}" for i, step in enumerate(d.steps, 1)]
-    return "\n".join([head, "=" * len(head), *body, f"Result: {printer.doprint(Total(d.network.loss_name, d.target))} = {expr_text(d.expr)}"])
+    return "\n".join([head, "=" * len(head), *body, f"Result: {printer.doprint(Total(d.network.loss_name, d.target))} = {printer.doprint(d.result)}"])

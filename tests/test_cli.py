@@ -1,0 +1,97 @@
+"""The command line, run as a user runs it: a subprocess, output and exit status."""
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+
+def rnnsym(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "rnnsym", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_derive_one_parameter_as_text():
+    run = rnnsym("derive", "w3")
+    assert run.returncode == 0, run.stderr
+    assert "dL/dw₃ = (∂L/∂o₅)(∂o₅/∂o₄)(∂o₄/∂w₃)" in run.stdout
+    assert "Result: dL/dw₃ = (o₅ − Y)·w₄·o₃·(1 − o₄²)" in run.stdout
+
+
+def test_derive_everything_then_check():
+    run = rnnsym("derive", "--check")
+    assert run.returncode == 0, run.stderr
+    for name in ("w", "w0", "w4", "b5"):
+        assert f"Result: dL/d{name}".translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")) in run.stdout
+    assert "OK: max relative error" in run.stdout
+
+
+def test_derive_json_and_node_and_input():
+    run = rnnsym("derive", "o2", "x2", "--steps", "3", "--format", "json")
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert data["network"]["steps"] == 3
+    assert [d["target"] for d in data["derivations"]] == ["o2", "x2"]
+    assert data["derivations"][1]["paths"] == [["L", "o4", "o3", "o2", "x2"]]
+
+
+def test_derive_latex_mathml_markdown():
+    latex = rnnsym("derive", "w4", "--format", "latex")
+    assert latex.stdout.startswith(r"\begin{aligned}\frac{d L}{d w_{4}} &= \frac{\partial L}{\partial o_{5}}")
+    mathml = rnnsym("derive", "w4", "--format", "mathml")
+    ET.fromstring(mathml.stdout)
+    md = rnnsym("derive", "w4", "--format", "markdown")
+    assert md.stdout.startswith("# rnnsym derivations: the article's simple RNN") and "$$" in md.stdout
+
+
+def test_derive_options_change_the_network():
+    run = rnnsym("derive", "w2", "--steps", "2", "--activation", "relu", "--loss", "mse",
+                 "--output-activation", "identity")
+    assert run.returncode == 0, run.stderr
+    assert "relu" in run.stdout and "Result: dL/dw₂ = 2·(o₃ − Y)·o₂" in run.stdout
+
+
+def test_out_file_is_written(tmp_path):
+    target = tmp_path / "sub" / "w3.md"
+    run = rnnsym("derive", "w3", "--format", "markdown", "--out", str(target))
+    assert run.returncode == 0, run.stderr
+    assert target.read_text(encoding="utf-8").startswith("# rnnsym derivations")
+    assert [p.name for p in target.parent.iterdir()] == ["w3.md"]  # no temporary file left
+
+
+def test_check_table_and_json():
+    run = rnnsym("check", "--steps", "5", "--activation", "sigmoid")
+    assert run.returncode == 0, run.stderr
+    assert "rel. error" in run.stdout and "OK" in run.stdout
+    data = json.loads(rnnsym("check", "--format", "json").stdout)
+    assert data["ok"] and len(data["rows"]) == 11
+
+
+@pytest.mark.parametrize("args,message", [
+    (["derive", "w9"], "rnnsym: error: unknown parameter, node or input 'w9'; parameters: w, w0, w1, w2, w3, w4, b1, b2, b3, b4, b5"),
+    (["derive", "--steps", "0"], "Invalid value for '--steps'"),
+    (["derive", "--steps", "abc"], "Invalid value for '--steps'"),
+    (["derive", "--activation", "softsign"], "'softsign' is not one of 'tanh', 'sigmoid', 'relu', 'identity'"),
+    (["derive", "--format", "pdf"], "'pdf' is not one of"),
+    (["derive", "--loss", "bce", "--output-activation", "tanh"], "rnnsym: error: loss 'bce' needs outputs in (0, 1)"),
+    (["check", "--tolerance", "-1"], "Invalid value for '--tolerance'"),
+])
+def test_bad_input_exits_2_with_one_clear_line(args, message):
+    run = rnnsym(*args)
+    assert run.returncode == 2
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("previous")
+    run = rnnsym("derive", "w9", "--out", str(target))
+    assert run.returncode == 2 and target.read_text() == "previous"
+
+
+def test_help_for_every_command():
+    for args in (["--help"], ["derive", "--help"], ["check", "--help"]):
+        run = rnnsym(*args)
+        assert run.returncode == 0 and "Usage:" in run.stdout

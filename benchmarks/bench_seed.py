@@ -113,8 +113,8 @@ def main(argv=None) -> None:
     for name, result, note, ok in rows:
         mark = "" if ok is None else ("  ok" if ok else "  MISSED")
         print(f"{name:<{width}}  {result:>30}  {note}{mark}")
-    if any(ok is False for *_, ok in rows):
-        sys.exit(1)
+    if not args.quick and any(ok is False for *_, ok in rows):
+        sys.exit(1)  # quick mode only keeps the script from rotting; its sizes are not the targets
 
 
 if __name__ == "__main__":

@@ -95,12 +95,13 @@ def derive(names, steps, activation, output_activation, loss, shared_bias, fmt, 
 
         text = network_markdown(net, derivations)
         if report:
-            text += "\n## Gradient check\n\n```\n" + report.table() + "\n```\n"
+            text += "\n## Gradient check\n\n```\n" + report.table() + _shared_weight_terms(derivations, report) + "\n```\n"
     else:
         render = {"text": lambda d: d.text(), "latex": lambda d: d.latex(), "mathml": lambda d: d.mathml()}[fmt]
         text = "\n\n".join(render(d) for d in derivations)
         if report:
             text += "\n\nGradient check (central differences, float64)\n" + report.table()
+            text += _shared_weight_terms(derivations, report)
     _emit(text, out)
     if report and not report.ok:
         sys.exit(1)
@@ -125,6 +126,22 @@ def check(steps, activation, output_activation, loss, shared_bias, batch, seed, 
         click.echo(report.table())
     if not report.ok:
         sys.exit(1)
+
+
+def _shared_weight_terms(derivations, report) -> str:
+    """For each weight with several paths: each term's value at the check point, and their sum."""
+    lines = []
+    numeric = {r.name: r.numeric for r in report.rows}
+    for d in derivations:
+        if len(d.paths) > 1 and d.target in numeric:
+            values = d.evaluate(report.params, report.x, report.y)
+            shown = " + ".join(f"({v:.6e})" for v in values)
+            lines.append(f"dL/d{d.target}: path terms {shown} = {sum(values):.8e}; "
+                         f"finite difference {numeric[d.target]:.8e}")
+    if not lines:
+        return ""
+    return ("\n\nOne path term alone is not the gradient; their sum is (same point as above):\n"
+            + "\n".join(lines))
 
 
 def _report_dict(report) -> dict:

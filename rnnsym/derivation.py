@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+import numpy as np
 import sympy as sp
 
 from .engine.paths import DEFAULT_PATH_LIMIT, PathTerm, enumerate_paths, path_term
@@ -65,6 +66,19 @@ class Derivation:
 
     def __repr__(self) -> str:
         return f"<Derivation dL/d{self.target}: {len(self.path_terms)} path(s)>"
+
+    def evaluate(self, params, x, y) -> list[float]:
+        """Each path term's value, averaged over the batch as the loss is.
+
+        For a shared weight the values show each path's share; only their sum is the gradient.
+        """
+        from .numeric.codegen import expression_function
+
+        if not hasattr(self, "_term_function"):
+            self._term_function = expression_function(self.network.graph, self.terms)
+        values = self.network.compile().trace(params, x, y)
+        batch = np.shape(x)[0]
+        return [float(np.sum(np.broadcast_to(v, (batch,))) / batch) for v in self._term_function(values)]
 
     # ---- renderings -------------------------------------------------------------------------------
     def text(self) -> str:

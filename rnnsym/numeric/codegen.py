@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 
+import numpy as np
 import sympy as sp
 
 from ..engine.paths import path_term
@@ -109,8 +110,28 @@ def compile_network(network) -> CompiledNetwork:
         *forward, *loss_lines, *backward,
         f"    return numpy.mean(_per_example), ({', '.join(grads)},)",
         "",
+        f"def trace(x, y, {args}):",
+        *forward, f"    {target_name} = y",
+        f"    return ({', '.join(names[n.symbol] for n in graph.nodes.values() if n.kind != 'loss')},)",
+        "",
     ])
     return CompiledNetwork(network, source, RUNTIME)
+
+
+def expression_function(graph, exprs: list[sp.Expr]):
+    """A NumPy function of the graph's node values (a dict name -> array) for ``exprs``.
+
+    Printed with the same generated names as the compiled network, never with raw node names.
+    """
+    names = generated_names(graph)
+    printer = CodePrinter(names)
+    lines = [f"    {names[n.symbol]} = values[{i}]" for i, n in enumerate(graph.nodes.values())]
+    source = "\n".join(["def evaluate(values):", *lines,
+                        f"    return [{', '.join(printer.doprint(e) for e in exprs)}]", ""])
+    namespace = {"numpy": np, **RUNTIME}
+    exec(compile(source, "<rnnsym expression>", "exec"), namespace)  # generated from SymPy, no user text
+    order = list(graph.nodes)
+    return lambda values: namespace["evaluate"]([values.get(n) for n in order])
 
 
 def _nodes_needing_adjoints(graph) -> set[str]:

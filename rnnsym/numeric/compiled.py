@@ -31,6 +31,7 @@ class CompiledNetwork:
         self._forward = namespace["forward"]
         self._loss = namespace["loss"]
         self._value_and_grad = namespace["value_and_grad"]
+        self._trace = namespace["trace"]
 
     # ---- entry points -------------------------------------------------------------------------------
     def forward(self, params: Mapping, x) -> np.ndarray:
@@ -50,6 +51,13 @@ class CompiledNetwork:
             name: np.asarray(g, dtype=float).reshape(np.shape(params[name]))
             for name, g in zip(self.param_names, grads)
         }
+
+    def trace(self, params: Mapping, x, y) -> dict[str, np.ndarray]:
+        """Every node's value (the loss excepted) for each example, by node name."""
+        x = self._x(x)
+        values = self._trace(x, self._y(y, x), *self._params(params))
+        names = [n.name for n in self.network.graph.nodes.values() if n.kind != "loss"]
+        return dict(zip(names, values))
 
     # ---- input checks: a clear error before anything is computed ----------------------------------
     def _params(self, params: Mapping) -> list:

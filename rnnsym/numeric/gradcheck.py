@@ -33,7 +33,9 @@ class GradcheckReport:
     batch: int
     seed: int
     eps: float
-    params: dict = field(repr=False, default_factory=dict)
+    params: dict = field(repr=False, default_factory=dict)  # the point checked
+    x: object = field(repr=False, default=None)
+    y: object = field(repr=False, default=None)
 
     @property
     def max_rel_error(self) -> float:
@@ -115,4 +117,4 @@ def gradcheck(network, params=None, x=None, y=None, *, batch: int = 4, seed: int
             if err >= worst.rel_error:
                 worst = GradcheckRow(name, analytic, numeric, err)
         rows.append(worst)
-    return GradcheckReport(rows, tolerance, loss, np.shape(x)[0], seed, eps, dict(params))
+    return GradcheckReport(rows, tolerance, loss, np.shape(x)[0], seed, eps, dict(params), x, y)

@@ -137,8 +137,13 @@ def in_chain_order(expr: sp.Expr, factors) -> sp.Expr | Product:
     if not expr.is_Mul or any(a.is_Pow and a.exp.is_negative or a.is_Number and a.is_negative for a in expr.args):
         return expr
 
+    introduced: dict[sp.Symbol, int] = {}  # symbol -> index of the first factor that has it
+    for index, factor in enumerate(factors):
+        for symbol in factor.free_symbols:
+            introduced.setdefault(symbol, index)
+
     def first_factor(arg):
-        return min((i for i, f in enumerate(factors) if arg.free_symbols & f.free_symbols), default=len(factors))
+        return min((introduced.get(s, len(factors)) for s in arg.free_symbols), default=len(factors))
 
     return Product(tuple(sorted(expr.args, key=lambda a: (not a.is_Number, first_factor(a)))), grouped=False)
 

@@ -22,6 +22,12 @@ STABLE_REWRITES = (
 def stable(expr: sp.Expr) -> sp.Expr:
     for pattern, replacement in STABLE_REWRITES:
         expr = expr.replace(pattern, replacement)
+    if expr.has(softplus):
+        # softplus(a) = softplus(-a) + a turns BCE's Y*softplus(-z) + (1 - Y)*softplus(z) into
+        # softplus(z) - Y*z: one exp and one log per example instead of two of each.
+        expr = sp.expand(expr.replace(
+            lambda e: isinstance(e, softplus) and e.args[0].could_extract_minus_sign(),
+            lambda e: softplus(-e.args[0]) + e.args[0]))
     return expr
 
 
@@ -51,8 +57,9 @@ class CodePrinter(NumPyPrinter):
 def _sigmoid(z):
     import numpy
 
-    # exp(-logaddexp(0, -z)) = 1 / (1 + exp(-z)) without overflow for large |z|.
-    return numpy.exp(-numpy.logaddexp(0.0, -z))
+    # One exp of a non-positive number: no overflow for any z, full relative precision in both tails.
+    e = numpy.exp(-numpy.abs(z))
+    return numpy.where(z >= 0, 1.0, e) / (1.0 + e)
 
 
 RUNTIME = {"_sigmoid": _sigmoid}

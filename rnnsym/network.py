@@ -40,6 +40,15 @@ class Network:
         return tuple(n.symbol for n in self.graph.of_kind("param"))
 
     @property
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each parameter's array shape (``()`` for a scalar), PyTorch's layout for matrices."""
+        return {n.name: getattr(n, "shape", ()) or () for n in self.graph.of_kind("param")}
+
+    @property
+    def input_size(self) -> int:
+        return int(self.options.get("input_size", 1))
+
+    @property
     def input_names(self) -> tuple[str, ...]:
         return tuple(n.name for n in self.graph.of_kind("input"))
 

@@ -40,6 +40,21 @@ class relu(sp.Function):
         return self.rewrite(sp.Max)._eval_evalf(prec)
 
 
+class softmax(sp.Function):
+    """``exp(z) / Σ exp(z)`` over a vector: not elementwise, so it has no rule in the table; it is
+    only used fused with cross-entropy, whose combined derivative is ``o - Y``."""
+
+
+class MatVec(sp.Function):
+    """``W·v``, a matrix (a parameter) times a vector node: the one non-elementwise operation.
+
+    Everything else in a cell is elementwise over vectors; the engine gives this product its own
+    rules (``∂(W·v)/∂v = W``; a weight's gradient is the outer product ``δ vᵀ``).
+    """
+
+    nargs = 2
+
+
 # ---- derivative rules: d f(z)/dz, written in the output y = f(z) ---------------------------
 DERIVATIVE_RULES: dict[type, Callable[[sp.Expr], sp.Expr]] = {
     sp.tanh: lambda y: 1 - y**2,
@@ -59,6 +74,7 @@ ACTIVATIONS: dict[str, Callable[[sp.Expr], sp.Expr]] = {
     "relu": relu,
     "identity": identity,
 }
+OUTPUT_ACTIVATIONS = {**ACTIVATIONS, "softmax": softmax}
 
 
 def activation(name: str) -> Callable[[sp.Expr], sp.Expr]:
@@ -76,12 +92,23 @@ def squared_error(out: sp.Expr, target: sp.Expr) -> sp.Expr:
     return (out - target) ** 2
 
 
+def cross_entropy(out: sp.Expr, target: sp.Expr) -> sp.Expr:
+    return -target * sp.log(out)
+
+
+# Each loss is elementwise over the output's components, then reduced as PyTorch does by default:
+# BCE and MSE average over components, cross-entropy sums over classes.
 LOSSES: dict[str, Callable[[sp.Expr, sp.Expr], sp.Expr]] = {
     "bce": binary_cross_entropy,
     "mse": squared_error,
+    "cross_entropy": cross_entropy,
 }
+LOSS_REDUCTION = {"bce": "mean", "mse": "mean", "cross_entropy": "sum"}
+LOSS_TITLES = {"bce": "binary cross-entropy", "mse": "squared error", "cross_entropy": "cross-entropy"}
 
-LOSS_TITLES = {"bce": "binary cross-entropy", "mse": "squared error"}
+# Loss and output activation pairs whose product ∂L/∂o · ∂o/∂z is simply o - Y. Softmax has no
+# elementwise derivative, so its pair is given here rather than found by cancelling.
+FUSED_OUTPUT_GRADIENTS = {("cross_entropy", "softmax"): lambda out, target: out - target}
 
 
 def loss(name: str, output_activation: str) -> Callable[[sp.Expr, sp.Expr], sp.Expr]:
@@ -92,4 +119,15 @@ def loss(name: str, output_activation: str) -> Callable[[sp.Expr, sp.Expr], sp.E
             f"loss 'bce' needs outputs in (0, 1), so output_activation must be 'sigmoid', "
             f"got {output_activation!r}"
         )
+    if (name == "cross_entropy") != (output_activation == "softmax"):
+        raise RnnsymError(
+            f"loss 'cross_entropy' and output_activation 'softmax' go together; "
+            f"got loss {name!r} with output_activation {output_activation!r}"
+        )
     return LOSSES[name]
+
+
+def output_activation(name: str) -> Callable[[sp.Expr], sp.Expr]:
+    """An output activation: any hidden activation, or ``softmax`` (with cross-entropy)."""
+    choose("output_activation", name, OUTPUT_ACTIVATIONS)
+    return OUTPUT_ACTIVATIONS[name]

@@ -15,7 +15,7 @@ from .errors import RnnsymError
 
 # What a node is. Leaves have no expression; a constant leaf has a fixed value (o0 = 0).
 LEAF_KINDS = ("input", "param", "target", "constant")
-COMPUTED_KINDS = ("hidden", "output", "loss")
+COMPUTED_KINDS = ("hidden", "output", "loss_term", "loss")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class Node:
     value: float | None = None  # for constants
     step: int | None = None  # time step (layer) the node belongs to, for ordering and pictures
     role: str = ""  # a few words for people: "recurrent weight carrying o3 into layer 4"
+    shape: tuple[int, ...] = ()  # () scalar, (n,) vector, (n, m) matrix (parameters only)
+    reduce: str | None = None  # a loss term's reduction over output components: "mean" or "sum"
 
 
 @dataclass

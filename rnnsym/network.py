@@ -7,7 +7,7 @@ from typing import Any
 import sympy as sp
 
 from .engine import local_partial
-from .errors import RnnsymError
+from .errors import RnnsymError, positive_int
 from .graph import Graph
 
 
@@ -42,7 +42,7 @@ class Network:
     @property
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Each parameter's array shape (``()`` for a scalar), PyTorch's layout for matrices."""
-        return {n.name: getattr(n, "shape", ()) or () for n in self.graph.of_kind("param")}
+        return {n.name: n.shape for n in self.graph.of_kind("param")}
 
     @property
     def input_size(self) -> int:
@@ -58,13 +58,13 @@ class Network:
 
     @property
     def target(self) -> sp.Symbol:
-        (node,) = self.graph.of_kind("target")
-        return node.symbol
+        """The target ``Y`` (the last step's, when there is a loss at every step)."""
+        return self.graph.of_kind("target")[-1].symbol
 
     @property
     def output_name(self) -> str:
-        (node,) = self.graph.of_kind("output")
-        return node.name
+        """The output node (the last one, when there is a loss at every step)."""
+        return self.graph.of_kind("output")[-1].name
 
     @property
     def loss_name(self) -> str:
@@ -137,10 +137,17 @@ class Network:
         return values
 
     # ---- numbers ----------------------------------------------------------------------------------
-    def compile(self):
-        """NumPy functions ``forward`` and ``value_and_grad`` over a batch (see CompiledNetwork)."""
+    def compile(self, truncate: int | None = None):
+        """NumPy functions ``forward`` and ``value_and_grad`` over a batch (see CompiledNetwork).
+
+        ``truncate=k``: truncated BPTT, the backward recursion stops after ``k`` steps.
+        """
         from .numeric.codegen import compile_network
 
-        if not hasattr(self, "_compiled"):
-            self._compiled = compile_network(self)
-        return self._compiled
+        truncate = self.options.get("truncate") if truncate is None else truncate
+        if truncate is not None:
+            positive_int("truncate", truncate)
+        cache = self.__dict__.setdefault("_compiled", {})
+        if truncate not in cache:
+            cache[truncate] = compile_network(self, truncate)
+        return cache[truncate]

@@ -1,10 +1,12 @@
 """Local partial derivatives, taken from one node's small expression and written in node symbols."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 from ..errors import RnnsymError
-from ..functions import DERIVATIVE_RULES
+from ..functions import DERIVATIVE_RULES, MatVec, softmax
 from ..graph import Graph
 
 
@@ -25,19 +27,7 @@ def local_partial(graph: Graph, child: str, parent: str) -> sp.Expr:
         raise RnnsymError(f"{child!r} is a {node.kind} and has no local expression to differentiate")
     if parent not in graph.parents(child):
         return sp.S.Zero
-    wrt = graph[parent].symbol
-    rule = DERIVATIVE_RULES.get(node.expr.func)
-    if rule is not None and len(node.expr.args) == 1:
-        # The common shape node = f(pre-activation): the rule table gives f' in the node's own
-        # symbol, and only the small pre-activation is differentiated.
-        derivative = rule(node.symbol) * sp.diff(node.expr.args[0], wrt)
-    else:
-        derivative = sp.diff(node.expr, wrt)
-        if node.expr.is_Function:
-            derivative = derivative.subs(node.expr, node.symbol)
-    _refuse_unknown_derivatives(derivative, child)
-    # 2*o5 - 2*Y -> 2*(o5 - Y); factor_terms never expands (1 - o4**2).
-    return sp.factor_terms(derivative) if derivative.is_Add else derivative
+    return _elementwise(node, node.expr, graph[parent].symbol)
 
 
 def _refuse_unknown_derivatives(expr: sp.Expr, child: str) -> None:
@@ -50,3 +40,81 @@ def _refuse_unknown_derivatives(expr: sp.Expr, child: str) -> None:
             f"no derivative rule for {', '.join(names)} (in node {child!r}); "
             "use an operation SymPy can differentiate or one from rnnsym.functions"
         )
+
+
+# ---- vectors: Jacobians made of elementwise factors and matrix products -------------------------
+@dataclass(frozen=True)
+class JacobianTerm:
+    """One term of ``∂child/∂parent`` for vector nodes.
+
+    - ``diag(factor)`` when the parent enters elementwise (a scalar parent: summed over components);
+    - ``diag(factor)·matrix`` when the parent enters as ``matrix·parent``;
+    - for a weight matrix ``W`` entering as ``W·outer``: the gradient share ``(δ ⊙ factor)·outerᵀ``;
+    - ``softmax``: ``diag(o) − o·oᵀ`` (only ever used fused with cross-entropy).
+    """
+
+    factor: sp.Expr
+    matrix: sp.Symbol | None = None
+    outer: sp.Symbol | None = None
+    softmax: bool = False
+
+
+@dataclass(frozen=True)
+class Jacobian:
+    """``∂child/∂parent`` as a sum of :class:`JacobianTerm`."""
+
+    child: str
+    parent: str
+    terms: tuple[JacobianTerm, ...]
+
+
+def local_jacobian(graph: Graph, child: str, parent: str) -> Jacobian:
+    """``∂child/∂parent`` for a node whose expression may hold matrix products ``MatVec(W, v)``.
+
+    Each ``W·v`` is set aside as a stand-in symbol μ, the rest is differentiated elementwise (the
+    same rules as for scalars), and the product rules are applied to each μ that contains the parent.
+    """
+    node = graph[child]
+    if node.expr is None:
+        raise RnnsymError(f"{child!r} is a {node.kind} and has no local expression to differentiate")
+    wrt = graph[parent].symbol
+    products = sorted(node.expr.atoms(MatVec), key=sp.default_sort_key)
+    stand_ins = [sp.Dummy(f"mu{i}") for i in range(len(products))]
+    flat = node.expr.xreplace(dict(zip(products, stand_ins)))
+    back = dict(zip(stand_ins, products))
+    terms = []
+    if isinstance(flat, softmax):
+        if wrt in flat.free_symbols:
+            raise RnnsymError(f"softmax in {child!r} is only supported as the output layer")
+        for product, mu in zip(products, stand_ins):
+            if wrt in product.args:
+                matrix, vector = product.args
+                terms.append(JacobianTerm(node.symbol, softmax=True,
+                                          matrix=matrix if vector == wrt else None,
+                                          outer=vector if matrix == wrt else None))
+        return Jacobian(child, parent, tuple(terms))
+    if wrt in flat.free_symbols:
+        terms.append(JacobianTerm(_elementwise(node, flat, wrt).xreplace(back)))
+    for product, mu in zip(products, stand_ins):
+        matrix, vector = product.args
+        if wrt not in product.args:
+            continue
+        factor = _elementwise(node, flat, mu).xreplace(back)
+        if vector == wrt:
+            terms.append(JacobianTerm(factor, matrix=matrix))
+        if matrix == wrt:
+            terms.append(JacobianTerm(factor, outer=vector))
+    return Jacobian(child, parent, tuple(terms))
+
+
+def _elementwise(node, flat: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
+    """``∂flat/∂wrt`` elementwise, with ``f'`` written in the node's own symbol."""
+    rule = DERIVATIVE_RULES.get(flat.func)
+    if rule is not None and len(flat.args) == 1:
+        derivative = rule(node.symbol) * sp.diff(flat.args[0], wrt)
+    else:
+        derivative = sp.diff(flat, wrt)
+        if flat.is_Function:
+            derivative = derivative.subs(flat, node.symbol)
+    _refuse_unknown_derivatives(derivative, node.name)
+    return sp.factor_terms(derivative) if derivative.is_Add else derivative

@@ -1,10 +1,12 @@
 """Compile a network's graph into NumPy source: a forward pass and a reverse (adjoint) pass.
 
 The generated code is straight-line NumPy over a batch on the leading axis. Forward values are
-kept and reused by the backward pass (``tanh' = 1 - o**2`` reads ``o``), subexpressions shared
-within a node's local factors are computed once, and the loss-output pair is fused where its
-factors cancel (sigmoid with BCE gives ``o - Y``), so the gradient stays finite for any logit.
-Every symbol is printed under a generated identifier, so no user-chosen name reaches the source.
+kept and reused by the backward pass (``tanh' = 1 - o**2`` reads ``o``); subexpressions shared
+by a node's local factors are computed once; matrix products go to BLAS (``v @ W.T`` forward,
+``δ @ W`` and ``δᵀ @ v`` backward); and each output is fused with its loss where their factors
+cancel (sigmoid with BCE, softmax with cross-entropy give ``o - Y``), so gradients stay finite for
+any logit. Every symbol is printed under a generated identifier: no user-chosen name reaches the
+source.
 """
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ import re
 import numpy as np
 import sympy as sp
 
-from ..engine.paths import path_term
+from ..engine.local import Jacobian, local_jacobian
+from ..functions import FUSED_OUTPUT_GRADIENTS
 from .compiled import CompiledNetwork
 from .printer import RUNTIME, CodePrinter, stable
 
-_SAFE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,30}")
+_SAFE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
 
 
 def generated_names(graph) -> dict[sp.Symbol, str]:
@@ -29,91 +32,176 @@ def generated_names(graph) -> dict[sp.Symbol, str]:
     }
 
 
-def compile_network(network) -> CompiledNetwork:
-    graph = network.graph
-    names = generated_names(graph)
-    temps = iter(sp.Symbol(f"_t{i}") for i in itertools.count())
-    printer = CodePrinter(names)
+def truncation_cuts(network, truncate: int | None) -> set[tuple[str, str]]:
+    """Edges (child, parent) that truncated BPTT does not follow backward: every edge from a node
+    of step ``T - k`` into step ``T - k + 1``, so the recursion stops after ``k`` steps."""
+    if truncate is None or truncate >= network.steps:
+        return set()
+    graph, boundary = network.graph, network.steps - truncate
+    return {
+        (child, parent)
+        for child, node in graph.nodes.items() if node.kind == "hidden" and node.step == boundary + 1
+        for parent in graph.parents(child)
+        if graph[parent].kind in ("hidden", "constant") and graph[parent].step == boundary
+    }
 
-    def emit_cse(targets: list[tuple[str, sp.Expr]], out: list[str], summed: frozenset = frozenset()) -> None:
-        """Emit ``name = expr`` lines, computing shared subexpressions once; the targets named in
-        ``summed`` are reduced over the batch at once (a parameter's share needs no per-example copy)."""
-        replacements, reduced = sp.cse([e for _, e in targets], symbols=temps, order="none")
+
+class _Emitter:
+    """Prints SymPy expressions as lines of NumPy under generated names, sharing subexpressions."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.names = generated_names(graph)
+        self.printer = CodePrinter(self.names)
+        self._temps = (sp.Symbol(f"_t{i}") for i in itertools.count())
+
+    def symbol(self, name: str) -> sp.Symbol:
+        s = sp.Symbol(name)
+        self.names[s] = name
+        return s
+
+    def code(self, expr: sp.Expr) -> str:
+        return self.printer.doprint(expr)
+
+    def lines(self, targets: list[tuple[str, sp.Expr, str]]) -> list[str]:
+        """``target = wrap(expr)`` for each (target, expr, wrap); ``wrap`` holds ``{}`` for the code."""
+        replacements, reduced = sp.cse([e for _, e, _ in targets], symbols=self._temps, order="none")
+        out = []
         for temp, value in replacements:
-            names[temp] = temp.name
-            out.append(f"    {temp.name} = {printer.doprint(value)}")
-        for (target, _), value in zip(targets, reduced):
-            code = printer.doprint(value)
-            out.append(f"    {target} = numpy.sum({code})" if target in summed else f"    {target} = {code}")
+            self.names[temp] = temp.name
+            out.append(f"    {temp.name} = {self.code(value)}")
+        for (target, _, wrap), value in zip(targets, reduced):
+            out.append(f"    {target} = {wrap.format(self.code(value))}")
+        return out
 
+
+def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
+    graph = network.graph
+    em = _Emitter(graph)
+    names = em.names
     params = [n.name for n in graph.of_kind("param")]
     args = ", ".join(names[graph[p].symbol] for p in params)
-    output, loss = network.output_name, graph.loss
+    loss = graph.loss
+    loss_terms = graph.of_kind("loss_term") or [loss]
 
     # ---- forward ------------------------------------------------------------------------------
     forward = []
-    for index, node in enumerate(graph.of_kind("input")):
-        forward.append(f"    {names[node.symbol]} = x[:, {index}]")
+    for node in graph.of_kind("input"):
+        column = "" if node.shape == () else ", :"
+        forward.append(f"    {names[node.symbol]} = x[:, {node.step - 1}{column}]")
     for node in graph.of_kind("constant"):
-        forward.append(f"    {names[node.symbol]} = {float(node.value)!r}")
-    out_node = graph[output]
-    logit = out_node.expr  # what the loss sees of the output: the output's own expression
-    for node in graph.nodes.values():
-        if node is out_node and out_node.expr.is_Function and len(out_node.expr.args) == 1:
-            # Name the output's pre-activation once; the loss reads it again (log(sigmoid(z))).
-            z = sp.Symbol("_z_out")
-            names[z] = z.name
-            forward.append(f"    {z.name} = {printer.doprint(out_node.expr.args[0])}")
-            forward.append(f"    {names[node.symbol]} = {printer.doprint(out_node.expr.func(z))}")
-            logit = out_node.expr.func(z)
-        elif node.kind in ("hidden", "output"):
-            forward.append(f"    {names[node.symbol]} = {printer.doprint(node.expr)}")
+        value = float(node.value)
+        forward.append(f"    {names[node.symbol]} = "
+                       + (repr(value) if node.shape == () else f"numpy.full((x.shape[0], {node.shape[0]}), {value!r})"))
+    targets = []
+    for node in graph.of_kind("target"):
+        column = "" if node.step is None else (f"[:, {node.step - 1}]" if node.shape == () else f"[:, {node.step - 1}, :]")
+        targets.append(f"    {names[node.symbol]} = y{column}")
 
-    # The loss is written in the output's pre-image so that log(sigmoid(z)) becomes a softplus.
-    target_name = names[network.target]
-    loss_expr = sp.factor_terms(stable(loss.expr.xreplace({out_node.symbol: logit})))
-    loss_lines = [f"    {target_name} = y"]
-    emit_cse([("_per_example", loss_expr)], loss_lines)
+    logits: dict[str, sp.Expr] = {}  # output name -> its expression with the pre-activation named
+    for node in graph.nodes.values():
+        if node.kind == "hidden":
+            forward.append(f"    {names[node.symbol]} = {em.code(node.expr)}")
+        elif node.kind == "output":
+            if node.expr.is_Function and len(node.expr.args) == 1:
+                # Name the pre-activation once; the loss reads it again (log(sigmoid(z)) = -softplus(-z)).
+                z = em.symbol(f"_z_{names[node.symbol]}")
+                forward.append(f"    {z.name} = {em.code(node.expr.args[0])}")
+                logits[node.name] = node.expr.func(z)
+            else:
+                logits[node.name] = node.expr
+            forward.append(f"    {names[node.symbol]} = {em.code(logits[node.name])}")
+
+    # ---- the loss: each term in the output's pre-image, stable, reduced over components --------
+    loss_lines = list(targets)
+    for term in loss_terms:
+        (out_name,) = [p for p in graph.parents(term.name) if graph[p].kind == "output"]
+        out = graph[out_name]
+        expr = sp.factor_terms(stable(term.expr.xreplace({out.symbol: logits[out_name]})))
+        if out.shape == ():
+            wrap = "{}"
+        else:
+            wrap = "numpy.mean({}, axis=-1)" if term.reduce == "mean" else "numpy.sum({}, axis=-1)"
+        loss_lines += em.lines([(f"_loss_{names[term.symbol]}", expr, wrap)])
+    if loss not in loss_terms:
+        total = loss.expr.xreplace({t.symbol: em.symbol(f"_loss_{names[t.symbol]}") for t in loss_terms})
+        loss_lines.append(f"    _per_example = {em.code(total)}")
+    else:
+        loss_lines.append(f"    _per_example = _loss_{names[loss.symbol]}")
 
     # ---- backward: adjoints, accumulated child by child ---------------------------------------
-    inv_b = sp.Symbol("_inv_batch")
-    names[inv_b] = inv_b.name
-    backward = [f"    {inv_b.name} = 1.0 / x.shape[0]"]
+    cuts = truncation_cuts(network, truncate)
     needs = _nodes_needing_adjoints(graph)
-    # Fused first step: dL/d(parent of output) = (1/B) * cancel(dL/do * do/dparent).
+    inv_b = em.symbol("_inv_batch")
+    backward = [f"    {inv_b.name} = 1.0 / x.shape[0]"]
     contributions: dict[str, list[str]] = {}
-    # (node, its factors) in reverse order; None means "the node's adjoint is complete: use it".
-    steps = [(output, {p: inv_b * path_term(graph, (loss.name, output, p), local=network._local).simplified
-                       for p in graph.parents(output) if p in needs})]
-    for node in reversed(list(graph.nodes)):
-        if graph[node].kind == "hidden" and node in needs:
-            steps.append((node, None))
-    for node, factors in steps:
-        if factors is None:
-            # Every child has been processed: this node's adjoint is complete.
-            g = sp.Symbol(f"g_{names[graph[node].symbol]}")
-            names[g] = g.name
-            backward.append(f"    {g.name} = {' + '.join(contributions.pop(node))}")
-            factors = {p: g * network.local(node, p) for p in graph.parents(node) if p in needs}
-        targets, summed = [], set()
-        for parent, expr in factors.items():
-            temp = f"_c_{names[graph[parent].symbol]}_{len(contributions.get(parent, []))}"
-            targets.append((temp, expr))
-            contributions.setdefault(parent, []).append(temp)
-            if graph[parent].kind == "param":
-                summed.add(temp)
-        emit_cse(targets, backward, frozenset(summed))
+    counter = itertools.count()
+
+    def share(child: str, parent: str, jacobian: Jacobian, scale) -> list[tuple[str, sp.Expr, str]]:
+        """Targets for the parent's share of the child's adjoint, one per Jacobian term."""
+        out, p = [], graph[parent]
+        for term in jacobian.terms:
+            factor = scale(term)
+            name = f"_c{next(counter)}"
+            if term.outer is not None:  # the parent is W in W·v: (δ ⊙ f)ᵀ v
+                wrap = "({}).T @ " + names[term.outer]
+            elif term.matrix is not None:  # the parent is v in W·v: (δ ⊙ f) W
+                wrap = "({}) @ " + names[term.matrix]
+            elif p.kind == "param":
+                wrap = "numpy.sum({})" if p.shape == () else "numpy.sum({}, axis=0)"
+            elif p.shape == () and graph[child].shape != ():
+                wrap = "numpy.sum({}, axis=-1)"
+            else:
+                wrap = "{}"
+            out.append((name, factor, wrap))
+            contributions.setdefault(parent, []).append(name)
+        return out
+
+    # Seeds: each output's parents, through the fused loss-output factor.
+    seed_targets = []
+    for term in loss_terms:
+        (out_name,) = [p for p in graph.parents(term.name) if graph[p].kind == "output"]
+        out = graph[out_name]
+        d_total = sp.S.One if term is loss else loss.expr.diff(term.symbol)
+        components = 1 if out.shape == () or term.reduce == "sum" else out.shape[0]
+        scale = inv_b * d_total / components
+        (dl,) = local_jacobian(graph, term.name, out_name).terms
+        fused = FUSED_OUTPUT_GRADIENTS.get((network.options.get("loss"), network.options.get("output_activation")))
+        for parent in graph.parents(out_name):
+            if parent not in needs:
+                continue
+            jac = local_jacobian(graph, out_name, parent)
+            if fused is not None:
+                value = fused(out.symbol, graph[_target_of(graph, term.name)].symbol)
+                seed_targets += share(out_name, parent, jac, lambda t, v=value: scale * v)
+            else:
+                seed_targets += share(out_name, parent, jac,
+                                      lambda t, f=dl.factor: scale * sp.factor(sp.cancel(f * t.factor)))
+    backward += em.lines(seed_targets)
+
+    for name in reversed(list(graph.nodes)):
+        node = graph[name]
+        if node.kind != "hidden" or name not in needs or name not in contributions:
+            continue
+        g = em.symbol(f"g_{names[node.symbol]}")
+        backward.append(f"    {g.name} = {' + '.join(contributions.pop(name))}")
+        node_targets = []
+        for parent in graph.parents(name):
+            if parent in needs and (name, parent) not in cuts:
+                node_targets += share(name, parent, local_jacobian(graph, name, parent), lambda t: g * t.factor)
+        backward += em.lines(node_targets)
 
     grads = []
     for p in params:
         parts = contributions.get(p)
-        grads.append(" + ".join(parts) if parts else "0.0")
+        shape = graph[p].shape
+        grads.append(" + ".join(parts) if parts else (f"numpy.zeros({shape})" if shape else "0.0"))
 
     source = "\n".join([
         "# Generated by rnnsym from the symbolic graph; every name below is generated.",
         f"def forward(x, {args}):",
         *forward,
-        f"    return {names[graph[output].symbol]}",
+        f"    return ({', '.join(names[n.symbol] for n in graph.of_kind('output'))},)",
         "",
         f"def loss(x, y, {args}):",
         *forward, *loss_lines,
@@ -124,11 +212,16 @@ def compile_network(network) -> CompiledNetwork:
         f"    return numpy.mean(_per_example), ({', '.join(grads)},)",
         "",
         f"def trace(x, y, {args}):",
-        *forward, f"    {target_name} = y",
-        f"    return ({', '.join(names[n.symbol] for n in graph.nodes.values() if n.kind != 'loss')},)",
+        *forward, *targets,
+        f"    return ({', '.join(names[n.symbol] for n in graph.nodes.values() if n.kind not in ('loss', 'loss_term'))},)",
         "",
     ])
-    return CompiledNetwork(network, source, RUNTIME)
+    return CompiledNetwork(network, source, RUNTIME, truncate=truncate)
+
+
+def _target_of(graph, loss_term: str) -> str:
+    (target,) = [p for p in graph.parents(loss_term) if graph[p].kind == "target"]
+    return target
 
 
 def expression_function(graph, exprs: list[sp.Expr]):

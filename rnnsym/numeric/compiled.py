@@ -20,9 +20,10 @@ class CompiledNetwork:
     ``grads[name]`` has the parameter's shape.
     """
 
-    def __init__(self, network, source: str, runtime: dict):
+    def __init__(self, network, source: str, runtime: dict, truncate: int | None = None):
         self.network = network
         self.source = source
+        self.truncate = truncate
         self.param_names = network.param_names
         filename = f"<rnnsym:{network.name}:T={network.steps}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -35,8 +36,10 @@ class CompiledNetwork:
 
     # ---- entry points -------------------------------------------------------------------------------
     def forward(self, params: Mapping, x) -> np.ndarray:
-        """The network output for each example: shape ``(batch,)``."""
-        return self._forward(self._x(x), *self._params(params))
+        """The network output for each example: ``(batch,)`` or ``(batch, output_size)``; with
+        ``outputs="all"``, one per step: ``(batch, T)`` or ``(batch, T, output_size)``."""
+        outputs = self._forward(self._x(x), *self._params(params))
+        return outputs[0] if len(outputs) == 1 else np.stack(outputs, axis=1)
 
     def loss(self, params: Mapping, x, y) -> float:
         """The batch-mean loss."""
@@ -56,7 +59,7 @@ class CompiledNetwork:
         """Every node's value (the loss excepted) for each example, by node name."""
         x = self._x(x)
         values = self._trace(x, self._y(y, x), *self._params(params))
-        names = [n.name for n in self.network.graph.nodes.values() if n.kind != "loss"]
+        names = [n.name for n in self.network.graph.nodes.values() if n.kind not in ("loss", "loss_term")]
         return dict(zip(names, values))
 
     # ---- input checks: a clear error before anything is computed ----------------------------------
@@ -69,32 +72,62 @@ class CompiledNetwork:
             problem = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(map(str, unknown))}"
             raise RnnsymError(f"params: {problem}; expected exactly: {', '.join(self.param_names)}")
         values = []
-        for name in self.param_names:
+        for name, shape in self.network.param_shapes.items():
             value = _finite(f"parameter {name!r}", params[name])
-            if value.shape not in ((), (1,)):
-                raise RnnsymError(f"parameter {name!r} must be a scalar, got shape {value.shape}")
-            values.append(value.reshape(()))
+            if shape == () and value.shape in ((), (1,)):
+                value = value.reshape(())
+            elif value.shape != shape:
+                expected = "a scalar" if shape == () else f"shape {shape}"
+                raise RnnsymError(f"parameter {name!r} must be {expected}, got shape {value.shape}")
+            values.append(value)
         return values
 
     def _x(self, x) -> np.ndarray:
         x = _finite("x", x)
-        T = self.network.steps
-        if x.ndim == 3 and x.shape[2] == 1:
+        T, size = self.network.steps, self.network.input_size
+        scalar_inputs = self.network.graph.of_kind("input")[0].shape == ()
+        if x.ndim == 2 and size == 1 and not scalar_inputs:
+            x = x[:, :, None]
+        elif x.ndim == 3 and x.shape[2] == 1 and scalar_inputs:
             x = x[:, :, 0]
-        if x.ndim != 2 or x.shape[1] != T or x.shape[0] < 1:
-            raise RnnsymError(f"x must have shape (batch, {T}) or (batch, {T}, 1), got {x.shape}")
+        expected = (T,) if scalar_inputs else (T, size)
+        if x.ndim != len(expected) + 1 or x.shape[1:] != expected or x.shape[0] < 1:
+            allowed = f"(batch, {T})" + (" or (batch, T, 1)" if size == 1 else "") if scalar_inputs else (
+                f"(batch, {T}, {size})" + (f" or (batch, {T})" if size == 1 else ""))
+            raise RnnsymError(f"x must have shape {allowed.replace('T', str(T))}, got {x.shape}")
         return x
 
     def _y(self, y, x: np.ndarray) -> np.ndarray:
+        net = self.network
+        targets = net.graph.of_kind("target")
+        per_step = targets[0].step is not None
+        size = targets[0].shape[0] if targets[0].shape else None
+        lead = (x.shape[0], net.steps) if per_step else (x.shape[0],)
+        if net.options.get("loss") == "cross_entropy":
+            y = _class_targets(y, lead, size)
         y = _finite("y", y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.shape != (x.shape[0],):
-            raise RnnsymError(f"y must have shape ({x.shape[0]},) to match x, got {y.shape}")
-        if self.network.options.get("loss") == "bce" and ((y < 0) | (y > 1)).any():
-            bad = y[(y < 0) | (y > 1)][0]
+        if size is None and y.ndim == len(lead) + 1 and y.shape[-1] == 1:
+            y = y[..., 0]
+        elif size == 1 and y.shape == lead:
+            y = y[..., None]
+        expected = lead + ((size,) if size is not None else ())
+        if y.shape != expected:
+            raise RnnsymError(f"y must have shape {expected} to match x, got {y.shape}")
+        if net.options.get("loss") == "bce" and ((y < 0) | (y > 1)).any():
+            bad = y[(y < 0) | (y > 1)].flat[0]
             raise RnnsymError(f"y holds {bad!r}; targets for loss 'bce' must lie in [0, 1]")
         return y
+
+
+def _class_targets(y, lead: tuple, classes: int) -> np.ndarray:
+    """Cross-entropy targets: class indices of shape ``lead`` become one-hot rows."""
+    array = np.asarray(y)
+    if array.shape == lead and np.issubdtype(array.dtype, np.integer):
+        if ((array < 0) | (array >= classes)).any():
+            bad = array[(array < 0) | (array >= classes)].flat[0]
+            raise RnnsymError(f"y holds class {bad}; classes must be 0 … {classes - 1}")
+        return np.eye(classes)[array]
+    return array
 
 
 def _finite(what: str, value) -> np.ndarray:

@@ -4,11 +4,15 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from ..functions import sigmoid, relu
+from ..functions import MatVec, relu, sigmoid, softmax
 
 
 class softplus(sp.Function):
     """``log(1 + exp(z))``, printed as ``logaddexp(0, z)`` so it never overflows."""
+
+
+class log_softmax(sp.Function):
+    """``z - logsumexp(z)`` over the last axis: cross-entropy without overflow."""
 
 
 # Rewrites applied before printing: log of a sigmoid is a softplus (BCE stays finite for huge logits).
@@ -16,6 +20,7 @@ _u = sp.Wild("u")
 STABLE_REWRITES = (
     (sp.log(sigmoid(_u)), -softplus(-_u)),
     (sp.log(1 - sigmoid(_u)), -softplus(_u)),
+    (sp.log(softmax(_u)), log_softmax(_u)),
 )
 
 
@@ -50,6 +55,16 @@ class CodePrinter(NumPyPrinter):
     def _print_relu(self, expr):
         return f"numpy.maximum({self._print(expr.args[0])}, 0.0)"
 
+    def _print_MatVec(self, expr):
+        matrix, vector = expr.args
+        return f"({self._print(vector)} @ {self._print(matrix)}.T)"  # batch-first: v Wᵀ
+
+    def _print_softmax(self, expr):
+        return f"_softmax({self._print(expr.args[0])})"
+
+    def _print_log_softmax(self, expr):
+        return f"_log_softmax({self._print(expr.args[0])})"
+
     def _print_Heaviside(self, expr):
         return f"numpy.heaviside({self._print(expr.args[0])}, 0.0)"
 
@@ -62,4 +77,17 @@ def _sigmoid(z):
     return numpy.where(z >= 0, 1.0, e) / (1.0 + e)
 
 
-RUNTIME = {"_sigmoid": _sigmoid}
+def _log_softmax(z):
+    import numpy
+
+    shifted = z - numpy.max(z, axis=-1, keepdims=True)
+    return shifted - numpy.log(numpy.sum(numpy.exp(shifted), axis=-1, keepdims=True))
+
+
+def _softmax(z):
+    import numpy
+
+    return numpy.exp(_log_softmax(z))
+
+
+RUNTIME = {"_sigmoid": _sigmoid, "_softmax": _softmax, "_log_softmax": _log_softmax}

@@ -8,8 +8,9 @@
 from .derivation import Derivation
 from .errors import RnnsymError
 from .network import Network
-from .networks import seed_rnn
+from .networks import Cell, elman_rnn, gru, lstm, matvec, seed_rnn, unroll
 from .numeric.gradcheck import GradcheckReport, gradcheck
 
 __version__ = "0.1.0"
-__all__ = ["Derivation", "GradcheckReport", "Network", "RnnsymError", "gradcheck", "seed_rnn", "__version__"]
+__all__ = ["Cell", "Derivation", "GradcheckReport", "Network", "RnnsymError", "elman_rnn", "gradcheck", "gru", "lstm",
+           "matvec", "seed_rnn", "unroll", "__version__"]

@@ -84,12 +84,15 @@ def local_jacobian(graph: Graph, child: str, parent: str) -> Jacobian:
     back = dict(zip(stand_ins, products))
     terms = []
     if isinstance(flat, softmax):
-        if wrt in flat.free_symbols:
-            raise RnnsymError(f"softmax in {child!r} is only supported as the output layer")
+        # Softmax couples its components: J = (diag(o) − o·oᵀ)·∂z/∂parent. The factor kept here is
+        # the elementwise ∂z/∂parent; `softmax=True` stands for the coupling matrix.
+        (inner,) = flat.args
+        if wrt in inner.free_symbols:
+            terms.append(JacobianTerm(sp.diff(inner, wrt), softmax=True))
         for product, mu in zip(products, stand_ins):
+            matrix, vector = product.args
             if wrt in product.args:
-                matrix, vector = product.args
-                terms.append(JacobianTerm(node.symbol, softmax=True,
+                terms.append(JacobianTerm(sp.diff(inner, mu), softmax=True,
                                           matrix=matrix if vector == wrt else None,
                                           outer=vector if matrix == wrt else None))
         return Jacobian(child, parent, tuple(terms))

@@ -173,7 +173,7 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
             jac = local_jacobian(graph, out_name, parent)
             if fused is not None:
                 value = fused(out.symbol, graph[_target_of(graph, term.name)].symbol)
-                seed_targets += share(out_name, parent, jac, lambda t, v=value: scale * v)
+                seed_targets += share(out_name, parent, jac, lambda t, v=value: scale * v * t.factor)
             else:
                 seed_targets += share(out_name, parent, jac,
                                       lambda t, f=dl.factor: scale * sp.factor(sp.cancel(f * t.factor)))

@@ -70,12 +70,20 @@ def relative_error(a: float, b: float) -> float:
 def random_point(network, batch: int = 4, seed: int = 0):
     """Parameters, inputs and targets drawn at random, valid for the network's loss."""
     rng = np.random.default_rng(seed)
-    params = {name: rng.normal(0.0, 0.8) for name in network.param_names}
-    x = rng.normal(size=(batch, network.steps))
-    if network.options.get("loss") == "bce":
-        y = rng.integers(0, 2, size=batch).astype(float)
+    params = {name: (rng.normal(0.0, 0.8) if shape == () else rng.normal(0.0, 0.6, size=shape))
+              for name, shape in network.param_shapes.items()}
+    graph = network.graph
+    inputs = graph.of_kind("input")
+    x = rng.normal(size=(batch, network.steps) + inputs[0].shape)
+    target = graph.of_kind("target")[0]
+    lead = (batch, network.steps) if target.step is not None else (batch,)
+    loss = network.options.get("loss")
+    if loss == "cross_entropy":
+        y = rng.integers(0, target.shape[0], size=lead)
+    elif loss == "bce":
+        y = rng.integers(0, 2, size=lead + target.shape).astype(float)
     else:
-        y = rng.normal(size=batch)
+        y = rng.normal(size=lead + target.shape)
     return params, x, y
 
 

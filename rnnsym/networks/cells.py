@@ -1,0 +1,276 @@
+"""User-defined cells and unrolling: any recurrent cell written as SymPy expressions.
+
+A :class:`Cell` says how its state(s) at step t follow from the state(s) at t-1, the input at t
+and its parameters; :func:`unroll` repeats it ``steps`` times, adds a readout, an output activation
+and a loss, and returns a :class:`~rnnsym.network.Network` with the same interface as the seed
+network. Symbols are scalars unless ``shapes`` gives them a size: a vector state ``h`` of size
+``n`` (``shapes={h: n}``) and a weight ``W`` of shape ``(n, m)`` multiplying it as ``matvec(W, v)``.
+Everything else in a cell is elementwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import sympy as sp
+from sympy.core.function import AppliedUndef
+
+from .. import functions
+from ..errors import RnnsymError, choose, positive_int
+from ..functions import MatVec
+from ..graph import Graph
+from ..network import Network
+
+RESERVED = ("y", "Y", "L", "W_hy", "b_y")
+
+
+def matvec(matrix: sp.Symbol, vector: sp.Symbol) -> sp.Expr:
+    """The product ``matrix · vector`` inside a cell (a weight times a vector state or input)."""
+    return MatVec(matrix, vector)
+
+
+def _as_tuple(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A recurrent cell as SymPy expressions.
+
+    >>> import sympy as sp
+    >>> h, x, a, u = sp.symbols("h x a u")
+    >>> cell = Cell(state=h, input=x, update=sp.tanh(a * x + u * h), params=[a, u])
+    >>> unroll(cell, steps=3).param_names
+    ('a', 'u', 'W_hy', 'b_y')
+
+    ``gates`` names intermediate values (computed in order, each becomes a node per step, as the
+    LSTM's i, f, g, o do); several states are given as tuples, and the first feeds the readout.
+    """
+
+    state: sp.Symbol | tuple
+    input: sp.Symbol
+    update: sp.Expr | tuple
+    params: Sequence[sp.Symbol]
+    gates: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict)
+    shapes: Mapping[sp.Symbol, int | tuple] = field(default_factory=dict)
+    name: str = "cell"
+
+    def __post_init__(self):
+        states, updates = _as_tuple(self.state), _as_tuple(self.update)
+        object.__setattr__(self, "state", states)
+        object.__setattr__(self, "update", updates)
+        object.__setattr__(self, "params", tuple(self.params))
+        object.__setattr__(self, "gates", dict(self.gates))
+        shapes = {s: ((v,) if isinstance(v, int) else tuple(v)) for s, v in dict(self.shapes).items()}
+        object.__setattr__(self, "shapes", shapes)
+        self._validate(states, updates)
+
+    # ---- checks, all before anything is computed ---------------------------------------------------
+    def _validate(self, states, updates) -> None:
+        symbols = [*states, self.input, *self.params, *self.gates]
+        for s in symbols:
+            if not isinstance(s, sp.Symbol):
+                raise RnnsymError(f"cell states, input, params and gate names must be SymPy Symbols, got {s!r}")
+        if len(updates) != len(states):
+            raise RnnsymError(f"the cell has {len(states)} state(s) ({', '.join(map(str, states))}) "
+                              f"but {len(updates)} update(s): every state needs exactly one update")
+        names = [s.name for s in symbols]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise RnnsymError(f"cell symbol names must be distinct; repeated: {', '.join(duplicates)}")
+        reserved = sorted(set(names) & set(RESERVED))
+        if reserved:
+            raise RnnsymError(f"cell symbol name(s) {', '.join(reserved)} are reserved for the readout and loss")
+        for s in symbols:
+            if not s.name.isidentifier():
+                raise RnnsymError(f"cell symbol name {s.name!r} must be letters, digits and underscores")
+        known = {*states, self.input, *self.params}
+        for gate, expr in self.gates.items():
+            self._check_expr(expr, known, f"gate {gate}")
+            known.add(gate)
+        for state, expr in zip(states, updates):
+            self._check_expr(expr, known | set(self.gates), f"update of {state}")
+        for s, shape in self.shapes.items():
+            if s not in set(symbols):
+                raise RnnsymError(f"shapes names {s}, which is not a symbol of the cell")
+            if not all(isinstance(n, int) and n >= 1 for n in shape) or len(shape) > 2:
+                raise RnnsymError(f"shape of {s} must be a size n >= 1 or (rows, columns), got {shape}")
+        inferred = dict(self.shapes)
+        for gate, expr in self.gates.items():
+            inferred[gate] = self._shape(expr, inferred, f"gate {gate}")
+        for state, expr in zip(states, updates):
+            got = self._shape(expr, inferred, f"update of {state}")
+            if got != inferred.get(state, ()) and got != ():
+                raise RnnsymError(f"the update of {state} has shape {got}, but {state} has shape {inferred.get(state, ())}")
+
+    @staticmethod
+    def _check_expr(expr, known, where: str) -> None:
+        if not isinstance(expr, sp.Basic):
+            raise RnnsymError(f"{where} must be a SymPy expression, got {expr!r}")
+        undeclared = sorted(s.name for s in expr.free_symbols if s not in known)
+        if undeclared:
+            raise RnnsymError(f"{where} uses undeclared symbol(s) {', '.join(undeclared)}; "
+                              "declare them as state, input, params or gates")
+        unknown = sorted({type(f).__name__ for f in expr.atoms(AppliedUndef)})
+        if unknown:
+            raise RnnsymError(f"{where} uses {', '.join(unknown)}, a function with no known derivative; "
+                              "use SymPy functions or rnnsym.functions (sigmoid, relu)")
+
+    def _shape(self, expr, shapes, where: str) -> tuple:
+        """The shape of an expression: vectors combine elementwise with vectors of the same size or
+        with scalars; ``matvec(W, v)`` needs W of shape (n, len(v)) and gives (n,)."""
+        if isinstance(expr, sp.Symbol):
+            return shapes.get(expr, ())
+        if isinstance(expr, MatVec):
+            matrix, vector = expr.args
+            w, v = shapes.get(matrix, ()), self._shape(vector, shapes, where)
+            if not isinstance(vector, sp.Symbol) or len(w) != 2 or len(v) != 1 or w[1] != v[0]:
+                raise RnnsymError(f"shapes do not fit in {where}: matvec({matrix}, {vector}) needs a "
+                                  f"matrix (n, m) and a vector symbol of size m, got {w or 'scalar'} and {v or 'scalar'}")
+            return (w[0],)
+        found = {self._shape(a, shapes, where) for a in expr.args}
+        if any(len(s) == 2 for s in found):
+            raise RnnsymError(f"shapes do not fit in {where}: a matrix can only be used as matvec(W, v)")
+        vectors = found - {()}
+        if len(vectors) > 1:
+            raise RnnsymError(f"shapes do not fit in {where}: {' and '.join(map(str, sorted(vectors)))}")
+        return vectors.pop() if vectors else ()
+
+
+def _step_name(name: str, t: int) -> str:
+    return f"{name}_{t}" if name[-1].isdigit() else f"{name}{t}"
+
+
+def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: str = "sigmoid",
+           loss: str = "bce", outputs: str = "last", step_reduction: str = "mean",
+           truncate: int | None = None, bidirectional: bool = False, name: str | None = None,
+           title: str | None = None, options: dict | None = None, param_roles: dict | None = None) -> Network:
+    """Unroll ``cell`` over ``steps`` inputs, with a readout ``y = g(W_hy·h + b_y)`` and a loss.
+
+    ``outputs="last"``: one loss on the last step (many-to-one); ``"all"``: a loss at every step,
+    averaged over the steps (``step_reduction="mean"``) or summed (``"sum"``).
+    ``bidirectional=True`` runs a second copy of the cell over the reversed sequence (its symbols
+    suffixed ``_reverse``, as in PyTorch) and joins the two states in the readout:
+    ``y = g(W_hy·h_fwd + W_hy_reverse·h_bwd + b_y)``.
+    """
+    T = positive_int("steps", steps)
+    positive_int("output_size", output_size)
+    choose("outputs", outputs, ("last", "all"))
+    choose("step_reduction", step_reduction, ("mean", "sum"))
+    g = functions.output_activation(output_activation)
+    loss_fn = functions.loss(loss, output_activation)
+    if truncate is not None:
+        positive_int("truncate", truncate)
+        if outputs == "all" or bidirectional:
+            raise RnnsymError("truncate is supported for outputs='last' with one direction; "
+                              f"got outputs={outputs!r}, bidirectional={bidirectional!r}")
+    if output_activation == "softmax" and output_size < 2:
+        raise RnnsymError(f"softmax needs output_size >= 2 classes, got {output_size}")
+    if bidirectional and outputs == "last":
+        raise RnnsymError("a bidirectional network needs outputs='all' (each step sees both directions)")
+
+    graph = Graph()
+    shapes = cell.shapes
+    roles = dict(param_roles or {})
+    in_shape = shapes.get(cell.input, ())
+    xs = [graph.add(_step_name(cell.input.name, t), "input", step=t, shape=in_shape, role=f"input at step {t}")
+          for t in range(1, T + 1)]
+    for p in cell.params:
+        graph.add(p.name, "param", shape=shapes.get(p, ()), role=roles.get(p.name, "cell parameter"))
+    directions = [("", cell, range(1, T + 1))]
+    if bidirectional:
+        directions.append(("_reverse", cell, range(T, 0, -1)))
+        for p in cell.params:
+            graph.add(p.name + "_reverse", "param", shape=shapes.get(p, ()),
+                      role=roles.get(p.name, "cell parameter") + ", reverse direction")
+    h_shape = shapes.get(cell.state[0], ())
+    y_shape = (output_size,) if (h_shape or output_size > 1) else ()
+    w_shape = (output_size, h_shape[0]) if h_shape else y_shape
+    graph.add("W_hy", "param", shape=w_shape, role="readout weight")
+    if bidirectional:
+        graph.add("W_hy_reverse", "param", shape=w_shape, role="readout weight, reverse direction")
+    b_y = graph.add("b_y", "param", shape=y_shape, role="readout bias")
+
+    first_states: dict[str, dict[int, sp.Symbol]] = {}
+    for suffix, c, order in directions:
+        rename = {p: graph[p.name + suffix].symbol for p in c.params}
+        previous = {}
+        for s in c.state:
+            previous[s] = graph.add(_step_name(s.name + suffix, 0 if not suffix else T + 1), "constant", value=0,
+                                    step=0 if not suffix else T + 1, shape=shapes.get(s, ()),
+                                    role=f"initial {s.name}, zero")
+        first_states[suffix] = {}
+        for t in order:
+            subs = {**rename, **previous, c.input: xs[t - 1]}
+            for gate, expr in c.gates.items():
+                subs[gate] = graph.add(_step_name(gate.name + suffix, t), "hidden", expr.xreplace(subs), step=t,
+                                       shape=_infer(c, gate),
+                                       role=f"gate {gate.name} at step {t}")
+            new = {}
+            for s, expr in _dependency_order(c.state, c.update):
+                value = expr.xreplace({e: new[k] for k, e in zip(c.state, c.update) if k in new})
+                new[s] = graph.add(_step_name(s.name + suffix, t), "hidden", value.xreplace(subs), step=t,
+                                   shape=shapes.get(s, ()), role=f"state {s.name} at step {t}")
+            previous = {s: new[s] for s in c.state}
+            first_states[suffix][t] = new[c.state[0]]
+
+    W = graph["W_hy"].symbol
+
+    def readout(t: int) -> sp.Expr:
+        h = first_states[""][t]
+        z = (MatVec(W, h) if h_shape else W * h) + b_y
+        if bidirectional:
+            hb = first_states["_reverse"][t]
+            z += MatVec(graph["W_hy_reverse"].symbol, hb) if h_shape else graph["W_hy_reverse"].symbol * hb
+        return g(z)
+
+    reduction = functions.LOSS_REDUCTION[loss]
+    if outputs == "last":
+        y = graph.add("y", "output", readout(T), step=T, shape=y_shape, role="network output")
+        Y = graph.add("Y", "target", shape=y_shape, role="the target")
+        graph.add("L", "loss", loss_fn(y, Y), step=T, reduce=reduction,
+                  role=f"loss ({functions.LOSS_TITLES[loss]})")
+    else:
+        terms = []
+        for t in range(1, T + 1):
+            y = graph.add(f"y{t}", "output", readout(t), step=t, shape=y_shape, role=f"output at step {t}")
+            Y = graph.add(f"Y{t}", "target", step=t, shape=y_shape, role=f"target at step {t}")
+            terms.append(graph.add(f"L{t}", "loss_term", loss_fn(y, Y), step=t, reduce=reduction,
+                                   role=f"loss at step {t}"))
+        total = sp.Add(*terms) / (T if step_reduction == "mean" else 1)
+        graph.add("L", "loss", total, step=T,
+                  role=f"loss ({functions.LOSS_TITLES[loss]}, {step_reduction} over the {T} steps)")
+
+    opts = dict(options or {})
+    opts.update(output_activation=output_activation, loss=loss, outputs=outputs, output_size=output_size,
+                input_size=in_shape[0] if in_shape else 1, bidirectional=bidirectional)
+    if outputs == "all":
+        opts["step_reduction"] = step_reduction
+    if truncate is not None:
+        opts["truncate"] = truncate
+    return Network(graph, name=name or cell.name, steps=T, options=opts, title=title or f"a {cell.name} network")
+
+
+def _infer(cell: Cell, gate: sp.Symbol) -> tuple:
+    shapes = dict(cell.shapes)
+    for g, expr in cell.gates.items():
+        shapes[g] = cell._shape(expr, shapes, f"gate {g}")
+        if g == gate:
+            return shapes[g]
+    raise KeyError(gate)
+
+
+def _dependency_order(states, updates):
+    """States in an order where a state whose new value appears inside another's update comes first
+    (the LSTM's h' = o·tanh(c') reads the new c from its node, not a second copy of f·c + i·g)."""
+    pairs = list(zip(states, updates))
+    ordered = []
+    while pairs:
+        for i, (s, expr) in enumerate(pairs):
+            if not any(other_expr != expr and expr.has(other_expr) for other_s, other_expr in pairs):
+                ordered.append(pairs.pop(i))
+                break
+        else:  # pragma: no cover - a cycle is impossible for finite expressions
+            ordered.extend(pairs)
+            break
+    return ordered

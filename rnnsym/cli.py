@@ -153,6 +153,8 @@ def _report_dict(report) -> dict:
 
 # ---- commands that live beside their subsystem (imported lazily inside, to keep start-up fast) ----
 # main.add_command(...) lines go here, one per subsystem.
+main.add_command(__import__("rnnsym.training.cli", fromlist=["cli"]).train_command)
+main.add_command(__import__("rnnsym.training.cli", fromlist=["cli"]).predict_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,251 @@
+"""``rnnsym train`` and ``rnnsym predict``.
+
+Bad input (a non-positive learning rate, NaN in a data file, a missing column, labels outside
+{0, 1} for BCE) is reported on one line with exit status 2 before training starts. A run whose
+loss diverges stops with a one-line reason and exit status 1, keeping the last good parameters;
+Ctrl-C saves a checkpoint and exits with status 130; ``--resume DIR`` continues it.
+"""
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+from click.core import ParameterSource
+
+from ..cli import _clear_errors, _network_options
+from ..errors import RnnsymError
+from .checkpoint import load_checkpoint
+from .data import load_data
+from .initializers import INITIALIZERS
+from .loop import CONSTRUCTORS, TrainingInterrupted, build_network, load_model, predict, train
+from .optimizers import OPTIMIZERS
+from .outputs import checkpoint_path, find_checkpoint, write_run
+from .tasks import TASKS, make_task
+
+NETWORKS = ("seed", "elman", "lstm", "gru")
+
+# Settings a resumed run takes from its checkpoint; giving one of them with --resume is an error.
+_RUN_SETTINGS = ("net", "steps", "activation", "output_activation", "loss", "shared_bias", "hidden_size", "outputs",
+                 "task", "data", "size", "optimizer", "lr", "momentum", "batch_size", "clip", "init", "init_scale",
+                 "seed", "val_split", "patience")
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+
+def _build_network(ctx, net_name, steps, activation, output_activation, loss, shared_bias, hidden_size, outputs,
+                   suggested: dict, input_size: int):
+    """The network from the options; unset options take the task's suggestion (loss, output...)."""
+    import rnnsym
+
+    options = {"activation": activation, "output_activation": output_activation, "loss": loss}
+    for key in ("output_activation", "loss"):
+        if not _given(ctx, key) and key in suggested:
+            options[key] = suggested[key]
+    if net_name == "seed":
+        for flag, value in (("--hidden-size", hidden_size), ("--outputs", outputs)):
+            if value is not None:
+                raise RnnsymError(f"{flag} applies to the elman, lstm and gru networks, not to seed")
+        return rnnsym.seed_rnn(steps=steps, shared_bias=shared_bias, **options)
+    constructor = getattr(rnnsym, CONSTRUCTORS[net_name], None)
+    if constructor is None:
+        raise RnnsymError(f"the {net_name} network is not available in this rnnsym yet; available: "
+                          + ", ".join(n for n in NETWORKS if hasattr(rnnsym, CONSTRUCTORS[n])))
+    if shared_bias:
+        raise RnnsymError(f"--shared-bias applies to the seed network, not to {net_name}")
+    options.update(input_size=input_size, outputs=outputs or suggested.get("outputs", "last"))
+    if hidden_size is not None:
+        options["hidden_size"] = hidden_size
+    accepted = inspect.signature(constructor).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        accepted = options
+    refused = [k for k in options if k not in accepted and _given(ctx, k)]
+    if refused:
+        raise RnnsymError(f"the {net_name} network takes no option --{refused[0].replace('_', '-')}")
+    return constructor(steps=steps, **{k: v for k, v in options.items() if k in accepted})
+
+
+@click.command("train")
+@click.option("--net", "net_name", type=click.Choice(NETWORKS), default="seed", show_default=True,
+              help="The network to train.")
+@_network_options
+@click.option("--hidden-size", type=int, default=None, help="Hidden units (elman, lstm, gru).")
+@click.option("--outputs", type=click.Choice(["last", "all"]), default=None,
+              help="A loss at the last step or at every step (elman, lstm, gru); default: the task's.")
+@click.option("--task", type=click.Choice(list(TASKS)), default=None, help="A built-in task (default: sentiment).")
+@click.option("--data", type=click.Path(dir_okay=False), default=None, help="Your own .csv or .npz data file.")
+@click.option("--size", type=int, default=None, help="Sequences to generate for a built-in task [1000].")
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="sgd", show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True, help="Learning rate η.")
+@click.option("--momentum", type=float, default=None, help="Momentum coefficient (optimizer momentum) [0.9].")
+@click.option("--epochs", type=int, default=100, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--clip", type=float, default=None, help="Rescale gradients whose norm exceeds this.")
+@click.option("--init", type=click.Choice(list(INITIALIZERS)), default="xavier", show_default=True)
+@click.option("--init-scale", type=float, default=0.5, show_default=True, help="Standard deviation for --init normal.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Makes the run exactly reproducible.")
+@click.option("--val-split", type=float, default=0.2, show_default=True, help="Fraction held out for validation.")
+@click.option("--patience", type=int, default=None, help="Stop after this many epochs without improvement.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Directory for params.json, history.csv, loss.png and the checkpoint.")
+@click.option("--resume", type=click.Path(file_okay=False), default=None,
+              help="Continue the run saved in this directory (its settings; --epochs may change).")
+@click.option("--checkpoint-every", type=int, default=10, show_default=True, help="Epochs between checkpoints.")
+@click.option("--checkpoint-format", type=click.Choice(["json", "npz"]), default="json", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@_clear_errors
+def train_command(ctx, net_name, steps, activation, output_activation, loss, shared_bias, hidden_size, outputs,
+                  task, data, size, optimizer, lr, momentum, epochs, batch_size, clip, init, init_scale, seed,
+                  val_split, patience, out, resume, checkpoint_every, checkpoint_format, quiet):
+    """Train a network with its compiled gradients, on a built-in task or your data.
+
+    \b
+    rnnsym train --net seed --task sentiment --optimizer sgd --lr 0.5 --epochs 200 --out runs/first
+    rnnsym train --resume runs/first --epochs 400
+    """
+    if resume is not None:
+        given = [name for name in _RUN_SETTINGS if _given(ctx, name)]
+        if given:
+            raise RnnsymError(f"--resume takes the run's settings from its checkpoint; drop "
+                              f"--{given[0].replace('_', '-')} (only --epochs, --out and checkpoint options may change)")
+        found = find_checkpoint(resume)
+        if found is None:
+            raise RnnsymError(f"--resume {resume}: no checkpoint.json or checkpoint.npz in that directory")
+        state = load_checkpoint(found)
+        net = build_network(state["network"])
+        source, config = state["data"], dict(state["config"])
+        dataset = _saved_data(source)
+        if "task" in source:
+            config["size"] = source["size"]
+        settings = {k: v for k, v in config.items() if k != "optimizer_options"}
+        settings.update(optimizer_options=config["optimizer_options"],
+                        epochs=epochs if _given(ctx, "epochs") else config["epochs"])
+        out = out or resume
+        same_place = Path(out).resolve() == Path(resume).resolve() and not _given(ctx, "checkpoint_format")
+        ckpt = found if same_place else checkpoint_path(out, checkpoint_format)
+        start_epoch = state["epoch"]
+        resume_from = state
+    else:
+        if task and data:
+            raise RnnsymError("give either --task or --data, not both")
+        if data:
+            dataset = load_data(data)
+            if not _given(ctx, "steps"):
+                steps = dataset.steps
+        else:
+            task = task or "sentiment"
+            dataset = make_task(task, steps, 1, seed)  # only its suggested options; the data comes in train()
+        net = _build_network(ctx, net_name, steps, activation, output_activation, loss, shared_bias, hidden_size,
+                             outputs, dataset.suggested, dataset.input_size)
+        dataset = dataset if data else task
+        opt_options = {} if momentum is None else {"momentum": momentum}
+        if momentum is not None and optimizer != "momentum":
+            raise RnnsymError(f"--momentum applies to --optimizer momentum, not {optimizer}")
+        settings = dict(optimizer=optimizer, lr=lr, epochs=epochs, batch_size=batch_size, clip=clip, init=init,
+                        init_scale=init_scale, seed=seed, val_split=val_split, patience=patience,
+                        optimizer_options=opt_options)
+        if data is None:
+            settings["size"] = size
+        elif size is not None:
+            raise RnnsymError("--size applies to a built-in --task, not to --data")
+        ckpt = checkpoint_path(out, checkpoint_format) if out else None
+        start_epoch, resume_from = 0, None
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=settings["epochs"], initial=start_epoch, unit="epoch", disable=quiet, file=sys.stderr,
+               dynamic_ncols=True, leave=False)
+
+    def on_epoch(row):
+        bar.update(1)
+        shown = {"loss": f"{row['train_loss']:.4f}"}
+        if row.get("val_loss") is not None:
+            shown["val_loss"] = f"{row['val_loss']:.4f}"
+        if row.get("val_accuracy") is not None:
+            shown["val_acc"] = f"{row['val_accuracy']:.1%}"
+        bar.set_postfix(shown, refresh=False)
+
+    try:
+        result = train(net, dataset, checkpoint=ckpt, checkpoint_every=_positive("--checkpoint-every", checkpoint_every),
+                       resume=resume_from, on_epoch=on_epoch, **settings)
+    except TrainingInterrupted as stop:
+        bar.close()
+        if out:
+            write_run(out, stop.result)
+            click.echo(f"rnnsym: interrupted after epoch {stop.result.epoch}; checkpoint saved in {ckpt}; "
+                       f"continue with: rnnsym train --resume {out}", err=True)
+        else:
+            click.echo(f"rnnsym: interrupted after epoch {stop.result.epoch}; nothing saved (no --out)", err=True)
+        sys.exit(130)
+    bar.close()
+    click.echo(f"{net.name} network (T = {net.steps}), {result.data.get('name')}, "
+               f"{result.config['optimizer']} lr={result.config['lr']:g}")
+    click.echo(result.table())
+    if out:
+        written = write_run(out, result)
+        click.echo("wrote " + ", ".join(str(p) for p in [*written, ckpt]))
+    if result.diverged:
+        click.echo(f"rnnsym: training stopped: {result.stop_reason}", err=True)
+        sys.exit(1)
+
+
+def _positive(flag: str, value: int) -> int:
+    if value < 1:
+        raise RnnsymError(f"{flag} must be a positive integer, got {value}")
+    return value
+
+
+def _saved_data(source: dict):
+    if "task" in source:
+        return source["task"]
+    if "file" in source:
+        return load_data(source["file"])
+    raise RnnsymError("--resume: this run was trained on arrays given in Python; resume it with rnnsym.train(...)")
+
+
+@click.command("predict")
+@click.argument("model", type=click.Path())
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="Write the CSV here (atomically).")
+@_clear_errors
+def predict_command(model, data, out):
+    """Apply a saved MODEL (a run's directory or its params.json) to a .csv or .npz DATA file.
+
+    Prints one CSV row per sequence: the output (``prediction``, or ``p1 … pT`` for a network with
+    an output at every step) and, for a classifier, the ``label`` (output > 0.5). When the file has
+    targets, a summary line (loss, accuracy) goes to stderr.
+    """
+    from ..files import atomic_write_text
+
+    loaded = load_model(model)
+    dataset = load_data(data, targets=False)
+    outputs = np.asarray(predict(loaded.net, loaded.params, dataset.x))
+    columns = outputs.reshape(len(outputs), -1)
+    names = ["prediction"] if columns.shape[1] == 1 else [f"p{t}" for t in range(1, columns.shape[1] + 1)]
+    classifier = loaded.net.options.get("loss") == "bce"
+    lines = [",".join(names + (["label"] if classifier and columns.shape[1] == 1 else []))]
+    for row in columns:
+        cells = [repr(float(v)) for v in row]
+        if classifier and columns.shape[1] == 1:
+            cells.append(str(int(row[0] > 0.5)))
+        lines.append(",".join(cells))
+    text = "\n".join(lines) + "\n"
+    if out:
+        atomic_write_text(out, text)
+    else:
+        click.echo(text, nl=False)
+    if dataset.y.size:
+        from .data import check_for_network
+
+        checked = check_for_network(dataset, loaded.net)
+        loss = loaded.net.compile().loss(loaded.params, checked.x, checked.y)
+        summary = f"{len(dataset)} sequences: loss {loss:.6f}"
+        if classifier:
+            accuracy = float(np.mean((outputs.reshape(checked.y.shape) > 0.5) == (checked.y > 0.5)))
+            summary += f", accuracy {accuracy:.2%}"
+        click.echo(summary, err=True)

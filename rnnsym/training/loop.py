@@ -1,0 +1,430 @@
+"""The train loop: the compiled ``value_and_grad``, an optimizer, and the care around them.
+
+>>> import rnnsym as rs
+>>> result = rs.train(rs.seed_rnn(steps=4), "sentiment", optimizer="adam", lr=0.05, epochs=5, size=200)
+>>> result.epoch, sorted(result.history)[:3]
+(5, ['epoch', 'train_accuracy', 'train_loss'])
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from ..errors import RnnsymError, positive_int
+from . import optimizers
+from .checkpoint import load_checkpoint, load_model_file, save_checkpoint
+from .data import Dataset, as_dataset, check_for_network, load_data
+from .initializers import init_params
+from .tasks import DEFAULT_SIZE, TASKS, make_task
+
+# Independent random streams of one run, all drawn from its seed: ``[seed, purpose, ...]``.
+_INIT, _SPLIT, _SHUFFLE = 0, 1, 2
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    ``params``: name -> array (the best epoch's when early stopping is on, else the last good
+    epoch's); ``history``: column -> list, one entry per epoch from 0 (the initial parameters):
+    ``epoch, train_loss, val_loss`` and, for a classifier (BCE), ``train_accuracy, val_accuracy``
+    (``None`` where there is no validation set); ``stop_reason`` says why the run ended.
+    """
+
+    params: dict
+    history: dict
+    epoch: int
+    best_epoch: int
+    stop_reason: str
+    diverged: bool
+    network: dict
+    config: dict
+    data: dict
+    elapsed: float
+    checkpoint: str | None = None
+    _state: dict = field(default=None, repr=False)
+
+    @property
+    def final(self) -> dict:
+        """The history row of the epoch whose parameters are in ``params``."""
+        row = self.history["epoch"].index(self.best_epoch if self.config["patience"] else self.epoch)
+        return {column: values[row] for column, values in self.history.items()}
+
+    def table(self) -> str:
+        """A short plain-text summary: losses (and accuracies) on the train and validation sets."""
+        final = self.final
+        lines = [f"{'':<12}{'train':>14}{'validation':>14}"]
+        for metric in ("loss", "accuracy"):
+            if f"train_{metric}" not in final:
+                continue
+            cells = []
+            for part in ("train", "val"):
+                value = final[f"{part}_{metric}"]
+                cells.append("-" if value is None else (f"{value:.2%}" if metric == "accuracy" else f"{value:.6f}"))
+            lines.append(f"{metric:<12}{cells[0]:>14}{cells[1]:>14}")
+        lines.append(f"epoch {final['epoch']} of {self.epoch} run; {self.stop_reason}; "
+                     f"{self.elapsed:.1f} s; seed {self.config['seed']}")
+        return "\n".join(lines)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`train`: ``result`` holds the last completed epoch, already checkpointed."""
+
+    def __init__(self, result: TrainResult):
+        super().__init__(f"interrupted after epoch {result.epoch}")
+        self.result = result
+
+
+# ---- networks as data (for checkpoints and saved models) ----------------------------------------
+def describe_network(net) -> dict:
+    """The network's name, steps, options and parameter shapes, as plain JSON data."""
+    return json.loads(json.dumps({
+        "name": net.name, "steps": net.steps, "options": dict(net.options),
+        "param_shapes": {n: list(s) for n, s in net.param_shapes.items()},
+    }))
+
+
+# The constructor for each network name; looked up on the rnnsym package when needed, so a
+# network type added later is found without a change here.
+CONSTRUCTORS = {"seed": "seed_rnn", "elman": "elman_rnn", "elman_rnn": "elman_rnn", "lstm": "lstm", "gru": "gru"}
+
+
+def build_network(description: Mapping):
+    """The network a description from :func:`describe_network` was made from."""
+    import rnnsym
+
+    name = description.get("name")
+    constructor = getattr(rnnsym, CONSTRUCTORS.get(name, ""), None)
+    if constructor is None:
+        known = sorted(k for k, v in CONSTRUCTORS.items() if hasattr(rnnsym, v))
+        raise RnnsymError(f"unknown network {name!r}; this rnnsym builds: {', '.join(known)}")
+    options = dict(description.get("options", {}))
+    accepted = inspect.signature(constructor).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        options = {k: v for k, v in options.items() if k in accepted}
+    net = constructor(steps=description["steps"], **options)
+    shapes = description.get("param_shapes")
+    if shapes is not None and describe_network(net)["param_shapes"] != shapes:
+        raise RnnsymError(f"the saved {name} network's parameters do not match the one rebuilt from its options")
+    return net
+
+
+# ---- settings ---------------------------------------------------------------------------------
+def _number(name: str, value, *, minimum: float = 0.0, allow_zero: bool = False) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.floating, np.integer)) \
+        and np.isfinite(value) and (value > minimum or (allow_zero and value == minimum))
+    if not ok:
+        bound = f">= {minimum:g}" if allow_zero else f"> {minimum:g}"
+        raise RnnsymError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def _settings(optimizer, lr, epochs, batch_size, clip, init, init_scale, seed, val_split, patience,
+              optimizer_options) -> dict:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise RnnsymError(f"seed must be a non-negative integer, got {seed!r}")
+    val_split = _number("val_split", val_split, allow_zero=True)
+    if val_split >= 1:
+        raise RnnsymError(f"val_split must lie in [0, 1), got {val_split!r}")
+    return {
+        "optimizer": optimizer, "optimizer_options": optimizers.options_for(optimizer, optimizer_options),
+        "lr": _number("learning rate lr", lr), "epochs": positive_int("epochs", epochs),
+        "batch_size": positive_int("batch_size", batch_size),
+        "clip": None if clip is None else _number("clip (the gradient-norm threshold)", clip),
+        "init": init, "init_scale": _number("init_scale", init_scale),
+        "seed": int(seed), "val_split": val_split,
+        "patience": None if patience is None else positive_int("patience", patience),
+    }
+
+
+def _resolve_data(net, data, size, seed) -> tuple[Dataset, dict]:
+    """The data as a Dataset checked against ``net``, and how to find it again on resume."""
+    if size is not None and not (isinstance(data, str) and data in TASKS):
+        raise RnnsymError("size applies to a built-in task only; allowed tasks: " + ", ".join(TASKS))
+    if isinstance(data, str) and data in TASKS:
+        size = DEFAULT_SIZE if size is None else size
+        dataset, source = make_task(data, net.steps, size, seed), {"task": data, "size": size}
+    elif isinstance(data, (str, os.PathLike)):
+        if Path(data).suffix.lower() not in (".csv", ".npz"):
+            raise RnnsymError(f"unknown task {str(data)!r}; allowed: {', '.join(TASKS)}, or a .csv or .npz file")
+        dataset, source = load_data(data), {"file": str(Path(data).resolve())}
+    elif isinstance(data, Dataset):
+        dataset, source = as_dataset(data.x, data.y, data.name), {"arrays": data.name}
+    elif isinstance(data, tuple) and len(data) == 2:
+        dataset, source = as_dataset(*data), {"arrays": "data"}
+    else:
+        raise RnnsymError(f"data must be a task name ({', '.join(TASKS)}), a .csv/.npz path, or a tuple (x, y); "
+                          f"got {type(data).__name__}")
+    dataset = check_for_network(dataset, net)
+    return dataset, dict(source, name=dataset.name, fingerprint=dataset.fingerprint(), size=len(dataset))
+
+
+def _split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng([seed, _SPLIT]).permutation(n)
+    n_val = int(round(val_split * n))
+    if val_split > 0:
+        n_val = max(n_val, 1)
+    if n - n_val < 1:
+        raise RnnsymError(f"val_split={val_split} leaves no training data out of {n} sequences")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _given_params(net, params: Mapping) -> dict:
+    if not isinstance(params, Mapping):
+        raise RnnsymError(f"params must be a dict of name -> value, got {type(params).__name__}")
+    missing = [n for n in net.param_names if n not in params]
+    unknown = [n for n in params if n not in net.param_names]
+    if missing or unknown:
+        problem = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(map(str, unknown))}"
+        raise RnnsymError(f"params: {problem}; expected exactly: {', '.join(net.param_names)}")
+    out = {}
+    for name in net.param_names:
+        value = np.array(params[name], dtype=float)
+        shape = tuple(net.param_shapes[name])
+        if value.shape != shape:
+            raise RnnsymError(f"parameter {name!r} has shape {value.shape}; the network needs {shape}")
+        if not np.isfinite(value).all():
+            raise RnnsymError(f"parameter {name!r} holds NaN or infinite values")
+        out[name] = value
+    return out
+
+
+# ---- the loop ---------------------------------------------------------------------------------
+def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 100, batch_size: int = 32,
+          clip: float | None = None, init: str = "xavier", init_scale: float = 0.5, seed: int = 0,
+          val_split: float = 0.2, patience: int | None = None, optimizer_options: Mapping | None = None,
+          size: int | None = None, params: Mapping | None = None, checkpoint=None, checkpoint_every: int = 10,
+          resume=None, on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train ``net`` on ``data`` with its compiled gradients; return a :class:`TrainResult`.
+
+    ``data``: a built-in task's name (``"sentiment"``, ``"adding"``, ``"sine"``; ``size``
+    sequences, generated from ``seed``), a ``.csv``/``.npz`` path, a Dataset, or a tuple ``(x, y)``.
+    Every setting is checked before the first epoch, and so is the data against the network.
+
+    - ``optimizer``: ``"sgd"`` (the article's ``W_t = W_(t-1) − η·dL/dW_(t-1)``), ``"momentum"``
+      or ``"adam"``; ``optimizer_options`` overrides their defaults (``momentum``; ``beta1``,
+      ``beta2``, ``eps``). ``lr`` is η.
+    - ``clip``: rescale the gradient to this norm when its norm is larger (Pascanu et al. 2013).
+    - ``init``: ``"normal"`` (standard deviation ``init_scale``), ``"xavier"`` or
+      ``"orthogonal"``; or pass starting ``params`` yourself.
+    - ``seed``: initialisation, validation split, shuffling and task data all follow from it, so
+      the same call gives the same result, bit for bit.
+    - ``val_split``: the fraction held out for validation; ``patience``: stop when the validation
+      loss (the training loss if there is no validation set) has not improved for that many
+      epochs, and return the best epoch's parameters.
+    - A NaN or infinite loss, gradient or parameter stops the run: ``diverged`` is True,
+      ``stop_reason`` names the epoch and batch, and ``params`` are the last good epoch's.
+    - ``checkpoint``: a ``.json`` or ``.npz`` path, written every ``checkpoint_every`` epochs, at
+      the end, and on Ctrl-C (which then raises :class:`TrainingInterrupted`, a
+      KeyboardInterrupt carrying the result so far). ``resume``: a checkpoint to continue from; the
+      other settings must be the checkpoint's, except ``epochs``, and the result is the one an
+      uninterrupted run would have given.
+    - ``on_epoch(row)`` is called after every epoch with that epoch's history row.
+
+    >>> import rnnsym as rs
+    >>> r = rs.train(rs.seed_rnn(steps=4), "sentiment", lr=0.5, epochs=3, size=100, seed=1)
+    >>> r.history["epoch"], r.diverged
+    ([0, 1, 2, 3], False)
+    """
+    config = _settings(optimizer, lr, epochs, batch_size, clip, init, init_scale, seed, val_split, patience,
+                       optimizer_options)
+    if params is not None:
+        config["init"] = "given"
+    every = positive_int("checkpoint_every", checkpoint_every)
+    dataset, source = _resolve_data(net, data, size, config["seed"])
+    network = describe_network(net)
+    classifier = net.options.get("loss") == "bce"
+    f = net.compile()
+
+    train_idx, val_idx = _split(len(dataset), config["val_split"], config["seed"])
+    x_train, y_train = dataset.x[train_idx], dataset.y[train_idx]
+    x_val, y_val = dataset.x[val_idx], dataset.y[val_idx]
+
+    if resume is not None:
+        state = _resumed_state(resume, network, config, source)
+    else:
+        start = _given_params(net, params) if params is not None else \
+            init_params(net, config["init"], scale=config["init_scale"],
+                        rng=np.random.default_rng([config["seed"], _INIT]))
+        state = {"network": network, "config": config, "data": source, "epoch": 0, "params": start,
+                 "best_params": start, "best_epoch": 0, "best_loss": None, "bad_epochs": 0,
+                 "optimizer_state": optimizers.new_state(optimizer, net.param_shapes),
+                 "history": {}, "stop_reason": None, "elapsed": 0.0}
+
+    def evaluate(p) -> dict:
+        row = {"train_loss": f.loss(p, x_train, y_train), "val_loss": f.loss(p, x_val, y_val) if len(val_idx) else None}
+        if classifier:
+            row["train_accuracy"] = _accuracy(f.forward(p, x_train), y_train)
+            row["val_accuracy"] = _accuracy(f.forward(p, x_val), y_val) if len(val_idx) else None
+        return row
+
+    def record(row: dict) -> None:
+        for column, value in row.items():
+            state["history"].setdefault(column, []).append(value)
+        monitored = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
+        if state["best_loss"] is None or monitored < state["best_loss"]:
+            state.update(best_loss=monitored, best_epoch=row["epoch"], best_params=state["params"], bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        if on_epoch is not None:
+            on_epoch(row)
+
+    started = time.perf_counter() - state["elapsed"]
+    if state["epoch"] == 0 and not state["history"]:
+        with np.errstate(all="ignore"):
+            first = evaluate(state["params"])  # the data has been checked; this also runs one forward pass
+        if not np.isfinite(first["train_loss"]):
+            raise RnnsymError("the loss at the initial parameters is not finite; try a smaller init_scale")
+        record({"epoch": 0, **first})
+
+    good = dict(state)  # the state at the end of the last completed epoch
+    try:
+        while state["stop_reason"] is None and state["epoch"] < config["epochs"]:
+            epoch = state["epoch"] + 1
+            if config["patience"] and state["bad_epochs"] >= config["patience"]:
+                state["stop_reason"] = (f"early stopping: no improvement for {config['patience']} epochs "
+                                        f"(best epoch {state['best_epoch']})")
+                break
+            failure = _run_epoch(f, state, config, x_train, y_train, epoch)
+            row = None
+            if failure is None:
+                with np.errstate(all="ignore"):
+                    row = {"epoch": epoch, **evaluate(state["params"])}
+                losses = [row["train_loss"], row["val_loss"]]
+                if not all(v is None or np.isfinite(v) for v in losses):
+                    failure = f"loss became {_first_bad(losses)} at epoch {epoch}"
+            if failure is not None:
+                state = dict(good, stop_reason=f"{failure}; kept the parameters of epoch {good['epoch']}",
+                             diverged=True)
+                break
+            state["epoch"] = epoch
+            state["elapsed"] = time.perf_counter() - started
+            record(row)
+            good = dict(state)
+            if checkpoint is not None and epoch % every == 0:
+                save_checkpoint(checkpoint, _snapshot(good))
+        else:
+            if state["stop_reason"] is None:
+                state["stop_reason"] = f"finished {state['epoch']} epochs"
+    except KeyboardInterrupt:
+        good = dict(good, elapsed=time.perf_counter() - started)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, _snapshot(good))
+        raise TrainingInterrupted(_result(dict(good, stop_reason=f"interrupted after epoch {good['epoch']}"),
+                                          checkpoint)) from None
+
+    state["elapsed"] = time.perf_counter() - started
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, _snapshot(state))
+    return _result(state, checkpoint)
+
+
+def _run_epoch(f, state: dict, config: dict, x, y, epoch: int) -> str | None:
+    """One pass over the shuffled training data; updates ``state``; returns a failure or None."""
+    order = np.random.default_rng([config["seed"], _SHUFFLE, epoch]).permutation(len(x))
+    size = config["batch_size"]
+    for batch, begin in enumerate(range(0, len(x), size), start=1):
+        index = order[begin:begin + size]
+        with np.errstate(all="ignore"):  # overflow is caught below, as a stop with a reason
+            loss, grads = f.value_and_grad(state["params"], x[index], y[index])
+            where = f"at epoch {epoch}, batch {batch}"
+            if not np.isfinite(loss):
+                return f"loss became {loss} {where}"
+            if not all(np.isfinite(g).all() for g in grads.values()):
+                return f"the gradient became NaN or infinite {where}"
+            grads, _ = optimizers.clip_grad_norm(grads, config["clip"])
+            params, opt_state = optimizers.step(config["optimizer"], state["params"], grads,
+                                                state["optimizer_state"], config["lr"], config["optimizer_options"])
+        if not all(np.isfinite(v).all() for v in params.values()):
+            return f"a parameter became NaN or infinite {where}"
+        state["params"], state["optimizer_state"] = params, opt_state
+    return None
+
+
+def _first_bad(values) -> str:
+    return next(str(float(v)) for v in values if v is not None and not np.isfinite(v))
+
+
+def _accuracy(outputs, y) -> float:
+    return float(np.mean((np.reshape(outputs, np.shape(y)) > 0.5) == (y > 0.5)))
+
+
+def _snapshot(state: dict) -> dict:
+    keys = ("network", "config", "data", "epoch", "params", "best_params", "best_epoch", "best_loss",
+            "bad_epochs", "optimizer_state", "history", "stop_reason", "diverged", "elapsed")
+    return {k: state.get(k) for k in keys}
+
+
+def _result(state: dict, checkpoint) -> TrainResult:
+    patience = state["config"]["patience"]
+    return TrainResult(
+        params=dict(state["best_params"] if patience else state["params"]),
+        history={k: list(v) for k, v in state["history"].items()},
+        epoch=state["epoch"], best_epoch=state["best_epoch"], stop_reason=state["stop_reason"],
+        diverged=bool(state.get("diverged", False)), network=state["network"], config=dict(state["config"]),
+        data=dict(state["data"]), elapsed=state["elapsed"],
+        checkpoint=None if checkpoint is None else str(checkpoint), _state=_snapshot(state),
+    )
+
+
+def _resumed_state(resume, network: dict, config: dict, source: dict) -> dict:
+    state = load_checkpoint(resume) if not isinstance(resume, Mapping) else dict(resume)
+    if state["network"] != network:
+        raise RnnsymError(f"resume: the checkpoint is for the network {state['network']['name']} "
+                          f"(steps={state['network']['steps']}, {state['network']['options']}), not this one")
+    saved = state["config"]
+    for key, value in config.items():
+        if key != "epochs" and saved.get(key) != value:
+            raise RnnsymError(f"resume: {key} is {value!r} here but {saved.get(key)!r} in the checkpoint; "
+                              f"a resumed run keeps its settings (only epochs may change)")
+    if state["data"].get("fingerprint") != source["fingerprint"]:
+        raise RnnsymError("resume: the data differs from the data the checkpoint was trained on")
+    state["config"] = dict(saved, epochs=config["epochs"])
+    # A run that finished (or was interrupted) may go on; one that stopped early or diverged stays stopped.
+    if (state.get("stop_reason") or "").startswith(("finished", "interrupted")):
+        state["stop_reason"] = None
+    return state
+
+
+# ---- using a trained model --------------------------------------------------------------------
+def predict(net, params: Mapping, x) -> np.ndarray:
+    """The network's outputs for the sequences ``x`` (checked like training inputs).
+
+    >>> import numpy as np, rnnsym as rs
+    >>> net = rs.seed_rnn(steps=2)
+    >>> predict(net, {n: 0.0 for n in net.param_names}, np.zeros((3, 2))).tolist()
+    [0.5, 0.5, 0.5]
+    """
+    x = as_dataset(x, np.zeros(np.shape(x)[:1]), "x").x
+    if x.shape[1] != net.steps:
+        raise RnnsymError(f"x: sequences have {x.shape[1]} steps; the network has steps={net.steps}")
+    return np.asarray(net.compile().forward(_given_params(net, params), x))
+
+
+@dataclass
+class Model:
+    """A saved model: the rebuilt network, its parameters and the file's metadata."""
+
+    net: object
+    params: dict
+    metadata: dict
+
+    def predict(self, x) -> np.ndarray:
+        return predict(self.net, self.params, x)
+
+
+def load_model(path) -> Model:
+    """A model saved by ``rnnsym train --out DIR`` (give DIR or its ``params.json``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "params.json"
+    document = load_model_file(path)
+    net = build_network(document["network"])
+    return Model(net, _given_params(net, document["params"]), {k: v for k, v in document.items() if k != "params"})

@@ -10,8 +10,12 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
-from .engine.paths import DEFAULT_PATH_LIMIT, PathTerm, enumerate_paths, path_term
-from .records import Chain, Equation, Partial, Product, Step, Sum, Total, Update
+from .engine.local import local_jacobian
+from .engine.paths import (DEFAULT_PATH_LIMIT, PathLimitError, PathTerm, count_paths, descendants,
+                           enumerate_paths, path_term, truncation_cuts)
+from .errors import RnnsymError
+from .records import (Applied, Chain, Delta, Equation, JacobianItem, Partial, Product, Step, Sum, Total,
+                      Update)
 
 # The "expanded in inputs and parameters" step is shown for small graphs only: the expansion of a
 # shared weight's gradient grows like T**3 and stops being readable long before that hurts.
@@ -27,36 +31,58 @@ class Derivation:
     >>> print(d.text())  # doctest: +SKIP
     """
 
-    def __init__(self, network, target: str, path_terms: list[PathTerm], steps: tuple[Step, ...]):
+    def __init__(self, network, target: str, path_terms: list[PathTerm] | None, steps: tuple[Step, ...],
+                 recursive: tuple[Equation, ...] = (), path_count: int | None = None, path_limit: int = 0):
         self.network = network
         self.target = target
-        self.path_terms = path_terms
+        self.path_terms = path_terms  # None when there are more paths than the limit
         self.steps = steps
+        self.recursive = recursive  # the adjoint equations δn = Σ ..., loss first, then dL/d(target)
+        self.path_count = len(path_terms) if path_count is None else path_count
+        self._path_limit = path_limit
 
     # ---- the contract's members -----------------------------------------------------------------
+    def _path_view(self) -> list[PathTerm]:
+        if self.path_terms is None:
+            raise PathLimitError(
+                f"{self.path_count} chain-rule paths lead to {self.target!r}, more than the limit of "
+                f"{self._path_limit}; use the recursive view (Derivation.recursive) or truncate the sequence")
+        return self.path_terms
+
     @property
     def paths(self) -> list[tuple[str, ...]]:
         """Node names along each chain-rule path, loss first and the target last."""
-        return [t.path for t in self.path_terms]
+        return [t.path for t in self._path_view()]
 
     @property
-    def terms(self) -> list[sp.Expr]:
-        """One expression per path: the product of its local factors, in node symbols."""
-        return [t.value for t in self.path_terms]
+    def terms(self) -> list:
+        """One term per path: the product of its local factors, in node symbols (a SymPy expression
+        for scalar networks; for vector networks an ordered product of Jacobians)."""
+        return [t.value for t in self._path_view()]
+
+    @property
+    def scalar(self) -> bool:
+        return self.network.is_scalar
 
     @cached_property
-    def expr(self) -> sp.Expr:
+    def expr(self):
         """The total derivative in node symbols: the sum of the path terms."""
-        return sp.Add(*self.terms)
+        terms = self.terms
+        return sp.Add(*terms) if self.scalar else Sum(tuple(terms))
 
     @cached_property
     def expanded(self) -> sp.Expr:
-        """The total derivative in inputs, target and parameters only."""
+        """The total derivative in inputs, target and parameters only (scalar networks)."""
+        if not self.scalar:
+            raise RnnsymError("the expansion in inputs and parameters is given for scalar networks only; "
+                              "vector networks use the recursive view")
         return self.expr.xreplace(self.network.expansions)
 
     @property
     def result(self):
         """:attr:`expr` for display: each path's term with its factors in chain order."""
+        if self.path_terms is None or not self.scalar:
+            return self.recursive[-1].rhs[-1] if self.recursive else sp.S.Zero
         shown = tuple(in_chain_order(t.value, t.factors) for t in self.path_terms if t.value != 0)
         return shown[0] if len(shown) == 1 else Sum(shown) if shown else sp.S.Zero
 
@@ -65,7 +91,7 @@ class Derivation:
         return self.network.graph[self.target].kind
 
     def __repr__(self) -> str:
-        return f"<Derivation dL/d{self.target}: {len(self.path_terms)} path(s)>"
+        return f"<Derivation dL/d{self.target}: {self.path_count} path(s)>"
 
     def evaluate(self, params, x, y) -> list[float]:
         """Each path term's value, averaged over the batch as the loss is.
@@ -122,7 +148,7 @@ def _path_label(graph, path: tuple[str, ...]) -> str:
         return ""
     via = graph[path[-2]]
     if via.kind == "hidden" and via.step is not None:
-        return f"through layer {via.step} ({via.name})"
+        return f"through {'layer' if graph.loss.name == 'L' and 'o0' in graph else 'step'} {via.step} ({via.name})"
     if via.kind == "output":
         return f"through the output layer ({via.name})"
     return f"through {via.name}"
@@ -148,22 +174,116 @@ def in_chain_order(expr: sp.Expr, factors) -> sp.Expr | Product:
     return Product(tuple(sorted(expr.args, key=lambda a: (not a.is_Number, first_factor(a)))), grouped=False)
 
 
+def recursive_view(network, target: str, cuts=frozenset()) -> tuple[tuple[Equation, ...], list[tuple[str, str]]]:
+    """The adjoint equations from the loss down to ``target``: ``δn = Σ_children J(c, n)ᵀ δc``.
+
+    Linear in the number of nodes whatever the number of paths. Returns the equations (each δ,
+    then ``dL/d(target)``) and the edges that truncation dropped.
+    """
+    graph = network.graph
+    loss = graph.loss.name
+    relevant = descendants(graph, target)
+    scalar = network.is_scalar
+    dropped = []
+
+    def shares(n: str) -> tuple:
+        items = []
+        for c in graph.children(n):
+            if c not in relevant:
+                continue
+            if (c, n) in cuts:
+                dropped.append((c, n))
+                continue
+            summed = graph[n].shape == () and graph[c].shape != ()
+            for term in local_jacobian(graph, c, n).terms:
+                items.append(Applied(term, None if c == loss else c, scalar=scalar, summed=summed))
+        return tuple(items)
+
+    equations = []
+    for name in reversed(list(graph.nodes)):
+        if name in relevant and name not in (target, loss) and graph[name].expr is not None:
+            items = shares(name)
+            equations.append(Equation(Delta(name), (items[0] if len(items) == 1 else Sum(items),)))
+    items = shares(target)
+    equations.append(Equation(Total(loss, target), (items[0] if len(items) == 1 else Sum(items) if items else sp.S.Zero,)))
+    return tuple(equations), dropped
+
+
 def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Derivation:
     """Build the :class:`Derivation` of ``dL/d(target)``; see :meth:`Network.derive`."""
     graph = network.graph
     loss = graph.loss.name
-    paths = enumerate_paths(graph, target, limit=path_limit)
-    prefixes: dict = {}
-    terms = [path_term(graph, p, local=network._local, prefixes=prefixes) for p in paths]
     total = Total(loss, target)
-    chains = [Chain(tuple(Partial(a, b) for a, b in zip(p, p[1:]))) for p in paths]
-    expr = sp.Add(*[t.value for t in terms])
-    steps: list[Step] = []
+    cuts = truncation_cuts(network, network.options.get("truncate"))
+    recursive, dropped = recursive_view(network, target, cuts)
+    recursive_step = Step(
+        "recursive", "Recursive view (what the compiled code runs)", recursive,
+        note="δn = ∂L/∂n is the gradient at node n with everything downstream already summed; each "
+             "adjoint is built from its children's, so the work is linear in the sequence length"
+             + (" (column vectors: Wᵀ carries an adjoint back through W·v, and a weight collects "
+                "δ·vᵀ)." if not network.is_scalar else "."),
+    )
+    update = ()
+    if graph[target].kind == "param":
+        update = (Step(
+            "update", "Gradient-descent update",
+            (Equation(graph[target].symbol, (Update(target, loss),), relation="←"),),
+            note="η is the learning rate; this is the article's rule W_t = W_(t−1) − η·dL/dW_(t−1).",
+        ),)
+    truncation = ()
+    if cuts:
+        k = network.options["truncate"]
+        truncation = (Step(
+            "truncation", f"Truncated after {k} step(s)",
+            tuple(Equation(Partial(c, p), (sp.S.Zero,), label="dropped") for c, p in sorted(set(dropped))),
+            note=f"Truncated BPTT: the backward recursion stops after {k} step(s), so these local "
+                 "factors are treated as 0 and every path through them is dropped from the gradient.",
+        ),)
 
+    n_paths = count_paths(graph, target)
+    if n_paths > path_limit:
+        steps = (Step("path_count", f"{n_paths} chain-rule paths: too many to list",
+                      note=f"{n_paths} paths lead from the loss to {target}, more than the limit of "
+                           f"{path_limit}; the recursive view below gives the same gradient with one "
+                           "equation per node."),
+                 *truncation, recursive_step, *update)
+        return Derivation(network, target, None, steps, recursive, path_count=n_paths, path_limit=path_limit)
+
+    paths = [p for p in enumerate_paths(graph, target, limit=path_limit)
+             if not any((a, b) in cuts for b, a in zip(p[1:], p))]
+    paths = [p for p in paths if not any((p[i], p[i + 1]) in cuts for i in range(len(p) - 1))]
+    if network.is_scalar:
+        prefixes: dict = {}
+        terms = [path_term(graph, p, local=network._local, prefixes=prefixes) for p in paths]
+    else:
+        terms = [_vector_path_term(graph, p) for p in paths]
+    steps = _path_view_steps(network, target, paths, terms)
+    derivation = Derivation(network, target, terms, (), recursive, path_limit=path_limit)
+    if network.is_scalar and paths and len(graph.nodes) <= EXPANDED_STEP_MAX_NODES:
+        steps.append(Step("expanded", "In inputs, target and parameters only",
+                          (Equation(total, (derivation.expanded,)),)))
+    derivation.steps = (*steps, *truncation, recursive_step, *update)
+    return derivation
+
+
+def _vector_path_term(graph, path) -> PathTerm:
+    jacobians = tuple(JacobianItem(local_jacobian(graph, a, b).terms, gradient=graph[a].kind in ("loss", "loss_term"))
+                      for a, b in zip(path, path[1:]))
+    product = Product(jacobians)
+    return PathTerm(path, jacobians, product, product)
+
+
+def _path_view_steps(network, target, paths, terms) -> list[Step]:
+    graph = network.graph
+    loss = graph.loss.name
+    total = Total(loss, target)
+    scalar = network.is_scalar
+    chains = [Chain(tuple(Partial(a, b) for a, b in zip(p, p[1:]))) for p in paths]
+    steps: list[Step] = []
     if not paths:
         steps.append(Step("chain_rule", "No path", (Equation(total, (sp.S.Zero,)),),
                           note=f"The loss does not depend on {target}."))
-        return Derivation(network, target, terms, tuple(steps))
+        return steps
 
     # 1. The chain rule in abstract form.
     if len(paths) == 1:
@@ -186,25 +306,26 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
     )))
 
     # 3. Each local factor, once, in path order.
-    seen: dict[Partial, sp.Expr] = {}
+    seen: dict = {}
     for term in terms:
         for (a, b), factor in zip(zip(term.path, term.path[1:]), term.factors):
             seen.setdefault(Partial(a, b), factor)
-    steps.append(Step(
-        "local_factors", "Local factors",
-        tuple(Equation(p, (v,)) for p, v in seen.items()),
-        note="Each factor is a local partial derivative (∂): the node's other inputs are held fixed, "
-             "even those that themselves depend on the target; their dependence is another path.",
-    ))
+    note = ("Each factor is a local partial derivative (∂): the node's other inputs are held fixed, "
+            "even those that themselves depend on the target; their dependence is another path.")
+    if not scalar:
+        note += (" For vectors each factor is a Jacobian: diag(f) is elementwise, W comes from a "
+                 "product W·v, and [·]·vᵀ is how a weight matrix receives the gradient g: as g·vᵀ.")
+    steps.append(Step("local_factors", "Local factors" if scalar else "Local Jacobians",
+                      tuple(Equation(p, (v,)) for p, v in seen.items()), note=note))
 
     # 4. Each path's product, substituted and simplified.
     single = len(paths) == 1
     equations = []
     for chain, term in zip(chains, terms):
         rhs: tuple = (Product(term.factors),)
-        if len(term.factors) > 1 or term.simplified != sp.Mul(*term.factors):
+        if scalar and (len(term.factors) > 1 or term.simplified != sp.Mul(*term.factors)):
             rhs += (in_chain_order(term.simplified, term.factors),)
-        if term.value != term.simplified:
+        if scalar and term.value != term.simplified:
             rhs += (term.value,)
         equations.append(Equation(total if single else chain, rhs, label="" if single else _path_label(graph, term.path)))
     steps.append(Step("path_terms", "Substitute the factors and multiply" if single else "Each path's term",
@@ -227,23 +348,9 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
 
     # 6. The total: the sum of the terms.
     if not single:
+        shown = tuple(in_chain_order(t.value, t.factors) for t in terms) if scalar else tuple(t.value for t in terms)
         steps.append(Step("total", "The gradient is the sum of the path terms",
-                          (Equation(total, (Sum(tuple(in_chain_order(t.value, t.factors) for t in terms)),)),),
+                          (Equation(total, (Sum(shown),)),),
                           note="Each term alone is one path's share; only their sum matches a "
                                "finite-difference check."))
-
-    # 7. In inputs and parameters.
-    derivation = Derivation(network, target, terms, ())
-    if len(graph.nodes) <= EXPANDED_STEP_MAX_NODES:
-        steps.append(Step("expanded", "In inputs, target and parameters only",
-                          (Equation(total, (derivation.expanded,)),)))
-
-    # 8. The update rule, for parameters.
-    if graph[target].kind == "param":
-        steps.append(Step(
-            "update", "Gradient-descent update",
-            (Equation(graph[target].symbol, (Update(target, loss),), relation="←"),),
-            note="η is the learning rate; this is the article's rule W_t = W_(t−1) − η·dL/dW_(t−1).",
-        ))
-    derivation.steps = tuple(steps)
-    return derivation
+    return steps

@@ -39,6 +39,13 @@ class Network:
     def params(self) -> tuple[sp.Symbol, ...]:
         return tuple(n.symbol for n in self.graph.of_kind("param"))
 
+    @cached_property
+    def is_scalar(self) -> bool:
+        """Every node a scalar and no matrix product: path terms are plain SymPy products."""
+        from .functions import MatVec
+
+        return all(n.shape == () and (n.expr is None or not n.expr.has(MatVec)) for n in self.graph.nodes.values())
+
     @property
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Each parameter's array shape (``()`` for a scalar), PyTorch's layout for matrices."""

@@ -60,7 +60,35 @@ class Update:
     loss: str
 
 
-Item = Union[sp.Expr, Partial, Total, Chain, Product, Sum, Update]
+@dataclass(frozen=True)
+class Delta:
+    """The adjoint ``δ_node = ∂L/∂node``: everything downstream of the node, already summed."""
+
+    node: str
+
+
+@dataclass(frozen=True)
+class JacobianItem:
+    """A local Jacobian of vector nodes, as a sum of terms (see rnnsym.engine.local.JacobianTerm)."""
+
+    terms: tuple
+    gradient: bool = False  # the loss's own Jacobian: a (row) gradient vector, not diag(f)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A local Jacobian term applied backward to a child's adjoint, in textbook column-vector form:
+    ``diag(f)·δ`` (elementwise), ``Wᵀ·diag(f)·δ`` (through ``W·v``), ``diag(f)·δ·vᵀ`` (a weight's
+    share), ``Σ(f ⊙ δ)`` for a scalar feeding a vector; ``f·δ`` when everything is scalar.
+    ``delta`` is None for the loss itself (δ_L = 1)."""
+
+    term: object
+    delta: str | None
+    scalar: bool = False
+    summed: bool = False
+
+
+Item = Union[sp.Expr, Partial, Total, Chain, Product, Sum, Update, Delta, JacobianItem, Applied]
 
 
 @dataclass(frozen=True)

@@ -136,10 +136,21 @@ def test_derives_at_T_100_without_the_nested_expression():
                      * (1 - sp.Symbol("o100") ** 2) * sp.Symbol("x100")) == 0
 
 
-def test_path_limit_refuses_with_a_suggestion():
+def test_path_limit_shows_the_count_and_the_recursive_view_instead():
     net = rs.seed_rnn(steps=10)
+    d = net.derive("w", path_limit=5)
+    assert d.path_count == 10
+    assert d.steps[0].kind == "path_count" and "10 paths lead from the loss to w" in d.steps[0].note
+    assert [s.kind for s in d.steps][1:] == ["recursive", "update"]
     with pytest.raises(rs.RnnsymError, match="10 chain-rule paths lead to 'w'.*recursive view"):
-        net.derive("w", path_limit=5)
+        d.paths
+    assert len(d.recursive[-1].rhs[0].terms) == 10  # dL/dw = one share per step
+
+
+def test_recursive_view_of_the_seed_network(seed4):
+    text = seed4.derive("w3").text()
+    assert "    δo₄ = δo₅·o₅·w₄·(1 − o₅)" in text
+    assert "    dL/dw₃ = δo₄·o₃·(1 − o₄²)" in text
 
 
 def test_derivation_of_the_loss_itself_and_of_the_target(seed4):

@@ -49,6 +49,8 @@ def test_exact_latex_whole_derivation_T1():
         r" \\ \frac{\partial o_{2}}{\partial w_{1}} &= o_{1} o_{2} \left(1 - o_{2}\right)"
         r" \\ \frac{d L}{d w_{1}} &= \left(\frac{1 - Y}{1 - o_{2}} - \frac{Y}{o_{2}}\right) \cdot \left(o_{1} o_{2} \left(1 - o_{2}\right)\right) = \left(o_{2} - Y\right) o_{1}"
         r" \\ \frac{d L}{d w_{1}} &= \left(\sigma\left(b_{2} + w_{1} \tanh{\left(b_{1} + w x_{1} \right)}\right) - Y\right) \tanh{\left(b_{1} + w x_{1} \right)}"
+        r" \\ \delta_{o_{2}} &= \frac{1 - Y}{1 - o_{2}} - \frac{Y}{o_{2}}"
+        r" \\ \frac{d L}{d w_{1}} &= \delta_{o_{2}} o_{1} o_{2} \left(1 - o_{2}\right)"
         r" \\ w_{1} &\leftarrow w_{1} - \eta \frac{d L}{d w_{1}}\end{aligned}"
     )
 

@@ -50,13 +50,14 @@ class JacobianTerm:
     - ``diag(factor)`` when the parent enters elementwise (a scalar parent: summed over components);
     - ``diag(factor)·matrix`` when the parent enters as ``matrix·parent``;
     - for a weight matrix ``W`` entering as ``W·outer``: the gradient share ``(δ ⊙ factor)·outerᵀ``;
-    - ``softmax``: ``diag(o) − o·oᵀ`` (only ever used fused with cross-entropy).
+    - ``softmax`` (the output symbol o): the coupling ``diag(o) − o·oᵀ`` comes first (only ever
+      used fused with cross-entropy).
     """
 
     factor: sp.Expr
     matrix: sp.Symbol | None = None
     outer: sp.Symbol | None = None
-    softmax: bool = False
+    softmax: sp.Symbol | None = None
 
 
 @dataclass(frozen=True)
@@ -85,19 +86,21 @@ def local_jacobian(graph: Graph, child: str, parent: str) -> Jacobian:
     terms = []
     if isinstance(flat, softmax):
         # Softmax couples its components: J = (diag(o) − o·oᵀ)·∂z/∂parent. The factor kept here is
-        # the elementwise ∂z/∂parent; `softmax=True` stands for the coupling matrix.
+        # the elementwise ∂z/∂parent; `softmax` names the output whose coupling matrix comes first.
         (inner,) = flat.args
         if wrt in inner.free_symbols:
-            terms.append(JacobianTerm(sp.diff(inner, wrt), softmax=True))
+            terms.append(JacobianTerm(sp.diff(inner, wrt), softmax=node.symbol))
         for product, mu in zip(products, stand_ins):
             matrix, vector = product.args
             if wrt in product.args:
-                terms.append(JacobianTerm(sp.diff(inner, mu), softmax=True,
+                terms.append(JacobianTerm(sp.diff(inner, mu), softmax=node.symbol,
                                           matrix=matrix if vector == wrt else None,
                                           outer=vector if matrix == wrt else None))
         return Jacobian(child, parent, tuple(terms))
+    # A loss term averaged over K output components carries 1/K in its gradient.
+    scale = sp.Rational(1, graph[parent].shape[0]) if node.reduce == "mean" and graph[parent].shape else 1
     if wrt in flat.free_symbols:
-        terms.append(JacobianTerm(_elementwise(node, flat, wrt).xreplace(back)))
+        terms.append(JacobianTerm(scale * _elementwise(node, flat, wrt).xreplace(back)))
     for product, mu in zip(products, stand_ins):
         matrix, vector = product.args
         if wrt not in product.args:

@@ -20,7 +20,7 @@ class PathLimitError(RnnsymError):
     """More chain-rule paths than the limit allows; the recursive view handles any number."""
 
 
-def _descendants(graph: Graph, start: str) -> set[str]:
+def descendants(graph: Graph, start: str) -> set[str]:
     """``start`` and every node whose value depends on it."""
     seen, todo = {start}, [start]
     while todo:
@@ -33,7 +33,7 @@ def _descendants(graph: Graph, start: str) -> set[str]:
 
 def count_paths(graph: Graph, target: str) -> int:
     """How many chain-rule paths lead from the loss to ``target`` (dynamic programming, no listing)."""
-    relevant = _descendants(graph, target)
+    relevant = descendants(graph, target)
     count = {target: 1}
     for name in graph.nodes:  # topological order: parents are counted before children
         if name in relevant and name != target:
@@ -49,7 +49,7 @@ def enumerate_paths(graph: Graph, target: str, limit: int = DEFAULT_PATH_LIMIT) 
             f"{n} chain-rule paths lead to {target!r}, more than the limit of {limit}; "
             "use the recursive view (Derivation.recursive) or truncate the sequence"
         )
-    relevant = _descendants(graph, target)
+    relevant = descendants(graph, target)
     found: list[tuple[str, ...]] = []
 
     def walk(path: tuple[str, ...]) -> None:
@@ -111,3 +111,17 @@ def path_term(graph: Graph, path: tuple[str, ...], local=local_partial, prefixes
 
 def _has_denominator(expr: sp.Expr) -> bool:
     return sp.denom(sp.together(expr)) != 1
+
+
+def truncation_cuts(network, truncate: int | None) -> set[tuple[str, str]]:
+    """Edges (child, parent) that truncated BPTT does not follow backward: every edge from a node
+    of step ``T - k`` into step ``T - k + 1``, so the recursion stops after ``k`` steps."""
+    if truncate is None or truncate >= network.steps:
+        return set()
+    graph, boundary = network.graph, network.steps - truncate
+    return {
+        (child, parent)
+        for child, node in graph.nodes.items() if node.kind == "hidden" and node.step == boundary + 1
+        for parent in graph.parents(child)
+        if graph[parent].kind in ("hidden", "constant") and graph[parent].step == boundary
+    }

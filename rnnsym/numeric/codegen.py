@@ -17,6 +17,7 @@ import numpy as np
 import sympy as sp
 
 from ..engine.local import Jacobian, local_jacobian
+from ..engine.paths import truncation_cuts
 from ..functions import FUSED_OUTPUT_GRADIENTS
 from .compiled import CompiledNetwork
 from .printer import RUNTIME, CodePrinter, stable
@@ -29,20 +30,6 @@ def generated_names(graph) -> dict[sp.Symbol, str]:
     return {
         node.symbol: f"n_{node.name}" if _SAFE.fullmatch(node.name) else f"n_{i}"
         for i, node in enumerate(graph.nodes.values())
-    }
-
-
-def truncation_cuts(network, truncate: int | None) -> set[tuple[str, str]]:
-    """Edges (child, parent) that truncated BPTT does not follow backward: every edge from a node
-    of step ``T - k`` into step ``T - k + 1``, so the recursion stops after ``k`` steps."""
-    if truncate is None or truncate >= network.steps:
-        return set()
-    graph, boundary = network.graph, network.steps - truncate
-    return {
-        (child, parent)
-        for child, node in graph.nodes.items() if node.kind == "hidden" and node.step == boundary + 1
-        for parent in graph.parents(child)
-        if graph[parent].kind in ("hidden", "constant") and graph[parent].step == boundary
     }
 
 
@@ -163,8 +150,7 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
         (out_name,) = [p for p in graph.parents(term.name) if graph[p].kind == "output"]
         out = graph[out_name]
         d_total = sp.S.One if term is loss else loss.expr.diff(term.symbol)
-        components = 1 if out.shape == () or term.reduce == "sum" else out.shape[0]
-        scale = inv_b * d_total / components
+        scale = inv_b * d_total  # a mean over output components is already in ∂L/∂y
         (dl,) = local_jacobian(graph, term.name, out_name).terms
         fused = FUSED_OUTPUT_GRADIENTS.get((network.options.get("loss"), network.options.get("output_activation")))
         for parent in graph.parents(out_name):

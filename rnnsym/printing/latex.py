@@ -4,7 +4,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ..records import Chain, Equation, Partial, Product, Step, Sum, Total, Update
+from ..records import Applied, Chain, Delta, Equation, JacobianItem, Partial, Product, Step, Sum, Total, Update
 from .base import StepPrinter, positive_terms_first
 
 
@@ -19,6 +19,12 @@ class _ExprPrinter(LatexPrinter):
     def _print_relu(self, expr, exp=None):
         tex = r"\operatorname{relu}\left(%s\right)" % self._print(expr.args[0])
         return tex if exp is None else r"%s^{%s}" % (tex, exp)
+
+    def _print_MatVec(self, expr, exp=None):
+        return "%s %s" % (self._print(expr.args[0]), self._print(expr.args[1]))
+
+    def _print_softmax(self, expr, exp=None):
+        return r"\operatorname{softmax}\left(%s\right)" % self._print(expr.args[0])
 
     def _print_Heaviside(self, expr, exp=None):
         tex = r"H\left(%s\right)" % self._print(expr.args[0])
@@ -66,6 +72,50 @@ class LatexStepPrinter(StepPrinter):
             else:
                 out += (" + " if i else "") + tex
         return out
+
+    def _print_Delta(self, d: Delta):
+        return r"\delta_{%s}" % name_latex(d.node)
+
+    def _left(self, term) -> str:
+        """What multiplies the incoming adjoint: the softmax coupling, then diag(f) (omitted when f = 1)."""
+        out = ""
+        if term.softmax is not None:
+            o = name_latex(term.softmax.name)
+            out += r"\left(\operatorname{diag}\left(%s\right) - %s %s^{T}\right) " % (o, o, o)
+        if term.factor != 1:
+            out += r"\operatorname{diag}\left(%s\right) " % expr_latex(term.factor)
+        return out
+
+    def _print_JacobianItem(self, j: JacobianItem):
+        parts = []
+        if j.gradient:
+            return " + ".join(r"\left(%s\right)^{T}" % expr_latex(t.factor) for t in j.terms)
+        for t in j.terms:
+            core = self._left(t)
+            if t.matrix is not None:
+                parts.append(core + name_latex(t.matrix.name))
+            elif t.outer is not None:
+                parts.append(core + r"\left[\cdot\right] " + name_latex(t.outer.name) + "^{T}")
+            else:
+                parts.append(core.strip() or "I")
+        return " + ".join(parts)
+
+    def _print_Applied(self, a: Applied):
+        t = a.term
+        delta = "" if a.delta is None else r"\delta_{%s}" % name_latex(a.delta)
+        if a.scalar:
+            f = expr_latex(t.factor)
+            if not delta:
+                return f
+            return delta if t.factor == 1 else r"%s \left(%s\right)" % (delta, f) if t.factor.is_Add else f"{delta} {f}"
+        if not delta and t.matrix is None and t.outer is None and t.softmax is None:
+            return expr_latex(t.factor)  # the loss's gradient vector itself
+        core = (self._left(t) + delta).strip() or "1"
+        if t.matrix is not None:
+            return f"{name_latex(t.matrix.name)}^{{T}} {core}"
+        if t.outer is not None:
+            return f"{core} {name_latex(t.outer.name)}^{{T}}"
+        return r"\sum \left(%s\right)" % core if a.summed else core
 
     def _print_Update(self, u: Update):
         return r"%s - \eta \frac{d %s}{d %s}" % (name_latex(u.param), name_latex(u.loss), name_latex(u.param))

@@ -6,7 +6,7 @@ import re
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from ..records import Chain, Equation, Partial, Product, Step, Sum, Total, Update
+from ..records import Applied, Chain, Delta, Equation, JacobianItem, Partial, Product, Step, Sum, Total, Update
 from .base import StepPrinter, positive_terms_first
 
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
@@ -41,6 +41,12 @@ class _ExprPrinter(StrPrinter):
     def _print_Heaviside(self, expr):
         return f"H({self._print(expr.args[0])})"
 
+    def _print_MatVec(self, expr):
+        return f"{self._print(expr.args[0])}*{self._print(expr.args[1])}"
+
+    def _print_softmax(self, expr):
+        return f"softmax({self._print(expr.args[0])})"
+
 
 def expr_text(expr) -> str:
     s = _ExprPrinter().doprint(sp.sympify(expr))
@@ -69,6 +75,49 @@ class TextPrinter(StepPrinter):
 
     def _print_Sum(self, s: Sum):
         return " + ".join(self.doprint(t) for t in s.terms)
+
+    def _print_Delta(self, d: Delta):
+        return f"δ{text_name(d.node)}"
+
+    def _left(self, term) -> str:
+        """What multiplies the incoming adjoint: the softmax coupling, then diag(f) (omitted when f = 1)."""
+        out = ""
+        if term.softmax is not None:
+            o = text_name(term.softmax.name)
+            out += f"(diag({o}) − {o}·{o}ᵀ)·"
+        if term.factor != 1:
+            out += f"diag({expr_text(term.factor)})·"
+        return out
+
+    def _print_JacobianItem(self, j: JacobianItem):
+        parts = []
+        if j.gradient:
+            return " + ".join(f"({expr_text(t.factor)})ᵀ" for t in j.terms)
+        for t in j.terms:
+            core = self._left(t)
+            if t.matrix is not None:
+                parts.append(core + text_name(t.matrix.name))
+            elif t.outer is not None:
+                parts.append(core + f"[·]·{text_name(t.outer.name)}ᵀ")
+            else:
+                parts.append(core.rstrip("·") or "I")
+        return " + ".join(parts)
+
+    def _print_Applied(self, a: Applied):
+        t, delta = a.term, ("" if a.delta is None else f"δ{text_name(a.delta)}")
+        if a.scalar:
+            f = expr_text(t.factor)
+            if not delta:
+                return f
+            return delta if t.factor == 1 else f"{delta}·({f})" if t.factor.is_Add else f"{delta}·{f}"
+        if not delta and t.matrix is None and t.outer is None and t.softmax is None:
+            return expr_text(t.factor)  # the loss's gradient vector itself
+        core = (self._left(t) + delta).rstrip("·") or "1"
+        if t.matrix is not None:
+            return f"{text_name(t.matrix.name)}ᵀ·{core}"
+        if t.outer is not None:
+            return f"{core}·{text_name(t.outer.name)}ᵀ"
+        return f"Σ({core})" if a.summed else core
 
     def _print_Update(self, u: Update):
         return f"{text_name(u.param)} − η·d{text_name(u.loss)}/d{text_name(u.param)}"

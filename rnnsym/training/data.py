@@ -98,7 +98,7 @@ def _numeric(what: str, value) -> np.ndarray:
     bad = ~np.isfinite(array)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise RnnsymError(f"{what} holds {array[where]!r} at index {where}; data must be finite numbers")
+        raise RnnsymError(f"{what} holds {float(array[where])!r} at index {where}; data must be finite numbers")
     return array
 
 
@@ -129,7 +129,7 @@ def check_for_network(data: Dataset, net) -> Dataset:
     if net.options.get("loss") == "bce":
         bad = (y != 0) & (y != 1)
         if bad.any():
-            raise RnnsymError(f"{data.name}: label {y[bad][0]!r} is not 0 or 1; loss 'bce' needs labels in {{0, 1}}")
+            raise RnnsymError(f"{data.name}: label {float(y[bad][0])!r} is not 0 or 1; loss 'bce' needs labels in {{0, 1}}")
     return Dataset(x, y, data.name, data.description, data.suggested)
 
 

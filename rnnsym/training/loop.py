@@ -266,8 +266,8 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
         return row
 
     def record(row: dict) -> None:
-        for column, value in row.items():
-            state["history"].setdefault(column, []).append(value)
+        # New lists, not appends: the snapshot of the previous epoch must not see this row.
+        state["history"] = {column: [*state["history"].get(column, []), value] for column, value in row.items()}
         monitored = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
         if state["best_loss"] is None or monitored < state["best_loss"]:
             state.update(best_loss=monitored, best_epoch=row["epoch"], best_params=state["params"], bad_epochs=0)

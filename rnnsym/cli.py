@@ -155,6 +155,7 @@ def _report_dict(report) -> dict:
 # main.add_command(...) lines go here, one per subsystem.
 main.add_command(__import__("rnnsym.training.cli", fromlist=["cli"]).train_command)
 main.add_command(__import__("rnnsym.training.cli", fromlist=["cli"]).predict_command)
+main.add_command(__import__("rnnsym.docs.cli", fromlist=["cli"]).docs)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -158,3 +158,14 @@ class Network:
         if truncate not in cache:
             cache[truncate] = compile_network(self, truncate)
         return cache[truncate]
+
+    # ---- notebook display (rnnsym.docs): the unrolled picture and the equations -----------------
+    def _repr_svg_(self) -> str:
+        from .docs.svg import picture_svg
+
+        return picture_svg(self)
+
+    def _repr_html_(self) -> str:
+        from .docs.pages import network_fragment
+
+        return network_fragment(self)

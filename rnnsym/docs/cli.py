@@ -1,0 +1,32 @@
+"""``rnnsym docs``: write the derivation site (or Markdown) for a network into a folder."""
+from __future__ import annotations
+
+import click
+
+from ..cli import _build, _clear_errors, _network_options
+
+NETWORKS = ("seed",)
+
+
+@click.command("docs")
+@click.option("--net", "net_name", type=click.Choice(NETWORKS), default="seed", show_default=True,
+              help="Which network to document.")
+@_network_options
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="site", show_default=True,
+              help="Output folder; replaced atomically if it holds an rnnsym site.")
+@click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True,
+              help="html: an offline web site; markdown: one .md file with $$…$$ math, pictures beside it.")
+@click.option("--force", is_flag=True, help="Replace the output folder even if it is not an rnnsym site.")
+@click.option("--no-check", is_flag=True, help="Leave out the finite-difference gradient check.")
+@_clear_errors
+def docs(net_name, steps, activation, output_activation, loss, shared_bias, out, fmt, force, no_check):
+    """Write derivation docs: an index, one page per parameter, pictures of the unrolled network.
+
+    The site needs no script and no network: open OUT/index.html from disk.
+    """
+    from .site import build
+
+    network = _build(steps, activation, output_activation, loss, shared_bias)
+    folder = build(network, out, fmt=fmt, force=force, check=not no_check, progress=None)
+    entry = "index.html" if fmt == "html" else f"{network.name}-T{network.steps}.md"
+    click.echo(f"wrote {folder / entry}")

@@ -1,0 +1,248 @@
+"""The picture of an unrolled network as SVG, written directly from :mod:`rnnsym.docs.layout`.
+
+Why hand-written SVG rather than matplotlib's SVG backend: the picture is committed in
+``docs/site`` and a test fails when it drifts, so it must be byte-for-byte the same on every
+machine; matplotlib's SVG output changes with its version and the fonts installed (glyphs become
+paths, ids are random unless pinned). Written here, names stay real ``<text>`` (selectable,
+searchable, escaped once in one place), paths are plain coloured lines a CSS-free viewer (GitHub,
+a notebook, a print) draws the same, and the whole drawer is a page of code over a layout module
+that is tested on its own.
+
+Only presentation attributes are used (no ``<style>``, no ids, no scripts), so several pictures can
+sit in one HTML page or notebook without clashing.
+
+>>> import rnnsym as rs
+>>> svg = picture_svg(rs.seed_rnn(steps=4), highlight="w3")
+>>> svg.startswith("<svg") and svg.count('data-path="1"') > 0
+True
+"""
+from __future__ import annotations
+
+import math
+from html import escape
+
+from ..derivation import _path_label as path_label
+from .layout import MARGIN, Layout, network_layout
+
+# One colour per path (Okabe–Ito, safe for colour-blind readers; the pale yellow is left out),
+# then darker variants, so neighbouring paths never share a colour until there are 14 of them.
+PATH_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
+                "#003f66", "#8a3c00", "#005c43", "#87406a", "#946600", "#2f7ca3", "#555555")
+LEGEND_ROWS = 8  # paths listed under the picture; the rest are counted
+
+_INK, _EDGE, _MUTED = "#1f2933", "#9aa5b1", "#52606d"
+_FILL = {"hidden": "#e8f0fb", "output": "#e6f4ea", "loss": "#fdecea", "input": "#ffffff",
+         "target": "#ffffff", "constant": "#f5f5f5", "param": "#fff8e1"}
+_STROKE = {"hidden": "#35507a", "output": "#2f6b3d", "loss": "#a23b33", "input": "#52606d",
+           "target": "#52606d", "constant": "#9aa5b1", "param": "#a07a00"}
+
+
+def path_colour(index: int) -> str:
+    """The colour of path ``index`` (0-based), the same in the picture and in the page's tables."""
+    return PATH_COLOURS[index % len(PATH_COLOURS)]
+
+
+def _name(name: str, size: float, **attrs) -> str:
+    """A node name as SVG text, subscript written as such: ``o5`` → o₅, ``W_hh`` → W_hh."""
+    base, sub = split_subscript(name)
+    extra = "".join(f' {k.replace("_", "-")}="{escape(str(v))}"' for k, v in attrs.items())
+    text = f'<text{extra} font-size="{size:g}" font-family="Georgia, \'DejaVu Serif\', serif" font-style="italic" ' \
+           f'text-anchor="middle" dominant-baseline="central">{escape(base)}'
+    if sub:
+        text += f'<tspan font-size="{size * 0.72:.3g}" dy="{size * 0.3:.3g}">{escape(sub)}</tspan>'
+    return text + "</text>"
+
+
+def split_subscript(name: str) -> tuple[str, str]:
+    """``("o", "5")`` for ``o5``, ``("W", "hh")`` for ``W_hh``, ``(name, "")`` otherwise.
+
+    >>> split_subscript("o12"), split_subscript("W_hh"), split_subscript("<script>")
+    (('o', '12'), ('W', 'hh'), ('<script>', ''))
+    """
+    if "_" in name.strip("_"):
+        base, _, sub = name.partition("_")
+        return base, sub
+    stripped = name.rstrip("0123456789")
+    if stripped and stripped != name and stripped.isalpha():
+        return stripped, name[len(stripped):]
+    return name, ""
+
+
+def _trim(x1, y1, x2, y2, w1, h1, w2, h2):
+    """The segment between two box centres, cut back to the boxes' borders."""
+    dx, dy = x2 - x1, y2 - y1
+    length = math.hypot(dx, dy)
+    if length == 0:
+        return x1, y1, x2, y2
+
+    def cut(w, h):  # fraction of the segment inside a w×h box around an end
+        return min(w / 2 / abs(dx) if dx else math.inf, h / 2 / abs(dy) if dy else math.inf)
+
+    a, b = cut(w1, h1), cut(w2, h2)
+    return x1 + dx * a, y1 + dy * a, x2 - dx * b, y2 - dy * b
+
+
+def _ends(layout: Layout, edge):
+    (x1, y1), (x2, y2) = layout.point(edge.source), layout.point(edge.target)
+    s, t = layout.boxes.get(edge.source), layout.boxes.get(edge.target)
+    return _trim(x1, y1, x2, y2, s.width if s else 20, s.height if s else 20,
+                 t.width if t else 20, t.height if t else 20)
+
+
+def _f(v: float) -> str:
+    return f"{v:.1f}".rstrip("0").rstrip(".")
+
+
+def picture_svg(network, highlight=None, *, max_steps: int | None = None, title: str | None = None) -> str:
+    """The unrolled ``network`` as an SVG string; ``highlight``: a parameter (or node) name, or a
+    Derivation, whose chain-rule paths are drawn over the edges, one colour per path.
+
+    ``max_steps`` (default: :data:`rnnsym.docs.layout.MAX_STEPS`) is the number of step columns
+    drawn before the middle ones are elided.
+    """
+    from .layout import MAX_STEPS
+
+    layout = network_layout(network.graph, max_steps=MAX_STEPS if max_steps is None else max_steps)
+    derivation = None
+    if highlight is not None:
+        derivation = highlight if hasattr(highlight, "paths") else network.derive(highlight)
+    paths = derivation.paths if derivation is not None else []
+    target = derivation.target if derivation is not None else None
+
+    legend_rows = min(len(paths), LEGEND_ROWS) + (1 if len(paths) > LEGEND_ROWS else 0)
+    legend_height = 22 * legend_rows + (10 if legend_rows else 0)
+    width, height = layout.width, layout.height + legend_height
+    label = f"The unrolled network {network.name}, {network.steps} steps"
+    if target is not None:
+        label += f", with the {len(paths)} chain-rule path{'s' if len(paths) != 1 else ''} of dL/d{target}"
+    title = title or label
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="rnnsym-picture" role="img" '
+           f'aria-label="{escape(title)}" width="{_f(width)}" height="{_f(height)}" '
+           f'viewBox="0 0 {_f(width)} {_f(height)}">',
+           f"<title>{escape(title)}</title>",
+           f'<rect width="{_f(width)}" height="{_f(height)}" fill="#ffffff"/>']
+
+    # Base edges, each with an arrowhead at its child; dashed into the elided middle.
+    for edge in layout.edges:
+        x1, y1, x2, y2 = _ends(layout, edge)
+        dash = ' stroke-dasharray="4 4"' if edge.elided else ""
+        out.append(f'<line x1="{_f(x1)}" y1="{_f(y1)}" x2="{_f(x2)}" y2="{_f(y2)}" stroke="{_EDGE}" '
+                   f'stroke-width="1.5"{dash}/>')
+        if edge.target in layout.boxes:
+            out.append(_arrowhead(x1, y1, x2, y2, _EDGE))
+
+    # The chain-rule paths: one lane per path, side by side where they share an edge.
+    # Lanes spread over at most 16 px, so that they stay clear of the weights written beside edges.
+    spacing = min(5.0, 16.0 / max(len(paths) - 1, 1))
+    lane_width = min(3.0, max(spacing, 0.8))
+    target_edges: dict = {}  # the edge (or chip) where each path's last factor sits -> path index
+    for index, path in enumerate(paths):
+        offset = (index - (len(paths) - 1) / 2) * spacing
+        colour = path_colour(index)
+        for child, parent in zip(path, path[1:]):
+            edge = layout.hop(child, parent)
+            if edge is None:
+                continue
+            x1, y1, x2, y2 = _ends(layout, edge)
+            length = math.hypot(x2 - x1, y2 - y1)
+            if length < 1:
+                continue
+            nx, ny = -(y2 - y1) / length * offset, (x2 - x1) / length * offset
+            out.append(f'<line data-path="{index + 1}" x1="{_f(x1 + nx)}" y1="{_f(y1 + ny)}" '
+                       f'x2="{_f(x2 + nx)}" y2="{_f(y2 + ny)}" stroke="{colour}" stroke-width="{lane_width:g}" '
+                       f'stroke-linecap="round" opacity="0.9"/>')
+        last = layout.hop(path[-2], path[-1]) if len(path) > 1 else None
+        if last is not None:
+            target_edges[last] = index
+
+    # Weights written on their edges; the highlighted parameter in its path's colour.
+    for edge in layout.edges:
+        if not edge.label:
+            continue
+        x1, y1, x2, y2 = _ends(layout, edge)
+        length = math.hypot(x2 - x1, y2 - y1) or 1
+        # Beside the edge, on its left-hand side: above a rightward edge, left of an upward one.
+        mx, my = (x1 + x2) / 2 + (y2 - y1) / length * 15, (y1 + y2) / 2 - (x2 - x1) / length * 15
+        if edge.label == target and edge in target_edges:
+            colour = path_colour(target_edges[edge])
+            out.append(f'<rect x="{_f(mx - 14)}" y="{_f(my - 10)}" width="28" height="20" rx="4" fill="{colour}"/>')
+            out.append(_name(edge.label, 14, x=_f(mx), y=_f(my), fill="#ffffff", font_weight="bold"))
+        else:
+            out.append(_name(edge.label, 14, x=_f(mx), y=_f(my), fill=_MUTED))
+
+    # Nodes and chips on top.
+    for box in layout.boxes.values():
+        fill, stroke = _FILL.get(box.kind, "#ffffff"), _STROKE.get(box.kind, _INK)
+        text_fill = _INK
+        for edge, index in target_edges.items():
+            if box.kind == "param" and edge.source == box.key:
+                fill = stroke = path_colour(index)
+                text_fill = "#ffffff"
+        x, y, w, h = box.x - box.width / 2, box.y - box.height / 2, box.width, box.height
+        node = network.graph[box.node]
+        tip = f"<title>{escape(box.node)}: {escape(node.role or node.kind)}</title>"
+        if box.kind in ("input", "target", "constant"):
+            dash = ' stroke-dasharray="3 3"' if box.kind == "constant" else ""
+            out.append(f'<g data-node="{escape(box.key)}">{tip}<circle cx="{_f(box.x)}" cy="{_f(box.y)}" '
+                       f'r="{_f(w / 2)}" fill="{fill}" stroke="{stroke}" stroke-width="1.5"{dash}/>')
+        else:
+            radius = 4 if box.kind == "param" else 7
+            out.append(f'<g data-node="{escape(box.key)}">{tip}<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" '
+                       f'height="{_f(h)}" rx="{radius}" fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>')
+        out.append(_name(box.node, 13 if box.kind == "param" else 17, x=_f(box.x), y=_f(box.y - 1),
+                         fill=text_fill) + "</g>")
+
+    if layout.gap is not None:
+        gx, gy = layout.gap
+        out.append(f'<text x="{_f(gx)}" y="{_f(gy)}" font-size="22" fill="{_MUTED}" text-anchor="middle" '
+                   f'dominant-baseline="central" font-family="sans-serif">…</text>')
+        steps = layout.elided
+        out.append(f'<text x="{_f(gx)}" y="{_f(gy + 24)}" font-size="10" fill="{_MUTED}" text-anchor="middle" '
+                   f'font-family="sans-serif">steps {steps[0]}–{steps[-1]}</text>')
+    for x, text in layout.column_titles.items():
+        out.append(f'<text x="{_f(x)}" y="{_f(layout.axis_y)}" font-size="12" fill="{_MUTED}" '
+                   f'text-anchor="middle" font-family="sans-serif">{escape(text)}</text>')
+
+    # The legend: which colour is which path.
+    y = layout.height + 6
+    for index, path in enumerate(paths[:LEGEND_ROWS]):
+        colour = path_colour(index)
+        out.append(f'<line x1="{MARGIN}" y1="{_f(y + 8)}" x2="{MARGIN + 26}" y2="{_f(y + 8)}" '
+                   f'stroke="{colour}" stroke-width="4" stroke-linecap="round"/>')
+        words = f"path {index + 1}: " + " → ".join(path) + (f"  ({path_label(network.graph, path)})"
+                                                             if path_label(network.graph, path) else "")
+        out.append(f'<text x="{MARGIN + 36}" y="{_f(y + 12)}" font-size="13" fill="{_INK}" '
+                   f'font-family="sans-serif">{escape(words)}</text>')
+        y += 22
+    if len(paths) > LEGEND_ROWS:
+        out.append(f'<text x="{MARGIN + 36}" y="{_f(y + 12)}" font-size="13" fill="{_MUTED}" '
+                   f'font-family="sans-serif">… and {len(paths) - LEGEND_ROWS} more paths</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _arrowhead(x1, y1, x2, y2, colour) -> str:
+    length = math.hypot(x2 - x1, y2 - y1) or 1
+    ux, uy = (x2 - x1) / length, (y2 - y1) / length
+    size = 7
+    bx, by = x2 - ux * size, y2 - uy * size
+    points = [(x2, y2), (bx - uy * size / 2, by + ux * size / 2), (bx + uy * size / 2, by - ux * size / 2)]
+    return f'<polygon points="{" ".join(f"{_f(px)},{_f(py)}" for px, py in points)}" fill="{colour}"/>'
+
+
+class Picture:
+    """A picture for notebooks: displays itself as SVG (``_repr_svg_``).
+
+    >>> import rnnsym as rs
+    >>> Picture(rs.seed_rnn(steps=4), "w")._repr_svg_().count('data-path="4"') > 0
+    True
+    """
+
+    def __init__(self, network, highlight=None, *, max_steps: int | None = None):
+        self.network, self.highlight, self.max_steps = network, highlight, max_steps
+
+    def _repr_svg_(self) -> str:
+        return picture_svg(self.network, self.highlight, max_steps=self.max_steps)
+
+    def __str__(self) -> str:
+        return self._repr_svg_()

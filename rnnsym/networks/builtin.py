@@ -35,6 +35,20 @@ def _gate(p, letter, x, h):
     return (matvec(p[f"W_i{letter}"], x) + p[f"b_i{letter}"] + matvec(p[f"W_h{letter}"], h) + p[f"b_h{letter}"])
 
 
+GATE_NAMES = {"i": "input gate", "f": "forget gate", "g": "cell candidate", "o": "output gate",
+              "r": "reset gate", "z": "update gate", "n": "new gate"}
+
+
+def _roles(gates: str) -> dict:
+    roles = {}
+    for g in gates:
+        roles.update({f"W_i{g}": f"input-to-hidden weight, {GATE_NAMES[g]}",
+                      f"W_h{g}": f"hidden-to-hidden (recurrent) weight, {GATE_NAMES[g]}",
+                      f"b_i{g}": f"input-to-hidden bias, {GATE_NAMES[g]}",
+                      f"b_h{g}": f"hidden-to-hidden bias, {GATE_NAMES[g]}"})
+    return roles
+
+
 def _order(params: dict, gates: str) -> list:
     # PyTorch's order: all input weights, all hidden weights, then the biases.
     return ([params[f"W_i{g}"] for g in gates] + [params[f"W_h{g}"] for g in gates]
@@ -83,7 +97,7 @@ def lstm(steps: int, input_size: int = 1, hidden_size: int = 1, output_size: int
                 gates=gates, shapes={**shapes, h: H, c: H, x: I, i_: H, f_: H, g_: H, o_: H}, name="lstm")
     return unroll(cell, steps, output_size=O, output_activation=output_activation, loss=loss, outputs=outputs,
                   truncate=truncate, bidirectional=bidirectional, title="an LSTM (torch.nn.LSTM)",
-                  options=dict(activation=activation, hidden_size=H), **kwargs)
+                  options=dict(activation=activation, hidden_size=H), param_roles=_roles("ifgo"), **kwargs)
 
 
 def gru(steps: int, input_size: int = 1, hidden_size: int = 1, output_size: int = 1, *,
@@ -102,4 +116,4 @@ def gru(steps: int, input_size: int = 1, hidden_size: int = 1, output_size: int 
                 shapes={**shapes, h: H, x: I, r_: H, z_: H, n_: H}, name="gru")
     return unroll(cell, steps, output_size=O, output_activation=output_activation, loss=loss, outputs=outputs,
                   truncate=truncate, bidirectional=bidirectional, title="a GRU (torch.nn.GRU)",
-                  options=dict(activation=activation, hidden_size=H), **kwargs)
+                  options=dict(activation=activation, hidden_size=H), param_roles=_roles("rzn"), **kwargs)

@@ -36,6 +36,8 @@ class GradcheckReport:
     params: dict = field(repr=False, default_factory=dict)  # the point checked
     x: object = field(repr=False, default=None)
     y: object = field(repr=False, default=None)
+    truncate: int | None = None
+    truncation_error: dict = field(default_factory=dict)  # name -> max |truncated - full| gradient
 
     @property
     def max_rel_error(self) -> float:
@@ -51,6 +53,9 @@ class GradcheckReport:
         lines = [head, "-" * len(head)]
         for r in self.rows:
             lines.append(f"{r.name:<12}{r.analytic:>16.8e}{r.numeric:>16.8e}{r.rel_error:>12.1e}")
+        if self.truncate is not None:
+            lines.append(f"truncated BPTT (k = {self.truncate}) against the full gradient, max |difference|:")
+            lines += [f"  {name:<10}{diff:>16.8e}" for name, diff in self.truncation_error.items()]
         verdict = "OK" if self.ok else "FAILED"
         lines.append(f"{verdict}: max relative error {self.max_rel_error:.1e} (tolerance {self.tolerance:.0e}), "
                      f"batch {self.batch}, seed {self.seed}, step {self.eps:g}")
@@ -88,10 +93,12 @@ def random_point(network, batch: int = 4, seed: int = 0):
 
 
 def gradcheck(network, params=None, x=None, y=None, *, batch: int = 4, seed: int = 0,
-              eps: float = 1e-3, tolerance: float = 1e-6) -> GradcheckReport:
+              eps: float = 1e-3, tolerance: float = 1e-6, truncate: int | None = None) -> GradcheckReport:
     """Compare ``network.compile().value_and_grad`` with central differences of the batch loss.
 
-    Unless given, parameters, inputs and targets are drawn at random (``seed``). Each entry of
+    Unless given, parameters, inputs and targets are drawn at random (``seed``). With ``truncate=k``
+    (or a network built with ``truncate``) the full gradient is still what is checked, and the
+    report adds how far the truncated gradient is from it. Each entry of
     each parameter is moved by ``±eps`` and ``±2·eps``; the row keeps the entry with the largest relative error.
 
     >>> report = rnnsym.gradcheck(rnnsym.seed_rnn(steps=4))
@@ -104,8 +111,13 @@ def gradcheck(network, params=None, x=None, y=None, *, batch: int = 4, seed: int
     params = drawn[0] if params is None else params
     x = drawn[1] if x is None else x
     y = drawn[2] if y is None else y
-    f = network.compile()
+    truncate = network.options.get("truncate") if truncate is None else truncate
+    f = network.compile(truncate=network.steps) if truncate is not None else network.compile()
     loss, grads = f.value_and_grad(params, x, y)
+    truncation_error = {}
+    if truncate is not None:
+        _, cut = network.compile(truncate=truncate).value_and_grad(params, x, y)
+        truncation_error = {n: float(np.max(np.abs(cut[n] - grads[n]))) for n in f.param_names}
     rows = []
     for name in f.param_names:
         base = np.array(params[name], dtype=float)
@@ -125,4 +137,5 @@ def gradcheck(network, params=None, x=None, y=None, *, batch: int = 4, seed: int
             if err >= worst.rel_error:
                 worst = GradcheckRow(name, analytic, numeric, err)
         rows.append(worst)
-    return GradcheckReport(rows, tolerance, loss, np.shape(x)[0], seed, eps, dict(params), x, y)
+    return GradcheckReport(rows, tolerance, loss, np.shape(x)[0], seed, eps, dict(params), x, y,
+                           truncate, truncation_error)

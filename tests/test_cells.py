@@ -1,0 +1,232 @@
+"""General cells: Elman, LSTM and GRU against finite differences and PyTorch autograd; a user-defined
+cell; the path limit; truncation; the Elman recursive view against the textbook formula."""
+import numpy as np
+import pytest
+import sympy as sp
+
+import rnnsym as rs
+from rnnsym.numeric.gradcheck import random_point
+
+NETWORKS = {
+    "elman": rs.elman_rnn, "lstm": rs.lstm, "gru": rs.gru,
+}
+SIZES = [dict(input_size=1, hidden_size=1), dict(input_size=3, hidden_size=2), dict(input_size=2, hidden_size=4)]
+
+
+@pytest.mark.parametrize("kind", NETWORKS)
+@pytest.mark.parametrize("sizes", SIZES, ids=lambda s: f"in{s['input_size']}-h{s['hidden_size']}")
+def test_gradients_match_finite_differences(kind, sizes):
+    net = NETWORKS[kind](steps=4, **sizes)
+    report = rs.gradcheck(net, seed=1)
+    assert report.ok, report.table()
+    assert [r.name for r in report.rows] == list(net.param_names)
+
+
+@pytest.mark.parametrize("kind", NETWORKS)
+@pytest.mark.parametrize("options", [
+    dict(outputs="all", output_activation="identity", loss="mse", output_size=2),
+    dict(outputs="all", step_reduction="sum", output_activation="sigmoid", loss="bce"),
+    dict(output_activation="softmax", loss="cross_entropy", output_size=3),
+    dict(outputs="all", output_activation="softmax", loss="cross_entropy", output_size=3),
+    dict(outputs="all", bidirectional=True, output_activation="identity", loss="mse"),
+], ids=["all-mse", "all-sum-bce", "last-ce", "all-ce", "bidirectional"])
+def test_outputs_losses_and_directions_match_finite_differences(kind, options):
+    net = NETWORKS[kind](steps=3, input_size=2, hidden_size=2, **options)
+    report = rs.gradcheck(net, seed=2)
+    assert report.ok, report.table()
+
+
+def test_parameter_names_and_shapes_follow_pytorch():
+    assert rs.elman_rnn(steps=2, input_size=3, hidden_size=5).param_shapes == {
+        "W_ih": (5, 3), "W_hh": (5, 5), "b_ih": (5,), "b_hh": (5,), "W_hy": (1, 5), "b_y": (1,)}
+    assert rs.lstm(steps=2, input_size=3, hidden_size=5).param_names[:8] == (
+        "W_ii", "W_if", "W_ig", "W_io", "W_hi", "W_hf", "W_hg", "W_ho")
+    assert rs.gru(steps=2).param_names[:6] == ("W_ir", "W_iz", "W_in", "W_hr", "W_hz", "W_hn")
+
+
+def test_a_user_defined_minimal_gated_cell():
+    # A minimal gated unit: a forget gate f mixes the old state with a candidate.
+    h, x, f = sp.symbols("h x f")
+    a, u, c, v = sp.symbols("a u c v")
+    cell = rs.Cell(state=h, input=x, params=[a, u, c, v], gates={f: rs.functions.sigmoid(a * x + u * h)},
+                   update=f * h + (1 - f) * sp.tanh(c * x + v * h))
+    net = rs.unroll(cell, steps=5)
+    assert net.param_names == ("a", "u", "c", "v", "W_hy", "b_y")
+    d = net.derive("u")
+    assert d.paths[0] == ("L", "y", "h5", "f5", "u")
+    assert rs.gradcheck(net).ok
+
+
+def test_a_user_defined_vector_cell_with_two_states():
+    h, c, x = sp.symbols("h c x")
+    W, U, b = sp.symbols("W U b")
+    cell = rs.Cell(state=(h, c), input=x, params=[W, U, b],
+                   update=(sp.tanh(c), c + sp.tanh(rs.matvec(W, x) + rs.matvec(U, h) + b)),
+                   shapes={h: 3, c: 3, x: 2, W: (3, 2), U: (3, 3), b: 3})
+    net = rs.unroll(cell, steps=3, output_activation="identity", loss="mse")
+    assert net.param_shapes["U"] == (3, 3) and net.param_shapes["W_hy"] == (1, 3)
+    assert rs.gradcheck(net).ok
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda h, x, a: rs.Cell(state=h, input=x, update=sp.tanh(a * x + sp.Symbol("q") * h), params=[a]),
+     "update of h uses undeclared symbol(s) q"),
+    (lambda h, x, a: rs.Cell(state=(h, sp.Symbol("c")), input=x, update=sp.tanh(a * x), params=[a]),
+     "2 state(s) (h, c) but 1 update(s): every state needs exactly one update"),
+    (lambda h, x, a: rs.Cell(state=h, input=x, update=sp.Function("g")(a * x + h), params=[a]),
+     "uses g, a function with no known derivative"),
+    (lambda h, x, a: rs.Cell(state=h, input=x, update=sp.tanh(rs.matvec(a, x) + h), params=[a],
+                             shapes={h: 3, x: 2, a: (3, 3)}),
+     "shapes do not fit in update of h: matvec(a, x)"),
+    (lambda h, x, a: rs.Cell(state=h, input=x, update=sp.tanh(a * x + h), params=[a], shapes={h: 3, x: 2}),
+     "shapes do not fit in update of h: (2,) and (3,)"),
+])
+def test_bad_cells_are_refused_before_anything_is_computed(build, message):
+    with pytest.raises(rs.RnnsymError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build(*sp.symbols("h x a"))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: rs.elman_rnn(steps=3, hidden_size=0), "hidden_size must be a positive integer, got 0"),
+    (lambda: rs.lstm(steps=3, truncate=0), "truncate must be a positive integer, got 0"),
+    (lambda: rs.gru(steps=3, outputs="some"), "unknown outputs 'some'; allowed: last, all"),
+    (lambda: rs.elman_rnn(steps=3, loss="cross_entropy"), "loss 'cross_entropy' and output_activation 'softmax' go together"),
+])
+def test_bad_options(call, message):
+    with pytest.raises(rs.RnnsymError, match=message):
+        call()
+
+
+def test_lstm_path_count_grows_past_the_limit_and_the_recursive_view_takes_over():
+    net = rs.lstm(steps=8, hidden_size=2)
+    d = net.derive("W_hf")
+    assert d.path_count > 2000 and d.steps[0].kind == "path_count"
+    with pytest.raises(rs.RnnsymError, match="chain-rule paths lead to 'W_hf'"):
+        d.terms
+    assert d.recursive[-1].lhs == rs.records.Total("L", "W_hf")
+    assert len(d.recursive[-1].rhs[0].terms) == 8  # one share per step: W_hf is used once per step
+
+
+@pytest.mark.parametrize("kind", NETWORKS)
+def test_truncated_gradients_equal_the_full_ones_when_k_reaches_T(kind):
+    net = NETWORKS[kind](steps=5, input_size=2, hidden_size=2)
+    params, x, y = random_point(net, seed=4)
+    full = net.compile().value_and_grad(params, x, y)[1]
+    for k in (5, 8):
+        cut = net.compile(truncate=k).value_and_grad(params, x, y)[1]
+        assert all(np.array_equal(cut[n], full[n]) for n in full)
+    short = net.compile(truncate=2).value_and_grad(params, x, y)[1]
+    assert not np.allclose(short["W_hh" if kind == "elman" else net.param_names[4]], full["W_hh" if kind == "elman" else net.param_names[4]])
+
+
+def test_truncated_bptt_matches_a_hand_written_truncated_recursion():
+    net = rs.elman_rnn(steps=6, input_size=2, hidden_size=3, output_activation="identity", loss="mse")
+    params, x, y = random_point(net, seed=6)
+    k = 2
+    grads = net.compile(truncate=k).value_and_grad(params, x, y)[1]
+    _, reference = _elman_by_hand(params, x, y, truncate=k)
+    assert np.allclose(grads["W_hh"], reference["W_hh"], rtol=1e-12, atol=1e-14)
+    assert np.allclose(grads["W_ih"], reference["W_ih"], rtol=1e-12, atol=1e-14)
+
+
+def test_truncation_in_the_derivation_and_the_check():
+    net = rs.elman_rnn(steps=5, hidden_size=2, truncate=2)
+    d = net.derive("W_hh")
+    (step,) = [s for s in d.steps if s.kind == "truncation"]
+    assert [(eq.lhs.of, eq.lhs.wrt) for eq in step.equations] == [("h4", "h3")]
+    assert len(d.paths) == 2  # through h5 and h4 only
+    report = rs.gradcheck(net)
+    assert report.ok and report.truncate == 2
+    assert report.truncation_error["W_hh"] > 0 and report.truncation_error["W_hy"] == 0
+    assert "truncated BPTT (k = 2)" in report.table()
+
+
+def _elman_by_hand(params, x, y, truncate=None):
+    """The textbook Elman BPTT (Goodfellow, Bengio & Courville, section 10.2.2), for an identity
+    readout with MSE, written directly in NumPy with column-vector algebra per example."""
+    W_ih, W_hh, b_ih, b_hh, W_hy, b_y = (params[k] for k in ("W_ih", "W_hh", "b_ih", "b_hh", "W_hy", "b_y"))
+    B, T, _ = x.shape
+    H = W_hh.shape[0]
+    hs = [np.zeros((B, H))]
+    for t in range(T):
+        hs.append(np.tanh(x[:, t] @ W_ih.T + b_ih + hs[-1] @ W_hh.T + b_hh))
+    out = hs[-1] @ W_hy.T + b_y
+    yy = y.reshape(out.shape)
+    grads = {k: np.zeros_like(v) for k, v in params.items()}
+    d_out = 2 * (out - yy) / (B * out.shape[1])
+    grads["W_hy"], grads["b_y"] = d_out.T @ hs[-1], d_out.sum(0)
+    delta = d_out @ W_hy  # δ_T = ∂L/∂h_T
+    first = 1 if truncate is None else T - truncate + 1
+    for t in range(T, first - 1, -1):
+        pre = delta * (1 - hs[t] ** 2)  # diag(1 - h_t²) δ_t
+        grads["W_hh"] += pre.T @ hs[t - 1]  # Σ_t diag(1 − h_t²) δ_t h_(t−1)ᵀ
+        grads["W_ih"] += pre.T @ x[:, t - 1]
+        grads["b_ih"] += pre.sum(0)
+        grads["b_hh"] += pre.sum(0)
+        delta = pre @ W_hh  # δ_(t-1) = W_hhᵀ diag(1 - h_t²) δ_t
+    return out, grads
+
+
+def test_elman_recursive_view_is_the_textbook_formula():
+    net = rs.elman_rnn(steps=4, input_size=2, hidden_size=3, output_activation="identity", loss="mse")
+    d = net.derive("W_hh")
+    # Symbolically: dL/dW_hh = Σ_t diag(1 − h_t²)·δh_t·h_(t−1)ᵀ and δh_(t−1) = W_hhᵀ·diag(1 − h_t²)·δh_t.
+    lines = d.text().splitlines()
+    assert "    dL/dW_hh = " + " + ".join(f"diag(1 − h{s}²)·δh{s}·h{p}ᵀ" for s, p in
+                                         (("₁", "₀"), ("₂", "₁"), ("₃", "₂"), ("₄", "₃"))) in lines
+    assert "    δh₂ = W_hhᵀ·diag(1 − h₃²)·δh₃" in lines
+    # Numerically: the compiled gradient equals the textbook recursion written by hand.
+    params, x, y = random_point(net, batch=5, seed=3)
+    grads = net.compile().value_and_grad(params, x, y)[1]
+    _, reference = _elman_by_hand(params, x, y)
+    for name in net.param_names:
+        assert np.allclose(grads[name], reference[name], rtol=1e-12, atol=1e-14), name
+
+
+# ---- PyTorch as an independent oracle ---------------------------------------------------------------
+def _torch_case(kind, module_cls, T=4, I=3, H=2, O=1, outputs="last", bidirectional=False):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed; finite differences still check these")
+    torch.manual_seed(0)
+    rnn = module_cls(I, H, batch_first=True, bidirectional=bidirectional).double()
+    readout = torch.nn.Linear(H * (2 if bidirectional else 1), O).double()
+    net = NETWORKS[kind](steps=T, input_size=I, hidden_size=H, output_size=O, output_activation="identity",
+                         loss="mse", outputs=outputs, bidirectional=bidirectional)
+    params = rs.params_from_torch(rnn)
+    if bidirectional:
+        params["W_hy"] = readout.weight.detach().numpy()[:, :H].copy()
+        params["W_hy_reverse"] = readout.weight.detach().numpy()[:, H:].copy()
+        params["b_y"] = readout.bias.detach().numpy().copy()
+    else:
+        params.update(rs.params_from_torch(rnn, readout))
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, T, I))
+    y = rng.normal(size=(5, T, O) if outputs == "all" else (5, O))
+    seq, _ = rnn(torch.tensor(x))
+    pred = readout(seq if outputs == "all" else seq[:, -1])
+    loss = torch.nn.functional.mse_loss(pred, torch.tensor(y))
+    loss.backward()
+    ours, grads = net.compile().value_and_grad(params, x, y)
+    assert ours == pytest.approx(loss.item(), rel=1e-12)
+    return torch, rnn, readout, grads
+
+
+@pytest.mark.parametrize("kind,cls", [("elman", "RNN"), ("lstm", "LSTM"), ("gru", "GRU")])
+@pytest.mark.parametrize("outputs", ["last", "all"])
+def test_gradients_match_pytorch_autograd(kind, cls, outputs):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed; finite differences still check these")
+    _, rnn, readout, grads = _torch_case(kind, getattr(torch.nn, cls), outputs=outputs)
+    reference = rs.params_from_torch({k: v.grad for k, v in rnn.named_parameters()})
+    reference.update(W_hy=readout.weight.grad.numpy(), b_y=readout.bias.grad.numpy())
+    assert set(reference) == set(grads)
+    for name, value in reference.items():
+        assert np.allclose(grads[name], value, rtol=1e-10, atol=1e-13), name
+
+
+def test_bidirectional_matches_pytorch():
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed; finite differences still check these")
+    _, rnn, readout, grads = _torch_case("gru", torch.nn.GRU, outputs="all", bidirectional=True)
+    reference = rs.params_from_torch({k: v.grad for k, v in rnn.named_parameters()})
+    for name, value in reference.items():
+        assert np.allclose(grads[name], value, rtol=1e-10, atol=1e-13), name
+    H = 2
+    assert np.allclose(grads["W_hy_reverse"], readout.weight.grad.numpy()[:, H:], rtol=1e-10)

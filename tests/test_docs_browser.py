@@ -3,7 +3,7 @@
 Chromium is driven over the DevTools protocol on ``--remote-debugging-pipe`` (file descriptors 3
 and 4, NUL-separated JSON, the transport Puppeteer uses): no extra package, no TCP port, no
 network. The probes measure layout the way the browser computed it; the pages themselves carry no
-script. Screenshots are saved under ``tests/artifacts/`` (or ``$RNNSYM_SCREENSHOTS``) for people
+script. Screenshots are saved under ``build/screenshots/`` (or ``$RNNSYM_SCREENSHOTS``) for people
 to look at.
 
 Skipped, saying why, where Chromium is not installed (CI installs Debian's ``chromium``).
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium not found (/usr/bin/chromium; `apt-get install chromium`): "
                              "the real-browser test of the docs site cannot run")
 
-ARTIFACTS = Path(os.environ.get("RNNSYM_SCREENSHOTS", Path(__file__).parent / "artifacts"))
+ARTIFACTS = Path(os.environ.get("RNNSYM_SCREENSHOTS", Path(__file__).resolve().parents[1] / "build" / "screenshots"))
 TIMEOUT = 60.0
 
 

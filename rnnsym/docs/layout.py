@@ -119,7 +119,8 @@ def _scaled_nodes(expr: sp.Expr, params: set[str], others: set[str]) -> dict[str
     for sub in sp.preorder_traversal(expr):
         if isinstance(sub, sp.Symbol) and sub.name in params:
             uses[sub.name] = uses.get(sub.name, 0) + 1
-        if sub.is_Mul or isinstance(sub, sp.MatMul):
+        # A scalar product w·x4, or a matrix-vector product (rnnsym's MatVec(W_ih, x1)).
+        if sub.is_Mul or isinstance(sub, sp.MatMul) or type(sub).__name__ == "MatVec":
             names = [a.name for a in sub.args if isinstance(a, (sp.Symbol, sp.MatrixSymbol))]
             ps = [n for n in names if n in params]
             ns = [n for n in names if n in others]

@@ -165,7 +165,9 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
         mx, my = (x1 + x2) / 2 + (y2 - y1) / length * 15, (y1 + y2) / 2 - (x2 - x1) / length * 15
         if edge.label == target and edge in target_edges:
             colour = path_colour(target_edges[edge])
-            out.append(f'<rect x="{_f(mx - 14)}" y="{_f(my - 10)}" width="28" height="20" rx="4" fill="{colour}"/>')
+            half = max(14, 4.5 * len(edge.label) + 6)
+            out.append(f'<rect x="{_f(mx - half)}" y="{_f(my - 10)}" width="{_f(2 * half)}" height="20" rx="4" '
+                       f'fill="{colour}"/>')
             out.append(_name(edge.label, 14, x=_f(mx), y=_f(my), fill="#ffffff", font_weight="bold"))
         else:
             out.append(_name(edge.label, 14, x=_f(mx), y=_f(my), fill=_MUTED))

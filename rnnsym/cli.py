@@ -13,7 +13,7 @@ import click
 from . import functions
 from .errors import RnnsymError
 from .files import atomic_write_text
-from .networks import seed_rnn
+from .networks import NETWORKS, make_network, seed_rnn
 from .numeric.gradcheck import gradcheck
 from .printing import FORMATS
 
@@ -25,7 +25,7 @@ def _network_options(command):
                      help="Number of time steps (words) T."),
         click.option("--activation", type=click.Choice(list(functions.ACTIVATIONS)), default="tanh",
                      show_default=True, help="Hidden activation f."),
-        click.option("--output-activation", type=click.Choice(list(functions.ACTIVATIONS)), default="sigmoid",
+        click.option("--output-activation", type=click.Choice(list(functions.OUTPUT_ACTIVATIONS)), default="sigmoid",
                      show_default=True, help="Output activation g."),
         click.option("--loss", type=click.Choice(list(functions.LOSSES)), default="bce", show_default=True,
                      help="Loss L(o(T+1), Y)."),
@@ -34,6 +34,30 @@ def _network_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _cell_options(command):
+    """Which network, and the options of the general cells (issue: any recurrent cell)."""
+    options = [
+        click.option("--net", "net_name", type=click.Choice(list(NETWORKS)), default="seed", show_default=True,
+                     help="seed: the article's scalar RNN; elman, lstm, gru: PyTorch's cells."),
+        click.option("--input-size", type=click.IntRange(min=1), help="Input features per step (elman, lstm, gru)."),
+        click.option("--hidden-size", type=click.IntRange(min=1), help="Hidden units (elman, lstm, gru)."),
+        click.option("--output-size", type=click.IntRange(min=1), help="Outputs, or classes for softmax (elman, lstm, gru)."),
+        click.option("--outputs", type=click.Choice(["last", "all"]), help="A loss on the last step or at every step."),
+        click.option("--truncate", type=click.IntRange(min=1), metavar="K", help="Truncated BPTT: stop after K steps."),
+        click.option("--bidirectional", is_flag=True, help="Also run the cell over the reversed sequence."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _make(net_name, steps, activation, output_activation, loss, shared_bias, input_size, hidden_size,
+          output_size, outputs, truncate, bidirectional):
+    return make_network(net_name, steps, activation=activation, output_activation=output_activation, loss=loss,
+                        shared_bias=shared_bias, input_size=input_size, hidden_size=hidden_size,
+                        output_size=output_size, outputs=outputs, truncate=truncate, bidirectional=bidirectional)
 
 
 def _build(steps, activation, output_activation, loss, shared_bias):
@@ -69,18 +93,21 @@ def main():
 
 @main.command()
 @click.argument("names", nargs=-1, metavar="[PARAM ...]")
+@_cell_options
 @_network_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="Output format.")
 @click.option("--check", is_flag=True, help="Follow with the finite-difference gradient check.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write to this file (atomically).")
 @_clear_errors
-def derive(names, steps, activation, output_activation, loss, shared_bias, fmt, check, out):
+def derive(names, net_name, input_size, hidden_size, output_size, outputs, truncate, bidirectional,
+           steps, activation, output_activation, loss, shared_bias, fmt, check, out):
     """Derive dL/dPARAM step by step (no PARAM: every parameter).
 
     PARAM may also be a node (o2) or an input (x2).
     """
-    net = _build(steps, activation, output_activation, loss, shared_bias)
+    net = _make(net_name, steps, activation, output_activation, loss, shared_bias, input_size, hidden_size,
+                output_size, outputs, truncate, bidirectional)
     derivations = [net.derive(n) for n in (names or net.param_names)]
     report = gradcheck(net) if check else None
     if fmt == "json":
@@ -108,6 +135,7 @@ def derive(names, steps, activation, output_activation, loss, shared_bias, fmt, 
 
 
 @main.command()
+@_cell_options
 @_network_options
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Examples in the random batch.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for the check point.")
@@ -115,9 +143,11 @@ def derive(names, steps, activation, output_activation, loss, shared_bias, fmt, 
               help="Largest relative error that passes.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clear_errors
-def check(steps, activation, output_activation, loss, shared_bias, batch, seed, tolerance, fmt):
+def check(net_name, input_size, hidden_size, output_size, outputs, truncate, bidirectional,
+          steps, activation, output_activation, loss, shared_bias, batch, seed, tolerance, fmt):
     """Check the compiled gradients against central differences (exit 1 if they disagree)."""
-    net = _build(steps, activation, output_activation, loss, shared_bias)
+    net = _make(net_name, steps, activation, output_activation, loss, shared_bias, input_size, hidden_size,
+                output_size, outputs, truncate, bidirectional)
     report = gradcheck(net, batch=batch, seed=seed, tolerance=tolerance)
     if fmt == "json":
         click.echo(json.dumps(_report_dict(report), indent=2))
@@ -133,7 +163,7 @@ def _shared_weight_terms(derivations, report) -> str:
     lines = []
     numeric = {r.name: r.numeric for r in report.rows}
     for d in derivations:
-        if len(d.paths) > 1 and d.target in numeric:
+        if d.scalar and d.path_count > 1 and d.target in numeric:
             values = d.evaluate(report.params, report.x, report.y)
             shown = " + ".join(f"({v:.6e})" for v in values)
             lines.append(f"dL/d{d.target}: path terms {shown} = {sum(values):.8e}; "
@@ -146,6 +176,7 @@ def _shared_weight_terms(derivations, report) -> str:
 
 def _report_dict(report) -> dict:
     return {"ok": report.ok, "max_rel_error": report.max_rel_error, "tolerance": report.tolerance,
+            "truncate": report.truncate, "truncation_error": report.truncation_error,
             "batch": report.batch, "seed": report.seed, "loss": report.loss,
             "rows": [{"name": r.name, "analytic": r.analytic, "numeric": r.numeric, "rel_error": r.rel_error}
                      for r in report.rows]}

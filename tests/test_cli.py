@@ -95,3 +95,28 @@ def test_help_for_every_command():
     for args in (["--help"], ["derive", "--help"], ["check", "--help"]):
         run = rnnsym(*args)
         assert run.returncode == 0 and "Usage:" in run.stdout
+
+
+def test_derive_and_check_the_general_cells():
+    run = rnnsym("derive", "W_hh", "--net", "elman", "--hidden-size", "2", "--input-size", "3", "--steps", "3")
+    assert run.returncode == 0, run.stderr
+    assert "dL/dW_hh = diag(1 − h₁²)·δh₁·h₀ᵀ + diag(1 − h₂²)·δh₂·h₁ᵀ + diag(1 − h₃²)·δh₃·h₂ᵀ" in run.stdout
+    run = rnnsym("derive", "W_hf", "--net", "lstm", "--steps", "10", "--check")
+    assert run.returncode == 0, run.stderr
+    assert "chain-rule paths: too many to list" in run.stdout and "OK: max relative error" in run.stdout
+    run = rnnsym("check", "--net", "gru", "--outputs", "all", "--hidden-size", "2", "--format", "json")
+    assert run.returncode == 0 and json.loads(run.stdout)["ok"]
+    run = rnnsym("check", "--net", "elman", "--truncate", "2", "--steps", "5")
+    assert run.returncode == 0 and "truncated BPTT (k = 2) against the full gradient" in run.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["derive", "--net", "seed", "--hidden-size", "3"], "rnnsym: error: option hidden_size applies to the elman, lstm, gru network(s), not to seed"),
+    (["check", "--net", "elman", "--hidden-size", "0"], "Invalid value for '--hidden-size'"),
+    (["check", "--net", "elman", "--truncate", "0"], "Invalid value for '--truncate'"),
+    (["check", "--net", "rnn"], "'rnn' is not one of 'seed', 'elman', 'lstm', 'gru'"),
+    (["check", "--net", "elman", "--outputs", "all", "--truncate", "2"], "rnnsym: error: truncate is supported for outputs='last'"),
+])
+def test_bad_cell_options_exit_2(args, message):
+    run = rnnsym(*args)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr

@@ -14,8 +14,8 @@ from .engine.local import local_jacobian
 from .engine.paths import (DEFAULT_PATH_LIMIT, PathLimitError, PathTerm, count_paths, descendants,
                            enumerate_paths, path_term, truncation_cuts)
 from .errors import RnnsymError
-from .records import (Applied, Chain, Delta, Equation, JacobianItem, Partial, Product, Step, Sum, Total,
-                      Update)
+from .records import (Applied, Chain, ComponentOf, Delta, Equation, JacobianItem, Partial, Product, Step, Sum,
+                      Total, Update)
 
 # The "expanded in inputs and parameters" step is shown for small graphs only: the expansion of a
 # shared weight's gradient grows like T**3 and stops being readable long before that hurts.
@@ -209,6 +209,51 @@ def recursive_view(network, target: str, cuts=frozenset()) -> tuple[tuple[Equati
     return tuple(equations), dropped
 
 
+_I, _J = sp.symbols("i j", integer=True)
+
+
+def component_view(network, equations) -> tuple[Equation, ...]:
+    """The vector recursive view written component by component:
+    ``δh₂[j] = Σ_i W_hh[i, j]·(1 − h₃[i]²)·δh₃[i]``; ``dL/dW_hh[i, j] = Σ_t (1 − h_t[i]²)·δh_t[i]·h_(t−1)[j]``.
+    Softmax couplings have no short component form and are left out of this view."""
+    graph = network.graph
+
+    def indexed(expr, index):
+        vectors = {s: sp.IndexedBase(s.name)[index] for s in expr.free_symbols
+                   if s.name in graph and graph[s.name].shape != ()}
+        return expr.xreplace(vectors)
+
+    def delta(node, index):
+        return sp.IndexedBase(sp.Symbol(f"delta_{node}"))[index] if node is not None else sp.S.One
+
+    out = []
+    for eq in equations:
+        items = eq.rhs[0].terms if isinstance(eq.rhs[0], Sum) else (eq.rhs[0],)
+        if any(not isinstance(a, Applied) or a.term.softmax is not None for a in items):
+            continue
+        outer = any(a.term.outer is not None for a in items)
+        terms = []
+        for a in items:
+            t = a.term
+            if t.outer is not None:
+                terms.append(indexed(t.factor, _I) * delta(a.delta, _I) * sp.IndexedBase(t.outer.name)[_J])
+            elif t.matrix is not None:
+                size = graph[t.matrix.name].shape[0]
+                body = sp.IndexedBase(t.matrix.name)[_I, _J] * indexed(t.factor, _I) * delta(a.delta, _I)
+                terms.append(sp.Sum(body, (_I, 1, size)))
+            elif a.summed:
+                size = graph[a.delta].shape[0] if a.delta else 1
+                terms.append(sp.Sum(indexed(t.factor, _I) * delta(a.delta, _I), (_I, 1, size)))
+            else:
+                index = _I if outer else _J
+                terms.append(indexed(t.factor, index) * delta(a.delta, index))
+        shape = graph[eq.lhs.node].shape if isinstance(eq.lhs, Delta) else graph[eq.lhs.wrt].shape
+        index = {0: None, 1: "j", 2: "i, j"}[len(shape)] if not outer else "i, j"
+        lhs = ComponentOf(eq.lhs, index) if index else eq.lhs
+        out.append(Equation(lhs, (Sum(tuple(terms)) if len(terms) > 1 else terms[0],)))
+    return tuple(out)
+
+
 def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Derivation:
     """Build the :class:`Derivation` of ``dL/d(target)``; see :meth:`Network.derive`."""
     graph = network.graph
@@ -223,6 +268,15 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
              + (" (column vectors: Wᵀ carries an adjoint back through W·v, and a weight collects "
                 "δ·vᵀ)." if not network.is_scalar else "."),
     )
+    if not network.is_scalar:
+        components = component_view(network, recursive)
+        recursive_step = (recursive_step, Step(
+            "components", "The same, component by component", components,
+            note="i indexes the components of the node receiving the gradient's source, j those of "
+                 "the node receiving it; Σ_i sums over the rows of W.",
+        ))
+    else:
+        recursive_step = (recursive_step,)
     update = ()
     if graph[target].kind == "param":
         update = (Step(
@@ -246,7 +300,7 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
                       note=f"{n_paths} paths lead from the loss to {target}, more than the limit of "
                            f"{path_limit}; the recursive view below gives the same gradient with one "
                            "equation per node."),
-                 *truncation, recursive_step, *update)
+                 *truncation, *recursive_step, *update)
         return Derivation(network, target, None, steps, recursive, path_count=n_paths, path_limit=path_limit)
 
     paths = [p for p in enumerate_paths(graph, target, limit=path_limit)
@@ -262,7 +316,7 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
     if network.is_scalar and paths and len(graph.nodes) <= EXPANDED_STEP_MAX_NODES:
         steps.append(Step("expanded", "In inputs, target and parameters only",
                           (Equation(total, (derivation.expanded,)),)))
-    derivation.steps = (*steps, *truncation, recursive_step, *update)
+    derivation.steps = (*steps, *truncation, *recursive_step, *update)
     return derivation
 
 

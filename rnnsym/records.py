@@ -88,6 +88,14 @@ class Applied:
     summed: bool = False
 
 
+@dataclass(frozen=True)
+class ComponentOf:
+    """One component of a vector or matrix item: ``δh₂[j]``, ``dL/dW_hh[i, j]``."""
+
+    item: object
+    index: str
+
+
 Item = Union[sp.Expr, Partial, Total, Chain, Product, Sum, Update, Delta, JacobianItem, Applied]
 
 

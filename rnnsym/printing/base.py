@@ -12,6 +12,8 @@ class StepPrinter:
     """
 
     def doprint(self, obj) -> str:
+        if isinstance(obj, sp.Basic):  # every SymPy object goes to the expression printer
+            return self._print_Basic(obj)
         for cls in type(obj).__mro__:
             method = getattr(self, f"_print_{cls.__name__}", None)
             if method is not None:

@@ -12,6 +12,11 @@ class _ExprPrinter(LatexPrinter):
     def _as_ordered_terms(self, expr, order=None):
         return positive_terms_first(super()._as_ordered_terms(expr, order))
 
+    def _print_Symbol(self, expr, style="plain"):
+        if expr.name.startswith("delta_"):  # an adjoint's label in the component form
+            return r"\delta_{%s}" % super()._print_Symbol(sp.Symbol(expr.name[len("delta_"):]))
+        return super()._print_Symbol(expr, style)
+
     def _print_sigmoid(self, expr, exp=None):
         tex = r"\sigma\left(%s\right)" % self._print(expr.args[0])
         return tex if exp is None else r"%s^{%s}" % (tex, exp)
@@ -72,6 +77,9 @@ class LatexStepPrinter(StepPrinter):
             else:
                 out += (" + " if i else "") + tex
         return out
+
+    def _print_ComponentOf(self, c):
+        return r"\left[%s\right]_{%s}" % (self.doprint(c.item), c.index)
 
     def _print_Delta(self, d: Delta):
         return r"\delta_{%s}" % name_latex(d.node)

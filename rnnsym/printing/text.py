@@ -24,13 +24,19 @@ class _ExprPrinter(StrPrinter):
         return positive_terms_first(super()._as_ordered_terms(expr, order))
 
     def _print_Symbol(self, expr):
+        if expr.name.startswith("delta_"):  # an adjoint's label in the component form
+            return "δ" + text_name(expr.name[len("delta_"):])
         return text_name(expr.name)
+
+    def _print_Sum(self, expr):
+        (index, low, high), = expr.limits
+        return f"Σ_{self._print(index)} {self._print(expr.function)}"
 
     def _print_Pow(self, expr, rational=False):
         base, exp = expr.args
         if exp.is_Integer and 1 < exp < 10:
             b = self._print(base)
-            if not (base.is_Symbol or base.is_Function):
+            if not (base.is_Symbol or base.is_Function or isinstance(base, sp.Indexed)):
                 b = f"({b})"
             return b + str(exp).translate(_SUP)
         return super()._print_Pow(expr, rational)
@@ -75,6 +81,9 @@ class TextPrinter(StepPrinter):
 
     def _print_Sum(self, s: Sum):
         return " + ".join(self.doprint(t) for t in s.terms)
+
+    def _print_ComponentOf(self, c):
+        return f"{self.doprint(c.item)}[{c.index}]"
 
     def _print_Delta(self, d: Delta):
         return f"δ{text_name(d.node)}"

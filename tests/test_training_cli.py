@@ -148,3 +148,11 @@ def test_elman_on_adding_from_the_command_line_takes_the_tasks_loss(tmp_path):
     assert options["loss"] == "mse" and options["output_activation"] == "identity" and options["input_size"] == 2
     with open(tmp_path / "history.csv", newline="") as f:
         assert next(csv.reader(f)) == ["epoch", "train_loss", "val_loss"]
+
+
+def test_training_benchmark_quick_mode_meets_its_reduced_targets():
+    script = __file__.replace("tests/test_training_cli.py", "benchmarks/bench_training.py")
+    run = subprocess.run([sys.executable, script, "--quick"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count(": MET") == 2 and "NOT MET" not in run.stdout and "DOES NOT" not in run.stdout
+    assert run.stdout.count(": falls") == 3 and "identical" in run.stdout

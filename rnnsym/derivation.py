@@ -184,15 +184,20 @@ def recursive_view(network, target: str, cuts=frozenset()) -> tuple[tuple[Equati
     loss = graph.loss.name
     relevant = descendants(graph, target)
     scalar = network.is_scalar
-    dropped = []
+
+
+    # Nodes that still reach the loss once truncation has cut its edges; the others get no adjoint.
+    alive = {loss}
+    for name in reversed(list(graph.nodes)):
+        if any(c in alive and (c, name) not in cuts for c in graph.children(name)):
+            alive.add(name)
 
     def shares(n: str) -> tuple:
         items = []
         for c in graph.children(n):
-            if c not in relevant:
+            if c not in relevant or c not in alive:
                 continue
             if (c, n) in cuts:
-                dropped.append((c, n))
                 continue
             summed = graph[n].shape == () and graph[c].shape != ()
             for term in local_jacobian(graph, c, n).terms:
@@ -201,9 +206,10 @@ def recursive_view(network, target: str, cuts=frozenset()) -> tuple[tuple[Equati
 
     equations = []
     for name in reversed(list(graph.nodes)):
-        if name in relevant and name not in (target, loss) and graph[name].expr is not None:
+        if name in relevant and name in alive and name not in (target, loss) and graph[name].expr is not None:
             items = shares(name)
             equations.append(Equation(Delta(name), (items[0] if len(items) == 1 else Sum(items),)))
+    dropped = sorted((c, p) for c, p in cuts if c in relevant and c in alive)
     items = shares(target)
     equations.append(Equation(Total(loss, target), (items[0] if len(items) == 1 else Sum(items) if items else sp.S.Zero,)))
     return tuple(equations), dropped
@@ -289,7 +295,7 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
         k = network.options["truncate"]
         truncation = (Step(
             "truncation", f"Truncated after {k} step(s)",
-            tuple(Equation(Partial(c, p), (sp.S.Zero,), label="dropped") for c, p in sorted(set(dropped))),
+            tuple(Equation(Partial(c, p), (sp.S.Zero,), label="dropped") for c, p in dropped),
             note=f"Truncated BPTT: the backward recursion stops after {k} step(s), so these local "
                  "factors are treated as 0 and every path through them is dropped from the gradient.",
         ),)

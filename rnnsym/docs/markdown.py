@@ -40,6 +40,8 @@ def network_document(network, derivations, report, stem: str) -> tuple[str, dict
 
 
 def _check_markdown(derivations, report) -> str:
+    from .pages import has_path_values
+
     rows = ["## Gradient check", "",
             f"Compiled gradients against central differences (float64, step {report.eps:g}) at a random "
             f"point: seed {report.seed}, batch of {report.batch}.", "",
@@ -48,7 +50,7 @@ def _check_markdown(derivations, report) -> str:
     verdict = "agrees" if report.ok else "DISAGREES"
     rows += ["", f"Largest relative error {report.max_rel_error:.1e} (tolerance {report.tolerance:g}): {verdict}."]
     numeric = {r.name: r.numeric for r in report.rows}
-    shared = [d for d in derivations if len(d.paths) > 1 and d.target in numeric]
+    shared = [d for d in derivations if has_path_values(d) and d.target in numeric]
     if shared:
         rows += ["", "A weight with several paths: each path's term at the same point, and their sum.", ""]
         for d in shared:

@@ -15,6 +15,8 @@ from functools import lru_cache
 from html import escape
 from string import Template
 
+import sympy as sp
+
 from ..printing.latex import LatexStepPrinter, expr_latex, name_latex
 from ..printing.mathml import latex_to_mathml
 from ..printing.text import TextPrinter
@@ -112,7 +114,7 @@ def slug(name: str, taken: set[str]) -> str:
     """A file name for a parameter's page, safe on every file system and unique ignoring case.
 
     >>> slug("w3", set()), slug("<script>", set()), slug("W", {"w"})
-    ('w3', 'param', 'W-2')
+    ('w3', 'script', 'W-2')
     """
     base = re.sub(r"[^A-Za-z0-9_-]+", "", name) or "param"
     candidate, n = base, 1
@@ -248,6 +250,16 @@ def parameter_page(network, d, report, version: str, neighbours: tuple[str | Non
                 body=body, network=network, version=version)
 
 
+def has_path_values(d) -> bool:
+    """Whether ``d`` has several paths, each with one number to show (:meth:`Derivation.evaluate`).
+
+    A scalar weight's path terms are plain expressions; a matrix weight's terms (Jacobian
+    products) have no single number per path.
+    """
+    scalar = d.network.param_shapes.get(d.target, ()) == ()
+    return len(d.paths) > 1 and scalar and all(isinstance(t, sp.Basic) for t in d.terms)
+
+
 def check_section(d, report) -> str:
     """The check for one parameter; for several paths, each path's term and their sum as well."""
     if report is None:
@@ -262,7 +274,7 @@ def check_section(d, report) -> str:
 </tbody></table>
 <p>At a random point (seed {report.seed}, batch of {report.batch}, loss averaged over the batch);
 central differences in float64 with step {report.eps:g}.</p>"""]
-    if len(d.paths) > 1:
+    if has_path_values(d):
         from ..numeric.gradcheck import relative_error
 
         values = d.evaluate(report.params, report.x, report.y)

@@ -7,7 +7,6 @@ Ctrl-C saves a checkpoint and exits with status 130; ``--resume DIR`` continues 
 """
 from __future__ import annotations
 
-import inspect
 import sys
 from pathlib import Path
 
@@ -19,15 +18,14 @@ from ..errors import RnnsymError
 from .checkpoint import load_checkpoint
 from .data import load_data
 from .initializers import INITIALIZERS
-from .loop import CONSTRUCTORS, TrainingInterrupted, build_network, load_model, predict, train
+from .loop import TrainingInterrupted, build_network, load_model, predict, train
 from .optimizers import OPTIMIZERS
 from .outputs import checkpoint_path, find_checkpoint, write_run
 from .tasks import TASKS, make_task
 
-NETWORKS = ("seed", "elman", "lstm", "gru")
-
 # Settings a resumed run takes from its checkpoint; giving one of them with --resume is an error.
-_RUN_SETTINGS = ("net", "steps", "activation", "output_activation", "loss", "shared_bias", "hidden_size", "outputs",
+_RUN_SETTINGS = ("net_name", "input_size", "hidden_size", "output_size", "outputs", "truncate", "bidirectional",
+                 "steps", "activation", "output_activation", "loss", "shared_bias",
                  "task", "data", "size", "optimizer", "lr", "momentum", "batch_size", "clip", "init", "init_scale",
                  "seed", "val_split", "patience")
 
@@ -36,41 +34,25 @@ def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
 
 
-def _build_network(ctx, net_name, steps, activation, output_activation, loss, shared_bias, hidden_size, outputs,
-                   suggested: dict, input_size: int):
-    """The network from the options; unset options take the task's suggestion (loss, output...)."""
-    import rnnsym
+def _build_network(ctx, net_name, steps, activation, output_activation, loss, shared_bias, cell, suggested: dict,
+                   input_size: int):
+    """The network from the options; options left unset take the task's suggestion (loss, output...)."""
+    from ..networks import make_network
 
-    options = {"activation": activation, "output_activation": output_activation, "loss": loss}
+    options = {"activation": activation, "output_activation": output_activation, "loss": loss,
+               "shared_bias": shared_bias, **cell}
     for key in ("output_activation", "loss"):
         if not _given(ctx, key) and key in suggested:
             options[key] = suggested[key]
-    if net_name == "seed":
-        for flag, value in (("--hidden-size", hidden_size), ("--outputs", outputs)):
-            if value is not None:
-                raise RnnsymError(f"{flag} applies to the elman, lstm and gru networks, not to seed")
-        return rnnsym.seed_rnn(steps=steps, shared_bias=shared_bias, **options)
-    constructor = getattr(rnnsym, CONSTRUCTORS[net_name], None)
-    if constructor is None:
-        raise RnnsymError(f"the {net_name} network is not available in this rnnsym yet; available: "
-                          + ", ".join(n for n in NETWORKS if hasattr(rnnsym, CONSTRUCTORS[n])))
-    if shared_bias:
-        raise RnnsymError(f"--shared-bias applies to the seed network, not to {net_name}")
-    options.update(input_size=input_size, outputs=outputs or suggested.get("outputs", "last"))
-    if hidden_size is not None:
-        options["hidden_size"] = hidden_size
-    accepted = inspect.signature(constructor).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        accepted = options
-    refused = [k for k in options if k not in accepted and _given(ctx, k)]
-    if refused:
-        raise RnnsymError(f"the {net_name} network takes no option --{refused[0].replace('_', '-')}")
-    return constructor(steps=steps, **{k: v for k, v in options.items() if k in accepted})
+    if net_name != "seed":  # the seed network takes one input and has one output; the data check says so
+        options["input_size"] = options["input_size"] or input_size
+        options["outputs"] = options["outputs"] or suggested.get("outputs")
+    return make_network(net_name, steps, **options)
 
 
-def _train(ctx, net_name, steps, activation, output_activation, loss, shared_bias, hidden_size, outputs,
-                  task, data, size, optimizer, lr, momentum, epochs, batch_size, clip, init, init_scale, seed,
-                  val_split, patience, out, resume, checkpoint_every, checkpoint_format, quiet):
+def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncate, bidirectional, steps, activation,
+           output_activation, loss, shared_bias, task, data, size, optimizer, lr, momentum, epochs, batch_size, clip,
+           init, init_scale, seed, val_split, patience, out, resume, checkpoint_every, checkpoint_format, quiet):
     """Train a network with its compiled gradients, on a built-in task or your data.
 
     \b
@@ -109,8 +91,10 @@ def _train(ctx, net_name, steps, activation, output_activation, loss, shared_bia
         else:
             task = task or "sentiment"
             dataset = make_task(task, steps, 1, seed)  # only its suggested options; the data comes in train()
-        net = _build_network(ctx, net_name, steps, activation, output_activation, loss, shared_bias, hidden_size,
-                             outputs, dataset.suggested, dataset.input_size)
+        cell = dict(input_size=input_size, hidden_size=hidden_size, output_size=output_size, outputs=outputs,
+                    truncate=truncate, bidirectional=bidirectional)
+        net = _build_network(ctx, net_name, steps, activation, output_activation, loss, shared_bias, cell,
+                             dataset.suggested, dataset.input_size)
         dataset = dataset if data else task
         opt_options = {} if momentum is None else {"momentum": momentum}
         if momentum is not None and optimizer != "momentum":
@@ -224,16 +208,13 @@ _COMMANDS: dict = {}
 
 def _commands() -> dict:
     if not _COMMANDS:
-        from ..cli import _clear_errors as clear_errors, _network_options as network_options
+        from ..cli import _cell_options as cell_options, _clear_errors as clear_errors, \
+            _network_options as network_options
 
         _COMMANDS["train_command"] = _stack(_train, [
             click.command("train"),
-            click.option("--net", "net_name", type=click.Choice(NETWORKS), default="seed", show_default=True,
-                    help="The network to train."),
+            cell_options,
             network_options,
-            click.option("--hidden-size", type=int, default=None, help="Hidden units (elman, lstm, gru)."),
-            click.option("--outputs", type=click.Choice(["last", "all"]), default=None,
-                    help="A loss at the last step or at every step (elman, lstm, gru); default: the task's."),
             click.option("--task", type=click.Choice(list(TASKS)), default=None, help="A built-in task (default: sentiment)."),
             click.option("--data", type=click.Path(dir_okay=False), default=None, help="Your own .csv or .npz data file."),
             click.option("--size", type=int, default=None, help="Sequences to generate for a built-in task [1000]."),

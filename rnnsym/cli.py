@@ -47,6 +47,8 @@ def _cell_options(command):
         click.option("--outputs", type=click.Choice(["last", "all"]), help="A loss on the last step or at every step."),
         click.option("--truncate", type=click.IntRange(min=1), metavar="K", help="Truncated BPTT: stop after K steps."),
         click.option("--bidirectional", is_flag=True, help="Also run the cell over the reversed sequence."),
+        click.option("--cell", "cell_ref", metavar="FILE.py:NAME",
+                     help="Your own rnnsym.Cell, defined as NAME in the Python file FILE.py (used instead of --net)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -54,10 +56,37 @@ def _cell_options(command):
 
 
 def _make(net_name, steps, activation, output_activation, loss, shared_bias, input_size, hidden_size,
-          output_size, outputs, truncate, bidirectional):
+          output_size, outputs, truncate, bidirectional, cell_ref=None):
+    if cell_ref:
+        from .networks import unroll
+
+        given = {k: v for k, v in dict(output_size=output_size, outputs=outputs, truncate=truncate,
+                                        bidirectional=bidirectional).items() if v}
+        return unroll(load_cell(cell_ref), steps, output_activation=output_activation, loss=loss, **given)
     return make_network(net_name, steps, activation=activation, output_activation=output_activation, loss=loss,
                         shared_bias=shared_bias, input_size=input_size, hidden_size=hidden_size,
                         output_size=output_size, outputs=outputs, truncate=truncate, bidirectional=bidirectional)
+
+
+def load_cell(ref: str):
+    """The Cell named NAME in FILE.py, for ``--cell FILE.py:NAME`` (the file is the user's own code)."""
+    import importlib.util
+    from pathlib import Path
+
+    from .networks import Cell
+
+    path, _, name = ref.rpartition(":")
+    if not path or not name.isidentifier():
+        raise RnnsymError(f"--cell must look like FILE.py:NAME, got {ref!r}")
+    if not Path(path).is_file():
+        raise RnnsymError(f"--cell file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location("rnnsym_user_cell", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cell = getattr(module, name, None)
+    if not isinstance(cell, Cell):
+        raise RnnsymError(f"{name!r} in {path} is not an rnnsym.Cell (got {type(cell).__name__})")
+    return cell
 
 
 def _build(steps, activation, output_activation, loss, shared_bias):
@@ -100,14 +129,14 @@ def main():
 @click.option("--check", is_flag=True, help="Follow with the finite-difference gradient check.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write to this file (atomically).")
 @_clear_errors
-def derive(names, net_name, input_size, hidden_size, output_size, outputs, truncate, bidirectional,
+def derive(names, net_name, input_size, hidden_size, output_size, outputs, truncate, bidirectional, cell_ref,
            steps, activation, output_activation, loss, shared_bias, fmt, check, out):
     """Derive dL/dPARAM step by step (no PARAM: every parameter).
 
     PARAM may also be a node (o2) or an input (x2).
     """
     net = _make(net_name, steps, activation, output_activation, loss, shared_bias, input_size, hidden_size,
-                output_size, outputs, truncate, bidirectional)
+                output_size, outputs, truncate, bidirectional, cell_ref)
     derivations = [net.derive(n) for n in (names or net.param_names)]
     report = gradcheck(net) if check else None
     if fmt == "json":
@@ -143,11 +172,11 @@ def derive(names, net_name, input_size, hidden_size, output_size, outputs, trunc
               help="Largest relative error that passes.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_clear_errors
-def check(net_name, input_size, hidden_size, output_size, outputs, truncate, bidirectional,
+def check(net_name, input_size, hidden_size, output_size, outputs, truncate, bidirectional, cell_ref,
           steps, activation, output_activation, loss, shared_bias, batch, seed, tolerance, fmt):
     """Check the compiled gradients against central differences (exit 1 if they disagree)."""
     net = _make(net_name, steps, activation, output_activation, loss, shared_bias, input_size, hidden_size,
-                output_size, outputs, truncate, bidirectional)
+                output_size, outputs, truncate, bidirectional, cell_ref)
     report = gradcheck(net, batch=batch, seed=seed, tolerance=tolerance)
     if fmt == "json":
         click.echo(json.dumps(_report_dict(report), indent=2))

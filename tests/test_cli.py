@@ -120,3 +120,17 @@ def test_derive_and_check_the_general_cells():
 def test_bad_cell_options_exit_2(args, message):
     run = rnnsym(*args)
     assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_user_cell_from_a_python_file(tmp_path):
+    (tmp_path / "mycell.py").write_text(
+        "import sympy as sp\nimport rnnsym as rs\n"
+        "h, x, a, u = sp.symbols('h x a u')\n"
+        "gated = rs.Cell(state=h, input=x, update=sp.tanh(a * x + u * h), params=[a, u])\n")
+    run = rnnsym("derive", "u", "--cell", f"{tmp_path / 'mycell.py'}:gated", "--steps", "3", "--check")
+    assert run.returncode == 0, run.stderr
+    assert "dL/du" in run.stdout and "OK: max relative error" in run.stdout
+    run = rnnsym("check", "--cell", f"{tmp_path / 'mycell.py'}:nothing")
+    assert run.returncode == 2 and "'nothing' in" in run.stderr and "is not an rnnsym.Cell" in run.stderr
+    run = rnnsym("check", "--cell", "missing.py:cell")
+    assert run.returncode == 2 and "--cell file 'missing.py' does not exist" in run.stderr

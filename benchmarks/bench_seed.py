@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+
 import sympy as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -105,7 +105,7 @@ def main(argv=None) -> None:
     ours = best_of(lambda: f.value_and_grad(params, x, y), repeat * 4)
     hand = best_of(lambda: hand_written_seed(params, x, y), repeat * 4)
     rows.append((f"value_and_grad, T = 4, batch {batch}", f"{ours * 1e3:.2f} ms", "", None))
-    rows.append((f"hand-written NumPy BPTT, same data", f"{hand * 1e3:.2f} ms", "reference", None))
+    rows.append(("hand-written NumPy BPTT, same data", f"{hand * 1e3:.2f} ms", "reference", None))
     rows.append(("ratio rnnsym / hand-written", f"{ours / hand:.2f}x", "lower is faster", None))
 
     width = max(len(r[0]) for r in rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from ..functions import MatVec, relu, sigmoid, softmax
+from ..functions import sigmoid, softmax
 
 
 class softplus(sp.Function):

@@ -50,7 +50,7 @@ def _build_network(ctx, net_name, steps, activation, output_activation, loss, sh
     return make_network(net_name, steps, **options)
 
 
-def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncate, bidirectional, steps, activation,
+def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncate, bidirectional, cell_ref, steps, activation,
            output_activation, loss, shared_bias, task, data, size, optimizer, lr, momentum, epochs, batch_size, clip,
            init, init_scale, seed, val_split, patience, out, resume, checkpoint_every, checkpoint_format, quiet):
     """Train a network with its compiled gradients, on a built-in task or your data.
@@ -59,6 +59,9 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
     rnnsym train --net seed --task sentiment --optimizer sgd --lr 0.5 --epochs 200 --out runs/first
     rnnsym train --resume runs/first --epochs 400
     """
+    if cell_ref:
+        raise RnnsymError("train takes a built-in --net; a --cell from a Python file cannot be rebuilt "
+                          "from a checkpoint (use rnnsym.train in Python for your own cell)")
     if resume is not None:
         given = [name for name in _RUN_SETTINGS if _given(ctx, name)]
         if given:

@@ -152,8 +152,7 @@ def load_data(path, *, targets: bool = True) -> Dataset:
 
 def save_data(path, data: Dataset) -> None:
     """Write ``data`` as ``.csv`` or ``.npz`` (by the suffix), atomically."""
-    from .checkpoint import atomic_write_bytes
-    from ..files import atomic_write_text
+    from ..files import atomic_write_bytes, atomic_write_text
 
     path = Path(path)
     if path.suffix.lower() == ".npz":

@@ -12,8 +12,8 @@ import csv
 import io
 from pathlib import Path
 
-from ..files import atomic_write_text
-from .checkpoint import atomic_write_bytes, save_model
+from ..files import atomic_write_bytes, atomic_write_text
+from .checkpoint import save_model
 
 CHECKPOINT_NAMES = ("checkpoint.json", "checkpoint.npz")
 

@@ -15,6 +15,7 @@ import numpy as np
 from click.core import ParameterSource
 
 from ..errors import RnnsymError
+from ..cli.common import cell_options, clear_errors, network_options
 from .checkpoint import load_checkpoint
 from .data import load_data
 from .initializers import INITIALIZERS
@@ -202,56 +203,6 @@ def _predict(model, data, out):
         click.echo(summary, err=True)
 
 
-# ---- the click commands --------------------------------------------------------------------------
-# They reuse rnnsym.cli's option set and error handling, and rnnsym.cli registers them; so they are
-# built on first access (PEP 562) rather than at import, and neither module imports the other at
-# its top: importing either one first works.
-_COMMANDS: dict = {}
-
-
-def _commands() -> dict:
-    if not _COMMANDS:
-        from ..cli import _cell_options as cell_options, _clear_errors as clear_errors, \
-            _network_options as network_options
-
-        _COMMANDS["train_command"] = _stack(_train, [
-            click.command("train"),
-            cell_options,
-            network_options,
-            click.option("--task", type=click.Choice(list(TASKS)), default=None, help="A built-in task (default: sentiment)."),
-            click.option("--data", type=click.Path(dir_okay=False), default=None, help="Your own .csv or .npz data file."),
-            click.option("--size", type=int, default=None, help="Sequences to generate for a built-in task [1000]."),
-            click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="sgd", show_default=True),
-            click.option("--lr", type=float, default=0.1, show_default=True, help="Learning rate η."),
-            click.option("--momentum", type=float, default=None, help="Momentum coefficient (optimizer momentum) [0.9]."),
-            click.option("--epochs", type=int, default=100, show_default=True),
-            click.option("--batch-size", type=int, default=32, show_default=True),
-            click.option("--clip", type=float, default=None, help="Rescale gradients whose norm exceeds this."),
-            click.option("--init", type=click.Choice(list(INITIALIZERS)), default="xavier", show_default=True),
-            click.option("--init-scale", type=float, default=0.5, show_default=True, help="Standard deviation for --init normal."),
-            click.option("--seed", type=int, default=0, show_default=True, help="Makes the run exactly reproducible."),
-            click.option("--val-split", type=float, default=0.2, show_default=True, help="Fraction held out for validation."),
-            click.option("--patience", type=int, default=None, help="Stop after this many epochs without improvement."),
-            click.option("--out", type=click.Path(file_okay=False), default=None,
-                    help="Directory for params.json, history.csv, loss.png and the checkpoint."),
-            click.option("--resume", type=click.Path(file_okay=False), default=None,
-                    help="Continue the run saved in this directory (its settings; --epochs may change)."),
-            click.option("--checkpoint-every", type=int, default=10, show_default=True, help="Epochs between checkpoints."),
-            click.option("--checkpoint-format", type=click.Choice(["json", "npz"]), default="json", show_default=True),
-            click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
-            click.pass_context,
-            clear_errors,
-        ])
-        _COMMANDS["predict_command"] = _stack(_predict, [
-            click.command("predict"),
-            click.argument("model", type=click.Path()),
-            click.argument("data", type=click.Path(dir_okay=False)),
-            click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="Write the CSV here (atomically)."),
-            clear_errors,
-        ])
-    return _COMMANDS
-
-
 def _stack(function, decorators):
     """``decorators`` applied as if written above ``function`` in this order (the last one innermost)."""
     for decorator in reversed(decorators):
@@ -259,7 +210,39 @@ def _stack(function, decorators):
     return function
 
 
-def __getattr__(name: str):
-    if name in ("train_command", "predict_command"):
-        return _commands()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# ---- the click commands --------------------------------------------------------------------------
+train_command = _stack(_train, [
+    click.command("train"),
+    cell_options,
+    network_options,
+    click.option("--task", type=click.Choice(list(TASKS)), default=None, help="A built-in task (default: sentiment)."),
+    click.option("--data", type=click.Path(dir_okay=False), default=None, help="Your own .csv or .npz data file."),
+    click.option("--size", type=int, default=None, help="Sequences to generate for a built-in task [1000]."),
+    click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="sgd", show_default=True),
+    click.option("--lr", type=float, default=0.1, show_default=True, help="Learning rate η."),
+    click.option("--momentum", type=float, default=None, help="Momentum coefficient (optimizer momentum) [0.9]."),
+    click.option("--epochs", type=int, default=100, show_default=True),
+    click.option("--batch-size", type=int, default=32, show_default=True),
+    click.option("--clip", type=float, default=None, help="Rescale gradients whose norm exceeds this."),
+    click.option("--init", type=click.Choice(list(INITIALIZERS)), default="xavier", show_default=True),
+    click.option("--init-scale", type=float, default=0.5, show_default=True, help="Standard deviation for --init normal."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Makes the run exactly reproducible."),
+    click.option("--val-split", type=float, default=0.2, show_default=True, help="Fraction held out for validation."),
+    click.option("--patience", type=int, default=None, help="Stop after this many epochs without improvement."),
+    click.option("--out", type=click.Path(file_okay=False), default=None,
+                 help="Directory for params.json, history.csv, loss.png and the checkpoint."),
+    click.option("--resume", type=click.Path(file_okay=False), default=None,
+                 help="Continue the run saved in this directory (its settings; --epochs may change)."),
+    click.option("--checkpoint-every", type=int, default=10, show_default=True, help="Epochs between checkpoints."),
+    click.option("--checkpoint-format", type=click.Choice(["json", "npz"]), default="json", show_default=True),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    click.pass_context,
+    clear_errors,
+])
+predict_command = _stack(_predict, [
+    click.command("predict"),
+    click.argument("model", type=click.Path()),
+    click.argument("data", type=click.Path(dir_okay=False)),
+    click.option("--out", "-o", type=click.Path(dir_okay=False), default=None, help="Write the CSV here (atomically)."),
+    clear_errors,
+])

@@ -1,0 +1,107 @@
+"""What every rnnsym command shares: the options that choose a network, and clear errors.
+
+Bad input is reported on one line and exits with status 2, without a traceback.
+"""
+from __future__ import annotations
+
+import sys
+from functools import wraps
+
+import click
+
+from .. import functions
+from ..errors import RnnsymError
+from ..files import atomic_write_text
+from ..networks import NETWORKS, make_network
+
+
+def network_options(command):
+    """The options that choose and shape the network, shared by every subcommand."""
+    options = [
+        click.option("--steps", "-T", type=click.IntRange(min=1), default=4, show_default=True,
+                     help="Number of time steps (words) T."),
+        click.option("--activation", type=click.Choice(list(functions.ACTIVATIONS)), default="tanh",
+                     show_default=True, help="Hidden activation f."),
+        click.option("--output-activation", type=click.Choice(list(functions.OUTPUT_ACTIVATIONS)), default="sigmoid",
+                     show_default=True, help="Output activation g."),
+        click.option("--loss", type=click.Choice(list(functions.LOSSES)), default="bce", show_default=True,
+                     help="Loss L(o(T+1), Y)."),
+        click.option("--shared-bias", is_flag=True, help="One hidden bias b for every step."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def cell_options(command):
+    """Which network, and the options of the general cells (issue: any recurrent cell)."""
+    options = [
+        click.option("--net", "net_name", type=click.Choice(list(NETWORKS)), default="seed", show_default=True,
+                     help="seed: the article's scalar RNN; elman, lstm, gru: PyTorch's cells."),
+        click.option("--input-size", type=click.IntRange(min=1), help="Input features per step (elman, lstm, gru)."),
+        click.option("--hidden-size", type=click.IntRange(min=1), help="Hidden units (elman, lstm, gru)."),
+        click.option("--output-size", type=click.IntRange(min=1), help="Outputs, or classes for softmax (elman, lstm, gru)."),
+        click.option("--outputs", type=click.Choice(["last", "all"]), help="A loss on the last step or at every step."),
+        click.option("--truncate", type=click.IntRange(min=1), metavar="K", help="Truncated BPTT: stop after K steps."),
+        click.option("--bidirectional", is_flag=True, help="Also run the cell over the reversed sequence."),
+        click.option("--cell", "cell_ref", metavar="FILE.py:NAME",
+                     help="Your own rnnsym.Cell, defined as NAME in the Python file FILE.py (used instead of --net)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def network_from_options(net_name, steps, activation, output_activation, loss, shared_bias, input_size, hidden_size,
+                         output_size, outputs, truncate, bidirectional, cell_ref=None):
+    """The network that :func:`network_options` and :func:`cell_options` describe."""
+    if cell_ref:
+        from ..networks import unroll
+
+        given = {k: v for k, v in dict(output_size=output_size, outputs=outputs, truncate=truncate,
+                                        bidirectional=bidirectional).items() if v}
+        return unroll(load_cell(cell_ref), steps, output_activation=output_activation, loss=loss, **given)
+    return make_network(net_name, steps, activation=activation, output_activation=output_activation, loss=loss,
+                        shared_bias=shared_bias, input_size=input_size, hidden_size=hidden_size,
+                        output_size=output_size, outputs=outputs, truncate=truncate, bidirectional=bidirectional)
+
+
+def load_cell(ref: str):
+    """The Cell named NAME in FILE.py, for ``--cell FILE.py:NAME`` (the file is the user's own code)."""
+    import importlib.util
+    from pathlib import Path
+
+    from ..networks import Cell
+
+    path, _, name = ref.rpartition(":")
+    if not path or not name.isidentifier():
+        raise RnnsymError(f"--cell must look like FILE.py:NAME, got {ref!r}")
+    if not Path(path).is_file():
+        raise RnnsymError(f"--cell file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location("rnnsym_user_cell", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cell = getattr(module, name, None)
+    if not isinstance(cell, Cell):
+        raise RnnsymError(f"{name!r} in {path} is not an rnnsym.Cell (got {type(cell).__name__})")
+    return cell
+
+
+def clear_errors(command):
+    """Turn RnnsymError into one line on stderr and exit status 2."""
+    @wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except RnnsymError as exc:
+            click.echo(f"rnnsym: error: {exc}", err=True)
+            sys.exit(2)
+    return run
+
+
+def emit(text: str, out: str | None) -> None:
+    text = text.rstrip("\n") + "\n"
+    if out:
+        atomic_write_text(out, text)
+    else:
+        click.echo(text, nl=False)

@@ -100,9 +100,12 @@ class Derivation:
         """
         from .numeric.codegen import expression_function
 
+        if not self.scalar:
+            raise RnnsymError("per-path values are given for scalar networks; a vector network's path "
+                              "terms are Jacobian products (use the recursive view)")
         if not hasattr(self, "_term_function"):
             self._term_function = expression_function(self.network.graph, self.terms)
-        values = self.network.compile().trace(params, x, y)
+        values = self.network.compile(form="unrolled").trace(params, x, y)
         batch = np.shape(x)[0]
         return [float(np.sum(np.broadcast_to(v, (batch,))) / batch) for v in self._term_function(values)]
 

@@ -144,20 +144,32 @@ class Network:
         return values
 
     # ---- numbers ----------------------------------------------------------------------------------
-    def compile(self, truncate: int | None = None):
+    def compile(self, truncate: int | None = None, form: str = "auto"):
         """NumPy functions ``forward`` and ``value_and_grad`` over a batch (see CompiledNetwork).
 
         ``truncate=k``: truncated BPTT, the backward recursion stops after ``k`` steps.
+        ``form``: ``"loop"`` runs one differentiated step of a shared cell in a loop over time (the
+        default for cells); ``"unrolled"`` writes every step out (the seed network, whose
+        recurrent weights differ per step, and bidirectional networks).
         """
+        from .errors import choose
         from .numeric.codegen import compile_network
+        from .numeric.loop import compile_loop, loop_supported
 
+        choose("form", form, ("auto", "loop", "unrolled"))
         truncate = self.options.get("truncate") if truncate is None else truncate
         if truncate is not None:
             positive_int("truncate", truncate)
+        if form == "auto":
+            form = "loop" if loop_supported(self) else "unrolled"
+        elif form == "loop" and not loop_supported(self):
+            raise RnnsymError("form 'loop' needs a network unrolled from one shared cell in one direction; "
+                              "use form 'unrolled'")
         cache = self.__dict__.setdefault("_compiled", {})
-        if truncate not in cache:
-            cache[truncate] = compile_network(self, truncate)
-        return cache[truncate]
+        if (truncate, form) not in cache:
+            build = compile_loop if form == "loop" else compile_network
+            cache[(truncate, form)] = build(self, truncate)
+        return cache[(truncate, form)]
 
     # ---- notebook display (rnnsym.docs): the unrolled picture and the equations -----------------
     def _repr_svg_(self) -> str:

@@ -230,3 +230,46 @@ def test_bidirectional_matches_pytorch():
         assert np.allclose(grads[name], value, rtol=1e-10, atol=1e-13), name
     H = 2
     assert np.allclose(grads["W_hy_reverse"], readout.weight.grad.numpy()[:, H:], rtol=1e-10)
+
+
+# ---- the loop form: one differentiated step in a loop over time -------------------------------------
+LOOP_CASES = {
+    "elman": lambda T: rs.elman_rnn(steps=T, input_size=2, hidden_size=3),
+    "elman-scalar": lambda T: rs.elman_rnn(steps=T),
+    "lstm": lambda T: rs.lstm(steps=T, input_size=2, hidden_size=3),
+    "gru-ce": lambda T: rs.gru(steps=T, input_size=2, hidden_size=3, output_size=4, output_activation="softmax",
+                               loss="cross_entropy"),
+    "elman-all": lambda T: rs.elman_rnn(steps=T, input_size=2, hidden_size=2, output_size=2,
+                                        output_activation="identity", loss="mse", outputs="all"),
+    "lstm-all-sum": lambda T: rs.lstm(steps=T, hidden_size=2, outputs="all", step_reduction="sum"),
+    "lstm-truncated": lambda T: rs.lstm(steps=T, hidden_size=2, truncate=2),
+}
+
+
+@pytest.mark.parametrize("kind", LOOP_CASES)
+@pytest.mark.parametrize("T", [1, 3, 7])
+def test_loop_and_unrolled_forms_agree(kind, T):
+    net = LOOP_CASES[kind](T)
+    params, x, y = random_point(net, batch=5, seed=T)
+    loop, unrolled = net.compile(form="loop"), net.compile(form="unrolled")
+    assert loop.form == "loop" and "for t in range" in loop.source and "for t in" not in unrolled.source
+    la, ga = loop.value_and_grad(params, x, y)
+    lb, gb = unrolled.value_and_grad(params, x, y)
+    assert la == pytest.approx(lb, rel=1e-13)
+    for name in net.param_names:
+        assert np.allclose(ga[name], gb[name], rtol=1e-11, atol=1e-15), name
+    assert np.allclose(loop.forward(params, x), unrolled.forward(params, x), rtol=1e-13)
+
+
+@pytest.mark.parametrize("T", [2, 10, 40])
+@pytest.mark.parametrize("kind", ["elman", "lstm", "gru"])
+def test_loop_form_matches_finite_differences_at_several_lengths(kind, T):
+    net = NETWORKS[kind](steps=T, input_size=2, hidden_size=3)
+    assert net.compile().form == "loop"
+    report = rs.gradcheck(net, seed=T)
+    assert report.ok, report.table()
+
+
+def test_loop_source_does_not_grow_with_T():
+    short, long = (rs.lstm(steps=T, hidden_size=2).compile().source for T in (5, 500))
+    assert abs(len(long.splitlines()) - len(short.splitlines())) == 0

@@ -24,6 +24,22 @@ from ..network import Network
 RESERVED = ("y", "Y", "L", "W_hy", "b_y")
 
 
+@dataclass(frozen=True)
+class Recurrence:
+    """How an unrolled cell names its nodes step by step. Every step is an instance of step 1, so
+    code generation and derivations work on that one step (derive once per cell)."""
+
+    states: tuple[str, ...]  # base names: ("h", "c")
+    gates: tuple[str, ...]  # ("i", "f", "g", "o")
+    input: str  # "x"
+    params: tuple[str, ...]  # the cell's own parameters (the readout's are W_hy, b_y)
+    bidirectional: bool = False
+
+    def name(self, base: str, t: int) -> str:
+        """The node of ``base`` at step ``t``: ``name("h", 3) == "h3"``."""
+        return _step_name(base, t)
+
+
 def matvec(matrix: sp.Symbol, vector: sp.Symbol) -> sp.Expr:
     """The product ``matrix · vector`` inside a cell (a weight times a vector state or input)."""
     return MatVec(matrix, vector)
@@ -248,7 +264,10 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
         opts["step_reduction"] = step_reduction
     if truncate is not None:
         opts["truncate"] = truncate
-    return Network(graph, name=name or cell.name, steps=T, options=opts, title=title or f"a {cell.name} network")
+    network = Network(graph, name=name or cell.name, steps=T, options=opts, title=title or f"a {cell.name} network")
+    network.recurrence = Recurrence(tuple(s.name for s in cell.state), tuple(g.name for g in cell.gates),
+                                    cell.input.name, tuple(p.name for p in cell.params), bidirectional)
+    return network
 
 
 def _infer(cell: Cell, gate: sp.Symbol) -> tuple:

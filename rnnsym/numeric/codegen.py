@@ -50,15 +50,15 @@ class _Emitter:
     def code(self, expr: sp.Expr) -> str:
         return self.printer.doprint(expr)
 
-    def lines(self, targets: list[tuple[str, sp.Expr, str]]) -> list[str]:
+    def lines(self, targets: list[tuple[str, sp.Expr, str]], indent: str = "    ") -> list[str]:
         """``target = wrap(expr)`` for each (target, expr, wrap); ``wrap`` holds ``{}`` for the code."""
         replacements, reduced = sp.cse([e for _, e, _ in targets], symbols=self._temps, order="none")
         out = []
         for temp, value in replacements:
             self.names[temp] = temp.name
-            out.append(f"    {temp.name} = {self.code(value)}")
+            out.append(f"{indent}{temp.name} = {self.code(value)}")
         for (target, _, wrap), value in zip(targets, reduced):
-            out.append(f"    {target} = {wrap.format(self.code(value))}")
+            out.append(f"{indent}{target} = {wrap.format(self.code(value))}")
         return out
 
 

@@ -20,26 +20,29 @@ class CompiledNetwork:
     ``grads[name]`` has the parameter's shape.
     """
 
-    def __init__(self, network, source: str, runtime: dict, truncate: int | None = None):
+    def __init__(self, network, source: str, runtime: dict, truncate: int | None = None, form: str = "unrolled"):
         self.network = network
         self.source = source
         self.truncate = truncate
+        self.form = form  # "unrolled" (straight-line code per step) or "loop" (one step in a loop over time)
         self.param_names = network.param_names
-        filename = f"<rnnsym:{network.name}:T={network.steps}>"
+        filename = f"<rnnsym:{network.name}:T={network.steps}:{form}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace = {"numpy": np, **runtime}
         exec(compile(source, filename, "exec"), namespace)  # our own generated source, no user text
         self._forward = namespace["forward"]
         self._loss = namespace["loss"]
         self._value_and_grad = namespace["value_and_grad"]
-        self._trace = namespace["trace"]
+        self._trace = namespace.get("trace")
 
     # ---- entry points -------------------------------------------------------------------------------
     def forward(self, params: Mapping, x) -> np.ndarray:
         """The network output for each example: ``(batch,)`` or ``(batch, output_size)``; with
         ``outputs="all"``, one per step: ``(batch, T)`` or ``(batch, T, output_size)``."""
         outputs = self._forward(self._x(x), *self._params(params))
-        return outputs[0] if len(outputs) == 1 else np.stack(outputs, axis=1)
+        if self.form == "unrolled" and self.network.options.get("outputs") == "all":
+            return np.stack(outputs, axis=1)  # one output node per step
+        return outputs[0]
 
     def loss(self, params: Mapping, x, y) -> float:
         """The batch-mean loss."""
@@ -57,6 +60,8 @@ class CompiledNetwork:
 
     def trace(self, params: Mapping, x, y) -> dict[str, np.ndarray]:
         """Every node's value (the loss excepted) for each example, by node name."""
+        if self._trace is None:
+            raise RnnsymError("node values are traced by the unrolled form: use network.compile(form='unrolled')")
         x = self._x(x)
         values = self._trace(x, self._y(y, x), *self._params(params))
         names = [n.name for n in self.network.graph.nodes.values() if n.kind not in ("loss", "loss_term")]

@@ -1,0 +1,293 @@
+"""The loop form: a shared cell compiled once, run by a Python loop over time.
+
+An unrolled cell repeats the same step T times, so the step is differentiated once (its local
+Jacobians are taken from the nodes of step 1) and the generated code is a ``for t in range(T)``
+loop around that one step, forward and backward; the source does not grow with T. States and
+gates are kept in (T, batch, ...) arrays for the backward pass; a parameter's share is not
+reduced inside the loop but stored per step and reduced once afterwards with one matrix product
+over all steps and examples (``Σ_t δ_tᵀ h_(t−1)`` as a single BLAS call).
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..engine.local import local_jacobian
+from ..functions import FUSED_OUTPUT_GRADIENTS
+from .codegen import _Emitter, _nodes_needing_adjoints, _target_of
+from .compiled import CompiledNetwork
+from .printer import RUNTIME, stable
+
+IN2 = "        "  # the loop body's indent
+
+
+def loop_supported(network) -> bool:
+    rec = getattr(network, "recurrence", None)
+    return rec is not None and not rec.bidirectional
+
+
+def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
+    graph, rec, T = network.graph, network.recurrence, network.steps
+    em = _Emitter(graph)
+    names = em.names
+    params = [n.name for n in graph.of_kind("param")]
+    args = ", ".join(names[graph[p].symbol] for p in params)
+    k = T if truncate is None else min(truncate, T)
+    per_step = network.options.get("outputs") == "all"
+
+    # The template: the nodes of step 1, the previous states (step 0) and the input x1.
+    step = [n for n, node in graph.nodes.items() if node.kind == "hidden" and node.step == 1]
+    prev = {rec.name(s, 0): s for s in rec.states}
+    new = {rec.name(s, 1): s for s in rec.states}
+    x1 = rec.name(rec.input, 1)
+    x_shape = graph[x1].shape
+    col = "" if x_shape == () else ", :"
+
+    def buf(name: str) -> str:  # per-step storage of a template node
+        return f"S_{names[graph[name].symbol]}"
+
+    def stacked(name: str) -> str:
+        """All steps' values of a template node, as a (T, batch, ...) array."""
+        if name == x1:
+            return "_X"
+        if name in prev:
+            return f"S_{names[graph[rec.name(prev[name], 1)].symbol]}[:-1]"
+        if name in new:
+            return f"S_{names[graph[name].symbol]}[1:]"
+        return buf(name)
+
+    def at(name: str, t: str) -> str:
+        if name in prev:
+            return f"S_{names[graph[rec.name(prev[name], 1)].symbol]}[{t}]"
+        if name in new:
+            return f"{buf(name)}[{t} + 1]"
+        return f"{buf(name)}[{t}]"
+
+    # ---- forward: the loop over time -------------------------------------------------------------
+    forward = ["    _B = x.shape[0]", "    _X = numpy.moveaxis(x, 1, 0)"]
+    for name in step:
+        node = graph[name]
+        extra = "1" if name in new else "0"
+        forward.append(f"    {buf(name)} = numpy.empty(({T} + {extra}, _B) + {node.shape!r})")
+    for name, state in prev.items():
+        forward.append(f"    {at(name, '0')} = {float(graph[name].value)!r}")
+    forward.append(f"    for t in range({T}):")
+    forward.append(f"        {names[graph[x1].symbol]} = x[:, t{col}]")
+    for name in prev:
+        forward.append(f"        {names[graph[name].symbol]} = {at(name, 't')}")
+    for name in step:
+        forward.append(f"        {names[graph[name].symbol]} = {at(name, 't')} = {em.code(graph[name].expr)}")
+
+    # ---- readout and loss ---------------------------------------------------------------------------
+    loss = graph.loss
+    if per_step:
+        out, term, target = "y1", graph["L1"], "Y1"
+        views = {rec.name(s, 1): stacked(rec.name(s, 1)) for s in rec.states}
+        forward += [f"    {names[graph[n].symbol]} = {v}" for n, v in views.items()]
+        tcol = "" if graph[target].shape == () else ", :"
+        targets = [f"    {names[graph[target].symbol]} = numpy.moveaxis(y, 1, 0)" if tcol else
+                   f"    {names[graph[target].symbol]} = y.T"]
+    else:
+        out, term, target = "y", loss, "Y"
+        last = {rec.name(s, T): rec.name(s, 1) for s in rec.states}
+        forward += [f"    {names[graph[n].symbol]} = {at(t1, str(T - 1))}" for n, t1 in last.items()]
+        targets = [f"    {names[graph[target].symbol]} = y"]
+    out_node = graph[out]
+    logit = out_node.expr
+    if out_node.expr.is_Function and len(out_node.expr.args) == 1:
+        z = em.symbol("_z_out")  # the loss reads the pre-activation again (log(sigmoid(z)))
+        forward.append(f"    {z.name} = {em.code(out_node.expr.args[0])}")
+        logit = out_node.expr.func(z)
+    forward.append(f"    {names[out_node.symbol]} = {em.code(logit)}")
+    # What the readout read, as arrays that the backward loop does not overwrite.
+    readout_view = ({rec.name(s, 1): stacked(rec.name(s, 1)) for s in rec.states} if per_step else
+                    {rec.name(s, T): at(rec.name(s, 1), str(T - 1)) for s in rec.states})
+    reduce_axis = "" if out_node.shape == () else ("numpy.mean({}, axis=-1)" if term.reduce == "mean" else "numpy.sum({}, axis=-1)")
+    loss_expr = sp.factor_terms(stable(term.expr.xreplace({out_node.symbol: logit})))
+    loss_lines = list(targets) + em.lines([("_loss", loss_expr, reduce_axis or "{}")])
+    if per_step:
+        over_steps = "numpy.mean" if network.options.get("step_reduction", "mean") == "mean" else "numpy.sum"
+        loss_lines.append(f"    _per_example = {over_steps}(_loss, axis=0)")
+    else:
+        loss_lines.append("    _per_example = _loss")
+
+    # ---- backward ------------------------------------------------------------------------------------
+    needs = _nodes_needing_adjoints(graph)
+    inv_b = em.symbol("_inv_batch")
+    backward = [f"    {inv_b.name} = 1.0 / _B"]
+    grads: dict[str, list[str]] = {p: [] for p in params}
+    counter = iter(range(10**9))
+
+    def param_share(p: str, term, factor, lines: list, deferred: list, t: str | None):
+        """A parameter's share: inside the loop it is stored per step, reduced after the loop."""
+        shape = graph[p].shape
+        if t is None:  # outside the loop: the readout's parameters, from (batch, ...) or (T, batch, ...) arrays
+            name = f"_r{next(counter)}"
+            lines.append((name, factor, "{}"))
+            if term.outer is not None:
+                grads[p].append(f"_outer({name}, {readout_view[term.outer.name]})")
+            else:
+                grads[p].append(f"_total({name}, {len(shape)})")
+            return
+        leaf = None
+        if term.outer is None and shape == ():
+            # A scalar weight times a stored value (w·x, u·h): keep the common factor, dot it later.
+            for arg in sp.Mul.make_args(factor):
+                if isinstance(arg, sp.Symbol) and arg.name in (x1, *prev, *step):
+                    leaf, factor = arg.name, factor / arg
+                    break
+        name = f"_d{next(counter)}"
+        lines.append((name, factor, "{}"))
+        deferred.append((p, name, term, leaf))
+
+    seed_lines: list = []
+    state_of = {rec.name(s, t): s for s in rec.states for t in (1, T)}
+    carry: dict[str, list[str]] = {s: [] for s in rec.states}  # adjoints flowing into the loop
+    fused = FUSED_OUTPUT_GRADIENTS.get((network.options.get("loss"), network.options.get("output_activation")))
+    d_total = sp.S.One if term is loss else loss.expr.diff(term.symbol)  # 1/T for a mean over steps
+    (dl,) = local_jacobian(graph, term.name, out).terms
+    for parent in graph.parents(out):
+        if parent not in needs:
+            continue
+        for t_ in local_jacobian(graph, out, parent).terms:
+            f = (fused(out_node.symbol, graph[_target_of(graph, term.name)].symbol) * t_.factor if fused
+                 else sp.factor(sp.cancel(dl.factor * t_.factor)))
+            factor = inv_b * d_total * f
+            if graph[parent].kind == "param":
+                param_share(parent, t_, factor, seed_lines, [], None)
+            else:  # the output reads the first state: its adjoint enters the loop
+                name = f"_s{next(counter)}"
+                wrap = f"({{}}) @ {names[t_.matrix]}" if t_.matrix is not None else "{}"
+                seed_lines.append((name, factor, wrap))
+                carry[state_of[parent]].append(name)
+    backward += em.lines(seed_lines)
+
+    # The loop, from the last step back (truncated BPTT stops after k steps).
+    loop = []
+    deferred: list = []
+    g_carry = {s: f"_g_{s}" for s in rec.states}
+    for s in rec.states:
+        shape = graph[rec.name(s, 1)].shape
+        if per_step:
+            backward.append(f"    _seed_{s} = {' + '.join(carry[s])}" if carry[s] else f"    _seed_{s} = None")
+            backward.append(f"    {g_carry[s]} = numpy.zeros((_B,) + {shape!r})")
+        else:
+            backward.append(f"    {g_carry[s]} = {' + '.join(carry[s])}" if carry[s]
+                            else f"    {g_carry[s]} = numpy.zeros((_B,) + {shape!r})")
+    loop.append(f"    for t in range({T - 1}, {T - 1 - k}, -1):")
+    loop.append(f"        {names[graph[x1].symbol]} = x[:, t{col}]")
+    for name in prev:
+        loop.append(f"        {names[graph[name].symbol]} = {at(name, 't')}")
+    for name in step:
+        loop.append(f"        {names[graph[name].symbol]} = {at(name, 't')}")
+    within: dict[str, list[str]] = {n: [] for n in step}
+    for s in rec.states:
+        name = rec.name(s, 1)
+        within[name].append(g_carry[s] + (f" + _seed_{s}[t]" if per_step and carry[s] else ""))
+    next_carry: dict[str, list[str]] = {s: [] for s in rec.states}
+    for name in reversed(step):
+        if not within[name]:
+            continue
+        g = em.symbol(f"g_{names[graph[name].symbol]}")
+        loop.append(f"        {g.name} = {' + '.join(within[name])}")
+        targets = []
+        for parent in graph.parents(name):
+            if parent not in needs and parent not in prev:
+                continue
+            pnode = graph[parent]
+            for t_ in local_jacobian(graph, name, parent).terms:
+                factor = g * t_.factor
+                if pnode.kind == "param":
+                    param_share(parent, t_, factor, targets, deferred, "t")
+                    continue
+                c = f"_c{next(counter)}"
+                if t_.matrix is not None:
+                    wrap = f"({{}}) @ {names[t_.matrix]}"
+                elif pnode.shape == () and graph[name].shape != ():
+                    wrap = "numpy.sum({}, axis=-1)"
+                else:
+                    wrap = "{}"
+                targets.append((c, factor, wrap))
+                (next_carry[prev[parent]] if parent in prev else within[parent]).append(c)
+        loop += em.lines(targets, indent=IN2)
+    for s in rec.states:
+        shape = graph[rec.name(s, 1)].shape
+        loop.append(f"        {g_carry[s]} = {' + '.join(next_carry[s])}" if next_carry[s]
+                    else f"        {g_carry[s]} = numpy.zeros((_B,) + {shape!r})")
+    # Store each per-step parameter share; identical shares (the same code) share one buffer.
+    code_of, body = {}, []
+    for line in loop:
+        stripped = line.strip()
+        if stripped.startswith("_d") and " = " in stripped:
+            target, code = stripped.split(" = ", 1)
+            code_of[target] = code
+        else:
+            body.append(line)
+    buffers: dict[str, str] = {}
+    for _, name, _, _ in deferred:
+        buffers.setdefault(code_of[name], f"_D{len(buffers)}")
+    stores = [f"        {b} = _store({b}, t, {T}, {code})" for code, b in buffers.items()]
+    loop = body[:-len(rec.states)] + stores + body[-len(rec.states):]
+    backward += [f"    {b} = None" for b in buffers.values()]
+    window = f"{T - k}:{T}"
+    for p, name, t_, leaf in deferred:
+        buf_ = buffers[code_of[name]]
+        d = f"{buf_}[{window}]"
+        if t_.outer is not None:
+            v = stacked(t_.outer.name)
+            grads[p].append(f"_outer({d}, {v}[{window}])")
+        elif leaf is not None:
+            grads[p].append(f"_dot({d}, {stacked(leaf)}[{window}])")
+        else:
+            grads[p].append(f"_total({d}, {len(graph[p].shape)})")
+
+    out_grads = []
+    for p in params:
+        shape = graph[p].shape
+        out_grads.append(" + ".join(grads[p]) if grads[p] else (f"numpy.zeros({shape})" if shape else "0.0"))
+
+    header = ["# Generated by rnnsym: one step of the cell, differentiated once, run in a loop over time.",
+              "# Every name below is generated; n_<node>1 stands for the current step's node."]
+    source = "\n".join([
+        *header,
+        f"def forward(x, {args}):", *forward,
+        f"    return (numpy.moveaxis({names[out_node.symbol]}, 0, 1),)" if per_step else f"    return ({names[out_node.symbol]},)",
+        "",
+        f"def loss(x, y, {args}):", *forward, *loss_lines, "    return numpy.mean(_per_example)",
+        "",
+        f"def value_and_grad(x, y, {args}):", *forward, *loss_lines, *backward, *loop,
+        f"    return numpy.mean(_per_example), ({', '.join(out_grads)},)",
+        "",
+    ])
+    return CompiledNetwork(network, source, {**RUNTIME, **LOOP_RUNTIME}, truncate=truncate, form="loop")
+
+
+# ---- helpers the generated code calls -----------------------------------------------------------------
+def _store(buffer, t, steps, value):
+    import numpy
+
+    if buffer is None:
+        buffer = numpy.zeros((steps,) + numpy.shape(value))
+    buffer[t] = value
+    return buffer
+
+
+def _outer(d, v):
+    """Σ over steps and examples of d ⊗ v: one matrix product (rows of d, columns of v)."""
+    n, m = d.shape[-1], v.shape[-1]
+    return d.reshape(-1, n).T @ v.reshape(-1, m)
+
+
+def _dot(d, v):
+    import numpy
+
+    return numpy.dot(numpy.ravel(d), numpy.ravel(numpy.broadcast_to(v, d.shape)))
+
+
+def _total(d, ndim):
+    """Sum over every axis but the parameter's own (ndim trailing axes)."""
+    import numpy
+
+    return numpy.sum(d) if ndim == 0 else numpy.sum(d.reshape(-1, *d.shape[-ndim:]), axis=0)
+
+
+LOOP_RUNTIME = {"_store": _store, "_outer": _outer, "_dot": _dot, "_total": _total}

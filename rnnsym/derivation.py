@@ -10,9 +10,8 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
-from .engine.local import local_jacobian
-from .engine.paths import (DEFAULT_PATH_LIMIT, PathLimitError, PathTerm, count_paths, descendants,
-                           enumerate_paths, path_term, truncation_cuts)
+from .engine.paths import (DEFAULT_FACTOR_LIMIT, DEFAULT_PATH_LIMIT, PathLimitError, PathTerm, descendants,
+                           enumerate_paths, path_term, path_totals, truncation_cuts)
 from .errors import RnnsymError
 from .records import (Applied, Chain, ComponentOf, Delta, Equation, JacobianItem, Partial, Product, Step, Sum,
                       Total, Update)
@@ -46,7 +45,8 @@ class Derivation:
         if self.path_terms is None:
             raise PathLimitError(
                 f"{self.path_count} chain-rule paths lead to {self.target!r}, more than the limit of "
-                f"{self._path_limit}; use the recursive view (Derivation.recursive) or truncate the sequence")
+                f"{self._path_limit} paths or {DEFAULT_FACTOR_LIMIT} factors; use the recursive view "
+                "(Derivation.recursive) or truncate the sequence")
         return self.path_terms
 
     @property
@@ -203,7 +203,7 @@ def recursive_view(network, target: str, cuts=frozenset()) -> tuple[tuple[Equati
             if (c, n) in cuts:
                 continue
             summed = graph[n].shape == () and graph[c].shape != ()
-            for term in local_jacobian(graph, c, n).terms:
+            for term in network.jacobian(c, n).terms:
                 items.append(Applied(term, None if c == loss else c, scalar=scalar, summed=summed))
         return tuple(items)
 
@@ -303,12 +303,12 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
                  "factors are treated as 0 and every path through them is dropped from the gradient.",
         ),)
 
-    n_paths = count_paths(graph, target)
-    if n_paths > path_limit:
+    n_paths, n_factors = path_totals(graph, target)
+    if n_paths > path_limit or n_factors > DEFAULT_FACTOR_LIMIT:
         steps = (Step("path_count", f"{n_paths} chain-rule paths: too many to list",
-                      note=f"{n_paths} paths lead from the loss to {target}, more than the limit of "
-                           f"{path_limit}; the recursive view below gives the same gradient with one "
-                           "equation per node."),
+                      note=f"{n_paths} paths with {n_factors} factors in all lead from the loss to {target}, "
+                           f"more than the limit of {path_limit} paths or {DEFAULT_FACTOR_LIMIT} factors; the "
+                           "recursive view below gives the same gradient with one equation per node."),
                  *truncation, *recursive_step, *update)
         return Derivation(network, target, None, steps, recursive, path_count=n_paths, path_limit=path_limit)
 
@@ -319,7 +319,7 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
         prefixes: dict = {}
         terms = [path_term(graph, p, local=network._local, prefixes=prefixes) for p in paths]
     else:
-        terms = [_vector_path_term(graph, p) for p in paths]
+        terms = [_vector_path_term(network, p) for p in paths]
     steps = _path_view_steps(network, target, paths, terms)
     derivation = Derivation(network, target, terms, (), recursive, path_limit=path_limit)
     if network.is_scalar and paths and len(graph.nodes) <= EXPANDED_STEP_MAX_NODES:
@@ -329,8 +329,9 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
     return derivation
 
 
-def _vector_path_term(graph, path) -> PathTerm:
-    jacobians = tuple(JacobianItem(local_jacobian(graph, a, b).terms, gradient=graph[a].kind in ("loss", "loss_term"))
+def _vector_path_term(network, path) -> PathTerm:
+    graph = network.graph
+    jacobians = tuple(JacobianItem(network.jacobian(a, b).terms, gradient=graph[a].kind in ("loss", "loss_term"))
                       for a, b in zip(path, path[1:]))
     product = Product(jacobians)
     return PathTerm(path, jacobians, product, product)

@@ -31,6 +31,7 @@ class Node:
     role: str = ""  # a few words for people: "recurrent weight carrying o3 into layer 4"
     shape: tuple[int, ...] = ()  # () scalar, (n,) vector, (n, m) matrix (parameters only)
     reduce: str | None = None  # a loss term's reduction over output components: "mean" or "sum"
+    base: str | None = None  # the cell symbol this node instantiates ("h" for h3), for derive-once caching
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Graph:
     nodes: dict[str, Node] = field(default_factory=dict)
     _parents: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     _children: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _position: dict[str, int] = field(default_factory=dict, repr=False)  # insertion (topological) order
 
     def add(self, name: str, kind: str, expr: sp.Expr | None = None, **extra) -> sp.Symbol:
         if name in self.nodes:
@@ -49,9 +51,10 @@ class Graph:
             unknown = sorted(s.name for s in expr.free_symbols if s.name not in self.nodes)
             if unknown:
                 raise RnnsymError(f"node {name!r} uses undeclared symbols: {', '.join(unknown)}")
+        self._position[name] = len(self.nodes)
         self.nodes[name] = Node(name, kind, symbol, expr, **extra)
         used = {s.name for s in expr.free_symbols} if expr is not None else set()
-        self._parents[name] = tuple(n for n in self.nodes if n in used)
+        self._parents[name] = tuple(sorted(used, key=self._position.__getitem__))
         self._children[name] = []
         for parent in self._parents[name]:
             self._children[parent].append(name)

@@ -113,6 +113,49 @@ class Network:
             self._locals[key] = local_partial(self.graph, *key)
         return self._locals[key]
 
+    def jacobian(self, child: str, parent: str):
+        """``∂child/∂parent`` as Jacobian terms (see rnnsym.engine.local), derived once per cell:
+        a step of a shared cell is the template (step 1) with its symbols renamed."""
+        from .engine.local import local_jacobian
+
+        cache = self.__dict__.setdefault("_jacobians", {})
+        if (child, parent) in cache:
+            return cache[(child, parent)]
+        template = self._template_of(child, parent)
+        if template is None:
+            result = local_jacobian(self.graph, child, parent)
+        else:
+            (t_child, t_parent), rename = template
+            base = self.jacobian(t_child, t_parent)
+            result = type(base)(child, parent, tuple(
+                type(term)(term.factor.xreplace(rename), *(getattr(term, f) and getattr(term, f).xreplace(rename)
+                                                         for f in ("matrix", "outer", "softmax")))
+                for term in base.terms))
+        cache[(child, parent)] = result
+        return result
+
+    def _template_of(self, child: str, parent: str):
+        """The step-1 edge that (child, parent) instantiates, and the renaming from step 1 to its step."""
+        rec = getattr(self, "recurrence", None)
+        node, other = self.graph[child], self.graph[parent]
+        if rec is None or node.base is None or node.step in (None, 1) or node.base.endswith("_reverse"):
+            return None
+        t = node.step
+        offset = 0 if other.base is None or other.step is None else t - other.step
+        if offset not in (0, 1) or (other.base or "").endswith("_reverse"):
+            return None
+        bases = (*rec.states, *rec.gates, rec.input)
+        rename = {}
+        for b in bases:
+            for s in (0, 1):
+                here, there = rec.name(b, 1 - s), rec.name(b, t - s)
+                if here in self.graph and there in self.graph:
+                    rename[self.graph[here].symbol] = self.graph[there].symbol
+        t_parent = parent if other.base is None else rec.name(other.base, 1 - offset)
+        if t_parent not in self.graph:
+            return None
+        return (rec.name(node.base, 1), t_parent), rename
+
     def _local(self, graph: Graph, child: str, parent: str) -> sp.Expr:
         return self.local(child, parent)
 

@@ -273,3 +273,18 @@ def test_loop_form_matches_finite_differences_at_several_lengths(kind, T):
 def test_loop_source_does_not_grow_with_T():
     short, long = (rs.lstm(steps=T, hidden_size=2).compile().source for T in (5, 500))
     assert abs(len(long.splitlines()) - len(short.splitlines())) == 0
+
+
+@pytest.mark.parametrize("kind", NETWORKS)
+def test_jacobians_derived_once_per_cell_equal_direct_differentiation(kind):
+    from rnnsym.engine.local import local_jacobian
+
+    net = NETWORKS[kind](steps=6, input_size=2, hidden_size=2)
+    checked = 0
+    for child, node in net.graph.nodes.items():
+        if node.kind == "hidden" and node.step and node.step > 1:
+            for parent in net.graph.parents(child):
+                assert net._template_of(child, parent) is not None
+                assert net.jacobian(child, parent) == local_jacobian(net.graph, child, parent), (child, parent)
+                checked += 1
+    assert checked > 20

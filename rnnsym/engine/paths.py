@@ -14,6 +14,7 @@ from ..graph import Graph
 from .local import local_partial
 
 DEFAULT_PATH_LIMIT = 2000
+DEFAULT_FACTOR_LIMIT = 20000
 
 
 class PathLimitError(RnnsymError):
@@ -31,37 +32,49 @@ def descendants(graph: Graph, start: str) -> set[str]:
     return seen
 
 
-def count_paths(graph: Graph, target: str) -> int:
-    """How many chain-rule paths lead from the loss to ``target`` (dynamic programming, no listing)."""
+def path_totals(graph: Graph, target: str) -> tuple[int, int]:
+    """How many chain-rule paths lead from the loss to ``target``, and how many factors they hold
+    in all (dynamic programming: nothing is listed)."""
     relevant = descendants(graph, target)
-    count = {target: 1}
+    count, factors = {target: 1}, {target: 0}
     for name in graph.nodes:  # topological order: parents are counted before children
         if name in relevant and name != target:
-            count[name] = sum(count.get(p, 0) for p in graph.parents(name) if p in relevant)
-    return count.get(graph.loss.name, 0)
+            parents = [p for p in graph.parents(name) if p in relevant]
+            count[name] = sum(count[p] for p in parents)
+            factors[name] = sum(factors[p] + count[p] for p in parents)
+    loss = graph.loss.name
+    return count.get(loss, 0), factors.get(loss, 0)
 
 
-def enumerate_paths(graph: Graph, target: str, limit: int = DEFAULT_PATH_LIMIT) -> list[tuple[str, ...]]:
-    """Every path ``(loss, ..., target)``, shortest first: the article's order (layer T, then T-1, ...)."""
-    n = count_paths(graph, target)
-    if n > limit:
+def count_paths(graph: Graph, target: str) -> int:
+    """How many chain-rule paths lead from the loss to ``target``."""
+    return path_totals(graph, target)[0]
+
+
+def enumerate_paths(graph: Graph, target: str, limit: int = DEFAULT_PATH_LIMIT,
+                    factor_limit: int = DEFAULT_FACTOR_LIMIT) -> list[tuple[str, ...]]:
+    """Every path ``(loss, ..., target)``, shortest first: the article's order (layer T, then T-1, ...).
+
+    Refused up front, before anything is listed, when there are more than ``limit`` paths or
+    more than ``factor_limit`` factors in all (a shared weight of a long sequence has T paths of
+    up to T factors each).
+    """
+    n, factors = path_totals(graph, target)
+    if n > limit or factors > factor_limit:
         raise PathLimitError(
-            f"{n} chain-rule paths lead to {target!r}, more than the limit of {limit}; "
-            "use the recursive view (Derivation.recursive) or truncate the sequence"
-        )
+            f"{n} chain-rule paths with {factors} factors in all lead to {target!r}, more than the limit of "
+            f"{limit} paths or {factor_limit} factors; use the recursive view (Derivation.recursive) "
+            "or truncate the sequence")
     relevant = descendants(graph, target)
     found: list[tuple[str, ...]] = []
-
-    def walk(path: tuple[str, ...]) -> None:
+    stack = [(graph.loss.name,)]
+    while stack:  # depth-first without recursion: paths can be thousands of nodes long
+        path = stack.pop()
         if path[-1] == target:
             found.append(path)
-            return
+            continue
         # Later parents first, so that ties are listed from the last layer back, as in the article.
-        for parent in reversed(graph.parents(path[-1])):
-            if parent in relevant:
-                walk(path + (parent,))
-
-    walk((graph.loss.name,))
+        stack.extend(path + (p,) for p in graph.parents(path[-1]) if p in relevant)
     return sorted(found, key=len)
 
 

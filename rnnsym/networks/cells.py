@@ -189,7 +189,8 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
     shapes = cell.shapes
     roles = dict(param_roles or {})
     in_shape = shapes.get(cell.input, ())
-    xs = [graph.add(_step_name(cell.input.name, t), "input", step=t, shape=in_shape, role=f"input at step {t}")
+    xs = [graph.add(_step_name(cell.input.name, t), "input", step=t, shape=in_shape, role=f"input at step {t}",
+                    base=cell.input.name)
           for t in range(1, T + 1)]
     for p in cell.params:
         graph.add(p.name, "param", shape=shapes.get(p, ()), role=roles.get(p.name, "cell parameter"))
@@ -213,19 +214,22 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
         previous = {}
         for s in c.state:
             previous[s] = graph.add(_step_name(s.name + suffix, 0 if not suffix else T + 1), "constant", value=0,
+                                    base=s.name + suffix,
                                     step=0 if not suffix else T + 1, shape=shapes.get(s, ()),
                                     role=f"initial {s.name}, zero")
         first_states[suffix] = {}
         for t in order:
             subs = {**rename, **previous, c.input: xs[t - 1]}
             for gate, expr in c.gates.items():
-                subs[gate] = graph.add(_step_name(gate.name + suffix, t), "hidden", expr.xreplace(subs), step=t,
+                subs[gate] = graph.add(_step_name(gate.name + suffix, t), "hidden", _rename(expr, subs), step=t,
+                                       base=gate.name + suffix,
                                        shape=_infer(c, gate),
                                        role=f"gate {gate.name} at step {t}")
             new = {}
             for s, expr in _dependency_order(c.state, c.update):
                 value = expr.xreplace({e: new[k] for k, e in zip(c.state, c.update) if k in new})
-                new[s] = graph.add(_step_name(s.name + suffix, t), "hidden", value.xreplace(subs), step=t,
+                new[s] = graph.add(_step_name(s.name + suffix, t), "hidden", _rename(value, subs), step=t,
+                                   base=s.name + suffix,
                                    shape=shapes.get(s, ()), role=f"state {s.name} at step {t}")
             previous = {s: new[s] for s in c.state}
             first_states[suffix][t] = new[c.state[0]]
@@ -268,6 +272,13 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
     network.recurrence = Recurrence(tuple(s.name for s in cell.state), tuple(g.name for g in cell.gates),
                                     cell.input.name, tuple(p.name for p in cell.params), bidirectional)
     return network
+
+
+def _rename(expr: sp.Expr, symbols: dict) -> sp.Expr:
+    """``expr`` with symbols renamed for one step. Renaming cannot make anything simplify, so
+    SymPy's evaluation (assumption queries on every tanh and σ) is skipped: it would cost T times."""
+    with sp.evaluate(False):
+        return expr.xreplace(symbols)
 
 
 def _infer(cell: Cell, gate: sp.Symbol) -> tuple:

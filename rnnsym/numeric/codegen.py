@@ -39,7 +39,7 @@ class _Emitter:
     def __init__(self, graph):
         self.graph = graph
         self.names = generated_names(graph)
-        self.printer = CodePrinter(self.names)
+        self.printer = CodePrinter(self.names, {n.symbol: n.shape for n in graph.nodes.values()})
         self._temps = (sp.Symbol(f"_t{i}") for i in itertools.count())
 
     def symbol(self, name: str) -> sp.Symbol:
@@ -133,7 +133,7 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
             if term.outer is not None:  # the parent is W in W·v: (δ ⊙ f)ᵀ v
                 wrap = "({}).T @ " + names[term.outer]
             elif term.matrix is not None:  # the parent is v in W·v: (δ ⊙ f) W
-                wrap = "({}) @ " + names[term.matrix]
+                wrap = em.printer.backward_product("{}", term.matrix)
             elif p.kind == "param":
                 wrap = "numpy.sum({})" if p.shape == () else "numpy.sum({}, axis=0)"
             elif p.shape == () and graph[child].shape != ():
@@ -174,7 +174,7 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
         node_targets = []
         for parent in graph.parents(name):
             if parent in needs and (name, parent) not in cuts:
-                node_targets += share(name, parent, local_jacobian(graph, name, parent), lambda t: g * t.factor)
+                node_targets += share(name, parent, network.jacobian(name, parent), lambda t: g * t.factor)
         backward += em.lines(node_targets)
 
     grads = []

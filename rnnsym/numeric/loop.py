@@ -12,7 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..engine.local import local_jacobian
-from ..functions import FUSED_OUTPUT_GRADIENTS
+from ..functions import FUSED_OUTPUT_GRADIENTS, MatVec
 from .codegen import _Emitter, _nodes_needing_adjoints, _target_of
 from .compiled import CompiledNetwork
 from .printer import RUNTIME, stable
@@ -74,8 +74,38 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
     forward.append(f"        {names[graph[x1].symbol]} = x[:, t{col}]")
     for name in prev:
         forward.append(f"        {names[graph[name].symbol]} = {at(name, 't')}")
+    # Terms that read only the input and parameters (W_ih·x_t + b) do not depend on the
+    # recurrence: they are computed for all steps at once, one large matrix product, before the loop.
+    hoisted: list[tuple[sp.Symbol, sp.Expr]] = []
+    time_parallel = {graph[x1].symbol} | {graph[p].symbol for p in params}
+
+    def hoist(expr: sp.Expr) -> sp.Expr:
+        if expr.is_Add:
+            free = [a for a in expr.args if a.free_symbols <= time_parallel]
+            if any(graph[x1].symbol in a.free_symbols for a in free) and len(free) > 1 or (
+                    free and any(isinstance(a, MatVec) for a in free)):
+                symbol = em.symbol(f"_P{len(hoisted)}")
+                hoisted.append((symbol, sp.Add(*free)))
+                rest = [hoist(a) for a in expr.args if a not in free]
+                return sp.Add(symbol, *rest, evaluate=False)
+        if expr.args and not isinstance(expr, MatVec):
+            return expr.func(*[hoist(a) for a in expr.args], evaluate=False)
+        return expr
+
+    step_exprs = {name: hoist(graph[name].expr) for name in step}
+    per_t = {symbol: sp.Symbol(f"{symbol.name}[t]") for symbol, _ in hoisted}
+    for symbol, value in hoisted:
+        em.names[per_t[symbol]] = f"{symbol.name}[t]"
+        code = em.code(value.xreplace({graph[x1].symbol: em.symbol("_X")}))
+        forward.insert(forward.index(f"    for t in range({T}):"), f"    {symbol.name} = {code}")
+    if not any(graph[x1].symbol in e.free_symbols for e in step_exprs.values()):
+        forward.remove(f"        {names[graph[x1].symbol]} = x[:, t{col}]")  # only the hoisted terms read it
     for name in step:
-        forward.append(f"        {names[graph[name].symbol]} = {at(name, 't')} = {em.code(graph[name].expr)}")
+        code = em.code(step_exprs[name].xreplace(per_t))
+        if code.startswith("numpy.tanh(") and code.endswith(")"):  # write straight into the buffer
+            forward.append(f"        {names[graph[name].symbol]} = {code[:-1]}, out={at(name, 't')})")
+        else:
+            forward.append(f"        {names[graph[name].symbol]} = {at(name, 't')} = {code}")
 
     # ---- readout and loss ---------------------------------------------------------------------------
     loss = graph.loss
@@ -156,7 +186,7 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
                 param_share(parent, t_, factor, seed_lines, [], None)
             else:  # the output reads the first state: its adjoint enters the loop
                 name = f"_s{next(counter)}"
-                wrap = f"({{}}) @ {names[t_.matrix]}" if t_.matrix is not None else "{}"
+                wrap = em.printer.backward_product("{}", t_.matrix) if t_.matrix is not None else "{}"
                 seed_lines.append((name, factor, wrap))
                 carry[state_of[parent]].append(name)
     backward += em.lines(seed_lines)
@@ -201,7 +231,7 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
                     continue
                 c = f"_c{next(counter)}"
                 if t_.matrix is not None:
-                    wrap = f"({{}}) @ {names[t_.matrix]}"
+                    wrap = em.printer.backward_product("{}", t_.matrix)
                 elif pnode.shape == () and graph[name].shape != ():
                     wrap = "numpy.sum({}, axis=-1)"
                 else:

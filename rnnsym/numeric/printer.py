@@ -39,9 +39,10 @@ def stable(expr: sp.Expr) -> sp.Expr:
 class CodePrinter(NumPyPrinter):
     """NumPy source; every symbol is printed through the generated-name table, never raw."""
 
-    def __init__(self, names: dict[sp.Symbol, str]):
+    def __init__(self, names: dict[sp.Symbol, str], shapes: dict[sp.Symbol, tuple] | None = None):
         super().__init__({"fully_qualified_modules": True})
         self._names = names
+        self._shapes = shapes or {}
 
     def _print_Symbol(self, expr):
         return self._names[expr]
@@ -57,7 +58,11 @@ class CodePrinter(NumPyPrinter):
 
     def _print_MatVec(self, expr):
         matrix, vector = expr.args
-        return f"({self._print(vector)} @ {self._print(matrix)}.T)"  # batch-first: v Wᵀ
+        return forward_product(self._print(vector), self._print(matrix), self._shapes.get(matrix, ()))
+
+    def backward_product(self, left: str, matrix: sp.Symbol) -> str:
+        """``left @ W``: an adjoint carried back through ``W·v``."""
+        return backward_product(left, self._print(matrix), self._shapes.get(matrix, ()))
 
     def _print_softmax(self, expr):
         return f"_softmax({self._print(expr.args[0])})"
@@ -67,6 +72,17 @@ class CodePrinter(NumPyPrinter):
 
     def _print_Heaviside(self, expr):
         return f"numpy.heaviside({self._print(expr.args[0])}, 0.0)"
+
+
+def forward_product(vector: str, matrix: str, shape: tuple) -> str:
+    """``W·v`` batch-first, ``v @ Wᵀ``; with one input column it is a broadcast product, which
+    avoids a BLAS call on a (batch, 1) operand (a scalar Elman cell is all such products)."""
+    return f"({vector} * {matrix}.T)" if len(shape) == 2 and shape[1] == 1 else f"({vector} @ {matrix}.T)"
+
+
+def backward_product(left: str, matrix: str, shape: tuple) -> str:
+    """``δ @ W``; a broadcast product when W has one row."""
+    return f"(({left}) * {matrix})" if len(shape) == 2 and shape[0] == 1 else f"({left}) @ {matrix}"
 
 
 def _sigmoid(z):

@@ -107,7 +107,12 @@ def run_case(name: str, quick: bool) -> dict:
     net = build(kind, **options)
     f = net.compile()
     result["compile_s"] = time.perf_counter() - start
-    params, x, y = random_point(net, batch=batch, seed=0)
+    _, x, y = random_point(net, batch=batch, seed=0)
+    # Weights scaled by 1/sqrt(fan-in) (half that for the recurrence) keep the dynamics contractive,
+    # so that rounding differences between implementations stay at rounding level.
+    rng = np.random.default_rng(1)
+    params = {k: rng.normal(0.0, (0.5 if k.startswith("W_h") else 1.0) / math.sqrt(shape[-1] if shape else 1), size=shape)
+              for k, shape in net.param_shapes.items()}
     repeat = 2 if quick else 5
     result["ours_s"] = best(lambda: f.value_and_grad(params, x, y), repeat)
     loss, _ = f.value_and_grad(params, x, y)
@@ -125,7 +130,6 @@ def run_case(name: str, quick: bool) -> dict:
     else:
         assert abs(step() - loss) < 1e-9 * max(1.0, abs(loss))
         result["torch_s"] = best(step, repeat)
-    del np
     return result
 
 

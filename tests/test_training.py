@@ -258,9 +258,13 @@ def test_target_seed_on_sentiment_reduced(seed_net):
 
 
 def test_target_elman_on_adding_reduced():
-    """The benchmark's second target at a reduced size (T = 10, hidden 8): far below the mean's 0.17."""
+    """The benchmark's second target at a reduced size (T = 10, hidden 8): far below the mean's 0.17.
+
+    30 epochs, not fewer: after 8 the result still depends on rounding-level details (seeds and
+    floating-point summation order gave 0.016 to 0.11); after 30 every seed tried ends below 0.013.
+    """
     net = rs.elman_rnn(steps=10, input_size=2, hidden_size=8, output_activation="identity", loss="mse")
-    result = rs.train(net, "adding", optimizer="adam", lr=0.02, epochs=8, size=2000, clip=1.0, init="orthogonal")
+    result = rs.train(net, "adding", optimizer="adam", lr=0.02, epochs=30, size=2000, clip=1.0, init="orthogonal")
     held_out = make_task("adding", 10, 1000, seed=77)
     mse = np.mean((rs.predict(net, result.params, held_out.x).reshape(-1) - held_out.y) ** 2)
     assert mse < 0.05

@@ -7,7 +7,7 @@ For ``steps = T``: inputs ``x1..xT``; ``o0 = 0``; hidden outputs
 from __future__ import annotations
 
 from .. import functions
-from ..errors import positive_int
+from ..errors import choose, positive_int
 from ..graph import Graph
 from ..network import Network
 
@@ -18,11 +18,13 @@ def seed_rnn(
     output_activation: str = "sigmoid",
     loss: str = "bce",
     shared_bias: bool = False,
+    outputs: str = "last",
 ) -> Network:
     """The article's network unrolled over ``steps`` words.
 
     ``shared_bias=True`` uses one hidden bias ``b`` for every step (plus the output bias
-    ``b(T+1)``) instead of one bias per layer.
+    ``b(T+1)``) instead of one bias per layer. The article's network has one output layer, so
+    ``outputs`` is ``"last"``; a loss at every step is for the general cells (``rs.elman_rnn``).
 
     >>> net = seed_rnn(steps=4)
     >>> net.param_names
@@ -32,6 +34,7 @@ def seed_rnn(
     f = functions.activation(activation)
     g = functions.activation(output_activation)
     loss_fn = functions.loss(loss, output_activation)
+    choose("outputs", outputs, ("last",))
     if not isinstance(shared_bias, bool):
         raise functions.RnnsymError(f"shared_bias must be True or False, got {shared_bias!r}")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..engine.local import local_jacobian
-from ..functions import FUSED_OUTPUT_GRADIENTS, MatVec
+from ..functions import DERIVATIVE_RULES, FUSED_OUTPUT_GRADIENTS, MatVec
 from .codegen import _Emitter, _nodes_needing_adjoints, _target_of
 from .compiled import CompiledNetwork
 from .printer import RUNTIME, stable
@@ -63,6 +63,7 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
         return f"{buf(name)}[{t}]"
 
     # ---- forward: the loop over time -------------------------------------------------------------
+    # Time-major view of the inputs (no copy: products that need it contiguous make their own).
     forward = ["    _B = x.shape[0]", "    _X = numpy.moveaxis(x, 1, 0)"]
     for name in step:
         node = graph[name]
@@ -93,19 +94,90 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
         return expr
 
     step_exprs = {name: hoist(graph[name].expr) for name in step}
+    # Weights that multiply the same vector in one step (an LSTM's W_hi, W_hf, W_hg, W_ho all
+    # multiply h_(t-1)) are stacked into one matrix: one BLAS call per step instead of four,
+    # forward and backward, as PyTorch's stacked weight_hh does.
+    groups: dict[sp.Symbol, list[sp.Symbol]] = {}
+    for e in step_exprs.values():
+        for product in sorted(e.atoms(MatVec), key=sp.default_sort_key):
+            matrix, vector = product.args
+            if matrix not in groups.setdefault(vector, []):
+                groups[vector].append(matrix)
+    stacks: dict[sp.Symbol, tuple[str, dict]] = {}  # vector -> (stacked name, {matrix: slice})
+    for vector, matrices in groups.items():
+        if len(matrices) < 2:
+            continue
+        stacked_name = f"_W{len(stacks)}"
+        rows, start = {}, 0
+        for m in matrices:
+            n = graph[m.name].shape[0]
+            rows[m], start = f"{start}:{start + n}", start + n
+        stacks[vector] = (stacked_name, rows)
+        forward.insert(forward.index(f"    for t in range({T}):"),
+                       f"    {stacked_name} = numpy.concatenate([{', '.join(names[m] for m in matrices)}])")
+    slices = {}
+    for vector, (stacked_name, rows) in stacks.items():
+        for m, rng in rows.items():
+            symbol = sp.Symbol(f"_M{stacked_name}[..., {rng}]")
+            em.names[symbol] = f"_M{stacked_name[2:]}[..., {rng}]"
+            slices[MatVec(m, vector)] = symbol
+    step_exprs = {name: e.xreplace(slices) for name, e in step_exprs.items()}
     per_t = {symbol: sp.Symbol(f"{symbol.name}[t]") for symbol, _ in hoisted}
+    # The hoisted input products of several weights (W_ii, W_if, W_ig, W_io) are one product too.
+    x_weights = []
+    for _, value in hoisted:
+        for product in sorted(value.atoms(MatVec), key=sp.default_sort_key):
+            if product.args[1] == graph[x1].symbol and product.args[0] not in x_weights:
+                x_weights.append(product.args[0])
+    x_slices = {}
+    if len(x_weights) > 1:
+        start, rows = 0, []
+        for m in x_weights:
+            n = graph[m.name].shape[0]
+            symbol = sp.Symbol(f"_Q[..., {start}:{start + n}]")
+            em.names[symbol] = symbol.name
+            x_slices[MatVec(m, graph[x1].symbol)] = symbol
+            start += n
+        em.names[sp.Symbol("_WX")] = "_WX"
+        forward.insert(forward.index(f"    for t in range({T}):"),
+                       f"    _WX = numpy.concatenate([{', '.join(names[m] for m in x_weights)}])")
+        forward.insert(forward.index(f"    for t in range({T}):"),
+                       f"    _Q = {em.code(MatVec(sp.Symbol('_WX'), em.symbol('_X')))}")
     for symbol, value in hoisted:
         em.names[per_t[symbol]] = f"{symbol.name}[t]"
-        code = em.code(value.xreplace({graph[x1].symbol: em.symbol("_X")}))
+        code = em.code(value.xreplace(x_slices).xreplace({graph[x1].symbol: em.symbol("_X")}))
         forward.insert(forward.index(f"    for t in range({T}):"), f"    {symbol.name} = {code}")
+    if x_slices:
+        forward.insert(forward.index(f"    for t in range({T}):"), "    del _Q")
     if not any(graph[x1].symbol in e.free_symbols for e in step_exprs.values()):
         forward.remove(f"        {names[graph[x1].symbol]} = x[:, t{col}]")  # only the hoisted terms read it
+    for vector, (stacked_name, _) in stacks.items():
+        em.names[sp.Symbol(stacked_name)] = stacked_name
+        forward.append(f"        _M{stacked_name[2:]} = {em.code(MatVec(sp.Symbol(stacked_name), vector))}")
+    # A function of a node that is not itself a node (tanh(c) in an LSTM's h = o·tanh(c)) is kept
+    # from the forward pass, since the backward pass needs it again.
+    kept: dict[sp.Expr, sp.Symbol] = {}
     for name in step:
-        code = em.code(step_exprs[name].xreplace(per_t))
-        if code.startswith("numpy.tanh(") and code.endswith(")"):  # write straight into the buffer
+        for f in sorted(step_exprs[name].atoms(sp.Function), key=sp.default_sort_key):
+            if (f != step_exprs[name] and not isinstance(f, MatVec) and f.func in DERIVATIVE_RULES
+                    and f.free_symbols <= {graph[n].symbol for n in (*step, *prev)}):
+                kept.setdefault(f, em.symbol(f"_F{len(kept)}"))
+    for f, symbol in kept.items():
+        forward.insert(forward.index(f"    for t in range({T}):"), f"    S{symbol.name} = numpy.empty(({T}, _B) + {_shape_of(graph, f)!r})")
+    for name in step:
+        value = step_exprs[name]
+        for f, symbol in kept.items():
+            if value.has(f):
+                forward.append(f"        {symbol.name} = {em.code(f)[:-1]}, out=S{symbol.name}[t])")
+                value = value.xreplace({f: symbol})
+        code = em.code(value.xreplace(per_t))
+        if code.startswith(("_tanh(", "_sigmoid(")) and code.endswith(")"):  # write straight into the buffer
             forward.append(f"        {names[graph[name].symbol]} = {code[:-1]}, out={at(name, 't')})")
         else:
             forward.append(f"        {names[graph[name].symbol]} = {at(name, 't')} = {code}")
+
+    if hoisted:  # only the forward loop reads them: free them before the backward pass allocates
+        forward.append(f"    del {', '.join(symbol.name for symbol, _ in hoisted)}")
 
     # ---- readout and loss ---------------------------------------------------------------------------
     loss = graph.loss
@@ -168,7 +240,10 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
         name = f"_d{next(counter)}"
         lines.append((name, factor, "{}"))
         deferred.append((p, name, term, leaf))
+        owner[name] = current[0]
 
+    owner: dict[str, str] = {}  # deferred share -> the step node it flows out of
+    current = [None]
     seed_lines: list = []
     state_of = {rec.name(s, t): s for s in rec.states for t in (1, T)}
     carry: dict[str, list[str]] = {s: [] for s in rec.states}  # adjoints flowing into the loop
@@ -209,15 +284,19 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
         loop.append(f"        {names[graph[name].symbol]} = {at(name, 't')}")
     for name in step:
         loop.append(f"        {names[graph[name].symbol]} = {at(name, 't')}")
+    for symbol in kept.values():
+        loop.append(f"        {symbol.name} = S{symbol.name}[t]")
     within: dict[str, list[str]] = {n: [] for n in step}
     for s in rec.states:
         name = rec.name(s, 1)
         within[name].append(g_carry[s] + (f" + _seed_{s}[t]" if per_step and carry[s] else ""))
     next_carry: dict[str, list[str]] = {s: [] for s in rec.states}
+    joined: dict[sp.Symbol, dict] = {}
     for name in reversed(step):
         if not within[name]:
             continue
         g = em.symbol(f"g_{names[graph[name].symbol]}")
+        current[0] = name
         loop.append(f"        {g.name} = {' + '.join(within[name])}")
         targets = []
         for parent in graph.parents(name):
@@ -225,11 +304,16 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
                 continue
             pnode = graph[parent]
             for t_ in local_jacobian(graph, name, parent).terms:
-                factor = g * t_.factor
+                factor = g * t_.factor.xreplace(kept)
                 if pnode.kind == "param":
                     param_share(parent, t_, factor, targets, deferred, "t")
                     continue
                 c = f"_c{next(counter)}"
+                vector = graph[parent].symbol
+                if t_.matrix is not None and parent in prev and vector in stacks:
+                    targets.append((c, factor, "{}"))  # joined below: one product with the stacked matrix
+                    joined.setdefault(vector, {})[t_.matrix] = c
+                    continue
                 if t_.matrix is not None:
                     wrap = em.printer.backward_product("{}", t_.matrix)
                 elif pnode.shape == () and graph[name].shape != ():
@@ -239,11 +323,9 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
                 targets.append((c, factor, wrap))
                 (next_carry[prev[parent]] if parent in prev else within[parent]).append(c)
         loop += em.lines(targets, indent=IN2)
-    for s in rec.states:
-        shape = graph[rec.name(s, 1)].shape
-        loop.append(f"        {g_carry[s]} = {' + '.join(next_carry[s])}" if next_carry[s]
-                    else f"        {g_carry[s]} = numpy.zeros((_B,) + {shape!r})")
-    # Store each per-step parameter share; identical shares (the same code) share one buffer.
+    # Per-step parameter shares are stored and reduced once after the loop. The shares of a stack's
+    # weights (the LSTM's four gates) go side by side into one buffer, so that both the adjoint
+    # carried back (δ_stack @ W_stack) and the weights' gradients are single matrix products.
     code_of, body = {}, []
     for line in loop:
         stripped = line.strip()
@@ -252,23 +334,83 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
             code_of[target] = code
         else:
             body.append(line)
-    buffers: dict[str, str] = {}
-    for _, name, _, _ in deferred:
-        buffers.setdefault(code_of[name], f"_D{len(buffers)}")
-    stores = [f"        {b} = _store({b}, t, {T}, {code})" for code, b in buffers.items()]
-    loop = body[:-len(rec.states)] + stores + body[-len(rec.states):]
-    backward += [f"    {b} = None" for b in buffers.values()]
+    line_code = {}
+    for line in body:
+        stripped = line.strip()
+        if stripped.startswith("_c") and " = " in stripped:
+            target, code = stripped.split(" = ", 1)
+            line_code[target] = code
+    shared_codes = {code_of[name] for _, name, _, _ in deferred}
+    buffers: dict[str, tuple[str, str | None]] = {}  # share code -> (buffer, column slice or None)
+    allocations, carried, groups = [], [], []
+    for vector, shares in joined.items():
+        stacked_name, rows = stacks[vector]
+        codes = [line_code.get(shares.get(m)) for m in rows]
+        if all(c in shared_codes for c in codes) and len(set(codes)) == len(codes):
+            group = f"_DS{len(groups)}"
+            width = sum(graph[m.name].shape[0] for m in rows)
+            allocations.append((group, (width,)))
+            for code, rng in zip(codes, rows.values()):
+                buffers[code] = (group, rng)
+            groups.append((group, dict(zip(codes, rows.values()))))
+            product = f"{group}[t] @ {stacked_name}"
+        else:
+            parts = [shares.get(m) or f"numpy.zeros((_B, {graph[m.name].shape[0]}))" for m in rows]
+            product = f"numpy.concatenate([{', '.join(parts)}], axis=-1) @ {stacked_name}"
+        c = f"_c{next(counter)}"
+        carried.append(f"        {c} = {product}")
+        next_carry[prev[vector.name]].append(c)
+    for p, name, t_, leaf in deferred:  # a share has the shape of the node it flows out of
+        code = code_of[name]
+        if code not in buffers:
+            buffers[code] = (f"_D{len(allocations)}", None)
+            allocations.append((buffers[code][0], graph[owner[name]].shape))
+    stores = [f"        {b}[t] = {code}" if rng is None else f"        {b}[t, ..., {rng}] = {code}"
+              for code, (b, rng) in buffers.items()]
+    loop = body + stores + carried
+    for s in rec.states:
+        shape = graph[rec.name(s, 1)].shape
+        loop.append(f"        {g_carry[s]} = {' + '.join(next_carry[s])}" if next_carry[s]
+                    else f"        {g_carry[s]} = numpy.zeros((_B,) + {shape!r})")
+    allocate = "zeros" if k < T else "empty"  # truncated: the steps before the window stay unused
+    backward += [f"    {b} = numpy.{allocate}(({T}, _B) + {shape!r})" for b, shape in allocations]
+
     window = f"{T - k}:{T}"
+    reductions = []
+
+    def signature(t_, leaf, p):
+        return ("outer", t_.outer.name) if t_.outer is not None else ("dot", leaf) if leaf else ("total", len(graph[p].shape))
+
+    done = set()
+    for group, columns in groups:  # one reduction per weight family of a stack
+        by_signature: dict = {}
+        for entry in deferred:
+            p, name, t_, leaf = entry
+            if code_of[name] in columns:
+                by_signature.setdefault(signature(t_, leaf, p), []).append(entry)
+        for (kind, what), entries in by_signature.items():
+            if {code_of[e[1]] for e in entries} != set(columns) or kind == "dot":
+                continue
+            g = f"_G{len(reductions)}"
+            if kind == "outer":
+                reductions.append(f"    {g} = _outer({group}[{window}], {stacked(what)}[{window}])")
+            else:
+                reductions.append(f"    {g} = _total({group}[{window}], 1)")
+            for p, name, t_, leaf in entries:
+                grads[p].append(f"{g}[{columns[code_of[name]]}]")
+                done.add(name)
     for p, name, t_, leaf in deferred:
-        buf_ = buffers[code_of[name]]
-        d = f"{buf_}[{window}]"
+        if name in done:
+            continue
+        b, rng = buffers[code_of[name]]
+        d = f"{b}[{window}]" if rng is None else f"{b}[{window}, ..., {rng}]"
         if t_.outer is not None:
-            v = stacked(t_.outer.name)
-            grads[p].append(f"_outer({d}, {v}[{window}])")
+            grads[p].append(f"_outer({d}, {stacked(t_.outer.name)}[{window}])")
         elif leaf is not None:
             grads[p].append(f"_dot({d}, {stacked(leaf)}[{window}])")
         else:
             grads[p].append(f"_total({d}, {len(graph[p].shape)})")
+    loop += reductions
 
     out_grads = []
     for p in params:
@@ -291,26 +433,35 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
     return CompiledNetwork(network, source, {**RUNTIME, **LOOP_RUNTIME}, truncate=truncate, form="loop")
 
 
+def _shape_of(graph, expr) -> tuple:
+    """The shape of an elementwise function of step nodes: that of its vector arguments."""
+    shapes = {graph[s.name].shape for s in expr.free_symbols if s.name in graph}
+    return max(shapes, key=len) if shapes else ()
+
+
 # ---- helpers the generated code calls -----------------------------------------------------------------
-def _store(buffer, t, steps, value):
+def _outer(d, v):
+    """Σ over steps and examples of d ⊗ v: one matrix product (rows of d, columns of v).
+
+    A strided view (the time-major input) that is large is contracted in place with einsum rather
+    than copied; a small one is copied so the product can go to BLAS.
+    """
     import numpy
 
-    if buffer is None:
-        buffer = numpy.zeros((steps,) + numpy.shape(value))
-    buffer[t] = value
-    return buffer
-
-
-def _outer(d, v):
-    """Σ over steps and examples of d ⊗ v: one matrix product (rows of d, columns of v)."""
     n, m = d.shape[-1], v.shape[-1]
+    if not (d.flags.c_contiguous and v.flags.c_contiguous) and v.nbytes > 16 * 2**20 and n * m <= 64:
+        letters = "abcdefgh"[: d.ndim - 1]
+        return numpy.einsum(f"{letters}i,{letters}j->ij", d, v)
     return d.reshape(-1, n).T @ v.reshape(-1, m)
 
 
 def _dot(d, v):
+    """Σ over steps and examples of d·v; einsum reads strided views without copying them."""
     import numpy
 
-    return numpy.dot(numpy.ravel(d), numpy.ravel(numpy.broadcast_to(v, d.shape)))
+    v = numpy.broadcast_to(v, d.shape)
+    letters = "abcdefgh"[:d.ndim]
+    return numpy.einsum(f"{letters},{letters}->", d, v)
 
 
 def _total(d, ndim):
@@ -320,4 +471,4 @@ def _total(d, ndim):
     return numpy.sum(d) if ndim == 0 else numpy.sum(d.reshape(-1, *d.shape[-ndim:]), axis=0)
 
 
-LOOP_RUNTIME = {"_store": _store, "_outer": _outer, "_dot": _dot, "_total": _total}
+LOOP_RUNTIME = {"_outer": _outer, "_dot": _dot, "_total": _total}

@@ -140,11 +140,22 @@ def test_path_limit_shows_the_count_and_the_recursive_view_instead():
     net = rs.seed_rnn(steps=10)
     d = net.derive("w", path_limit=5)
     assert d.path_count == 10
-    assert d.steps[0].kind == "path_count" and "10 paths lead from the loss to w" in d.steps[0].note
+    assert d.steps[0].kind == "path_count" and "10 paths with 75 factors in all lead from the loss to w" in d.steps[0].note
     assert [s.kind for s in d.steps][1:] == ["recursive", "update"]
     with pytest.raises(rs.RnnsymError, match="10 chain-rule paths lead to 'w'.*recursive view"):
         d.paths
     assert len(d.recursive[-1].rhs[0].terms) == 10  # dL/dw = one share per step
+
+
+def test_a_path_view_of_too_many_factors_is_refused_up_front():
+    # T = 300: 300 paths (under the path limit); the one through layer k has 303 − k factors,
+    # 45,750 in all.
+    net = rs.seed_rnn(steps=300)
+    d = net.derive("w")
+    assert d.path_count == 300 and d.steps[0].kind == "path_count"
+    assert "45750 factors" in d.steps[0].note
+    with pytest.raises(rs.RnnsymError, match="use the recursive view"):
+        rs.engine.enumerate_paths(net.graph, "w")
 
 
 def test_recursive_view_of_the_seed_network(seed4):

@@ -170,9 +170,17 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
             if value.has(f):
                 forward.append(f"        {symbol.name} = {em.code(f)[:-1]}, out=S{symbol.name}[t])")
                 value = value.xreplace({f: symbol})
-        code = em.code(value.xreplace(per_t))
-        if code.startswith(("_tanh(", "_sigmoid(")) and code.endswith(")"):  # write straight into the buffer
-            forward.append(f"        {names[graph[name].symbol]} = {code[:-1]}, out={at(name, 't')})")
+        value = value.xreplace(per_t)
+        code = em.code(value)
+        if code.startswith(("_tanh(", "_sigmoid(")) and code.endswith(")"):
+            # Written straight into the step's buffer, its argument too when it is a sum of two:
+            # no temporary arrays (the LSTM's gates are most of its forward pass).
+            buffer = at(name, 't')
+            arg = value.args[0]
+            if arg.is_Add and len(arg.args) == 2:
+                forward.append(f"        numpy.add({em.code(arg.args[0])}, {em.code(arg.args[1])}, out={buffer})")
+                code = f"{code.split('(', 1)[0]}({buffer})"
+            forward.append(f"        {names[graph[name].symbol]} = {code[:-1]}, out={buffer})")
         else:
             forward.append(f"        {names[graph[name].symbol]} = {at(name, 't')} = {code}")
 

@@ -102,8 +102,9 @@ def _sigmoid(z, out=None):
     """σ(z) = 1 / (1 + exp(−z)); exp overflowing to inf for very negative z gives exactly 0."""
     import numpy
 
+    r = numpy.negative(z, out=out)
     with numpy.errstate(over="ignore"):
-        r = numpy.exp(numpy.negative(z), out=out)
+        r = numpy.exp(r, out=r if numpy.ndim(r) else None)
     r += 1.0
     return numpy.divide(1.0, r, out=r if numpy.ndim(r) else None)
 
@@ -112,8 +113,9 @@ def _tanh(z, out=None):
     """tanh(z) = 1 − 2 / (exp(2z) + 1)."""
     import numpy
 
+    r = numpy.multiply(z, 2.0, out=out)
     with numpy.errstate(over="ignore"):
-        r = numpy.exp(numpy.multiply(z, 2.0), out=out)
+        r = numpy.exp(r, out=r if numpy.ndim(r) else None)
     r += 1.0
     if numpy.ndim(r) == 0:
         return 1.0 - 2.0 / r

@@ -14,6 +14,7 @@ from ..numeric.gradcheck import gradcheck
 from ..printing import FORMATS
 from ..training.cli import predict_command, train_command
 from .common import cell_options, clear_errors, emit, network_from_options, network_options
+from .flow import flow
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -113,6 +114,7 @@ def _report_dict(report) -> dict:
 main.add_command(train_command)
 main.add_command(predict_command)
 main.add_command(docs)
+main.add_command(flow)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -122,6 +122,8 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
     inv_b = em.symbol("_inv_batch")
     backward = [f"    {inv_b.name} = 1.0 / x.shape[0]"]
     contributions: dict[str, list[str]] = {}
+    with_adjoint: list[str] = []  # hidden nodes whose adjoint the backward pass computes
+    share_child: dict[str, str] = {}  # contribution variable -> the node it flows out of
     counter = itertools.count()
 
     def share(child: str, parent: str, jacobian: Jacobian, scale) -> list[tuple[str, sp.Expr, str]]:
@@ -142,6 +144,7 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
                 wrap = "{}"
             out.append((name, factor, wrap))
             contributions.setdefault(parent, []).append(name)
+            share_child[name] = child
         return out
 
     # Seeds: each output's parents, through the fused loss-output factor.
@@ -170,6 +173,7 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
         if node.kind != "hidden" or name not in needs or name not in contributions:
             continue
         g = em.symbol(f"g_{names[node.symbol]}")
+        with_adjoint.append(name)
         backward.append(f"    {g.name} = {' + '.join(contributions.pop(name))}")
         node_targets = []
         for parent in graph.parents(name):
@@ -197,12 +201,19 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
         *forward, *loss_lines, *backward,
         f"    return numpy.mean(_per_example), ({', '.join(grads)},)",
         "",
+        f"def adjoints(x, y, {args}):",
+        *forward, *loss_lines, *backward,
+        f"    return ({''.join(f'g_{names[graph[n].symbol]}, ' for n in with_adjoint)}), ({', '.join('(' + ', '.join(contributions.get(p, [])) + (',)' if contributions.get(p) else ')') for p in params)},)",
+        "",
         f"def trace(x, y, {args}):",
         *forward, *targets,
         f"    return ({', '.join(names[n.symbol] for n in graph.nodes.values() if n.kind not in ('loss', 'loss_term'))},)",
         "",
     ])
-    return CompiledNetwork(network, source, RUNTIME, truncate=truncate)
+    compiled = CompiledNetwork(network, source, RUNTIME, truncate=truncate)
+    compiled.adjoint_nodes = tuple(with_adjoint)
+    compiled.share_nodes = {p: tuple(share_child[c] for c in contributions.get(p, [])) for p in params}
+    return compiled
 
 
 def _target_of(graph, loss_term: str) -> str:

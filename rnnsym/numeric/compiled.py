@@ -34,6 +34,7 @@ class CompiledNetwork:
         self._loss = namespace["loss"]
         self._value_and_grad = namespace["value_and_grad"]
         self._trace = namespace.get("trace")
+        self._adjoints = namespace.get("adjoints")
 
     # ---- entry points -------------------------------------------------------------------------------
     def forward(self, params: Mapping, x) -> np.ndarray:
@@ -57,6 +58,16 @@ class CompiledNetwork:
             name: np.asarray(g, dtype=float).reshape(np.shape(params[name]))
             for name, g in zip(self.param_names, grads)
         }
+
+    def adjoints(self, params: Mapping, x, y):
+        """Per-example adjoints ``∂L/∂node`` of the batch-mean loss, for every hidden node, and each
+        parameter's share from each node that uses it (``{param: [(node, share)]}``)."""
+        if self._adjoints is None:
+            raise RnnsymError("adjoints are traced by the unrolled form: use network.compile(form='unrolled')")
+        x = self._x(x)
+        nodes, shares = self._adjoints(x, self._y(y, x), *self._params(params))
+        return (dict(zip(self.adjoint_nodes, nodes)),
+                {p: list(zip(self.share_nodes[p], s)) for p, s in zip(self.param_names, shares)})
 
     def trace(self, params: Mapping, x, y) -> dict[str, np.ndarray]:
         """Every node's value (the loss excepted) for each example, by node name."""

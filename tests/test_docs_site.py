@@ -39,11 +39,14 @@ def pages(folder: Path) -> list[Path]:
 
 def test_site_has_an_index_and_one_page_per_parameter(site):
     names = {p.name for p in pages(site)}
-    assert names == {"index.html"} | {f"{n}.html" for n in rs.seed_rnn(steps=4).param_names}
+    assert names == {"index.html", "flow.html"} | {f"{n}.html" for n in rs.seed_rnn(steps=4).param_names}
     assert (site / "style.css").is_file() and (site / MARKER).is_file()
     index = (site / "index.html").read_text()
     for name in rs.seed_rnn(steps=4).param_names:
         assert f'href="{name}.html"' in index
+    assert 'href="flow.html"' in index
+    flow = (site / "flow.html").read_text()
+    assert "<svg" in flow and "<polyline" in flow and "sufficient" in flow
 
 
 @pytest.mark.parametrize("page", ["index.html", "w.html", "w0.html", "b5.html"])

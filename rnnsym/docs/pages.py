@@ -214,8 +214,32 @@ its gradient is the sum of their terms.</p>
 <th>gradient</th><th>analytic</th><th>finite difference</th><th>rel. error</th><th>check</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table></div>
 {summary}</section>"""
-    nav = f'<a href="index.html" aria-current="page">{escape(network.title)}</a>'
+    nav = (f'<a href="index.html" aria-current="page">{escape(network.title)}</a> '
+           '<a href="flow.html">gradient flow</a>')
     return page(title=f"rnnsym: {network.title}, T = {network.steps}", nav=nav, body=body,
+                network=network, version=version)
+
+
+def flow_page(network, version: str) -> str:
+    """The gradient-flow page: ‖∂L/∂h_t‖ per step at the gradient check's point, the factor product
+    between steps and the vanishing/exploding condition."""
+    from ..flow import gradient_flow
+    from .svg import flow_svg
+
+    flow = gradient_flow(network, batch=4, seed=0)
+    rows = "".join(f"<tr><td>{t}</td><td>{num(v, '.4e')}</td></tr>" for t, v in enumerate(flow.grad_norms, 1))
+    body = f"""<h1>Gradient flow</h1>
+<p class="lead">How much of the loss gradient reaches each step: the norm of ∂L/∂h<sub>t</sub> over a
+random batch (seed 0, four examples), step by step.</p>
+<figure>{flow_svg(flow.grad_norms)}</figure>
+<section><h2>The factor product between steps</h2>
+<p>The gradient at step s is the one at step t carried back through one local Jacobian per step:</p>
+{mathml(flow.product_latex)}<pre class="latex">{escape(flow.product_latex)}</pre>
+<p>{escape(flow.statement)}</p></section>
+<section><h2>In numbers</h2><table class="params"><thead><tr><th>step t</th><th>‖∂L/∂h<sub>t</sub>‖</th></tr></thead>
+<tbody>{rows}</tbody></table></section>"""
+    nav = f'<a href="index.html">{escape(network.title)}</a> <a href="flow.html" aria-current="page">gradient flow</a>'
+    return page(title=f"Gradient flow: rnnsym, {network.title}, T = {network.steps}", nav=nav, body=body,
                 network=network, version=version)
 
 

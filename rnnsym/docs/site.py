@@ -102,11 +102,11 @@ def _report(network, check: bool):
 
 
 def _write_html(network, folder: Path, *, check: bool, version: str, progress) -> None:
-    from .pages import index_page, parameter_page, slug
+    from .pages import flow_page, index_page, parameter_page, slug
 
     derivations = _derivations(network, progress)
     report = _report(network, check)
-    taken = {"index", "style"}
+    taken = {"index", "style", "flow"}
     files = {d.target: slug(d.target, taken) + ".html" for d in derivations}
     names = [d.target for d in derivations]
     for i, d in enumerate(derivations):
@@ -114,6 +114,8 @@ def _write_html(network, folder: Path, *, check: bool, version: str, progress) -
         html = parameter_page(network, d, report, version, neighbours, files)
         (folder / files[d.target]).write_text(html, encoding="utf-8")
     (folder / "index.html").write_text(index_page(network, derivations, files, report, version), encoding="utf-8")
+    if network.steps > 1:
+        (folder / "flow.html").write_text(flow_page(network, version), encoding="utf-8")
     css = package_files("rnnsym.docs").joinpath("style.css").read_text(encoding="utf-8")
     (folder / "style.css").write_text(css, encoding="utf-8")
 

@@ -248,3 +248,39 @@ class Picture:
 
     def __str__(self) -> str:
         return self._repr_svg_()
+
+
+def flow_svg(grad_norms, width: int = 560, height: int = 240) -> str:
+    """‖∂L/∂h_t‖ against the step t on a log scale, as a small line chart (same reasons as above:
+    deterministic, plain SVG)."""
+    values = [max(float(v), 1e-300) for v in grad_norms]
+    logs = [math.log10(v) for v in values]
+    low, high = math.floor(min(logs)), math.ceil(max(logs))
+    high = high if high > low else low + 1
+    left, right, top, bottom = 64, 16, 14, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def px(i: int) -> float:
+        return left + plot_w * (i / max(len(values) - 1, 1))
+
+    def py(v: float) -> float:
+        return top + plot_h * (high - v) / (high - low)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="gradient size against step">']
+    step = max(1, (high - low) // 6)
+    for e in range(low, high + 1, step):
+        y = py(e)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e4e7eb"/>')
+        parts.append(f'<text x="{left - 6}" y="{y:.1f}" font-size="11" text-anchor="end" '
+                     f'dominant-baseline="central" fill="{_MUTED}">1e{e}</text>')
+    for i in sorted({0, len(values) - 1, (len(values) - 1) // 2}):
+        parts.append(f'<text x="{px(i):.1f}" y="{height - 12}" font-size="11" text-anchor="middle" '
+                     f'fill="{_MUTED}">{i + 1}</text>')
+    points = " ".join(f"{px(i):.1f},{py(v):.1f}" for i, v in enumerate(logs))
+    parts.append(f'<polyline points="{points}" fill="none" stroke="{PATH_COLOURS[0]}" stroke-width="2"/>')
+    parts += [f'<circle cx="{px(i):.1f}" cy="{py(v):.1f}" r="2.5" fill="{PATH_COLOURS[0]}"/>' for i, v in enumerate(logs)]
+    parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 1}" font-size="11" text-anchor="middle" '
+                 f'fill="{_INK}">step t</text>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -47,10 +47,9 @@ def seed_on_sentiment(quick: bool) -> str:
 
 
 def elman_on_adding(quick: bool) -> str:
-    if not hasattr(rs, "elman_rnn"):
-        return "Elman hidden 16, adding T=20: not measured (rnnsym.elman_rnn is not available yet)"
-    # quick: the reduced size of the test suite, where the bar is MSE < 0.05 (still far below 0.17)
-    steps, hidden, epochs, size, lr, batch, bar = (10, 8, 8, 2000, 0.02, 32, 0.05) if quick else \
+    # quick: the reduced size of the test suite, where the bar is MSE < 0.05 (still far below 0.17);
+    # 30 epochs, since after 8 the result still depends on rounding-level details (0.016 to 0.11).
+    steps, hidden, epochs, size, lr, batch, bar = (10, 8, 30, 2000, 0.02, 32, 0.05) if quick else \
         (20, 16, 40, 10000, 0.01, 64, 0.02)
 
     def run():

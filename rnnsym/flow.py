@@ -200,8 +200,6 @@ def flow_sweep(kind: str, steps: int, scales, activations=("tanh", "sigmoid", "r
     results = {}
     for activation in activations:
         options = {} if kind == "seed" else dict(hidden_size=hidden_size)
-        if kind == "elman" and activation not in ("tanh", "relu"):
-            continue  # torch.nn.RNN's nonlinearities
         net = make_network(kind, steps, activation=activation, **options)
         from .numeric.gradcheck import random_point
 

@@ -385,3 +385,16 @@ def test_saved_model_predicts_like_the_trained_parameters(tmp_path):
     x = make_task("sentiment", 4, 10, seed=9).x
     assert np.array_equal(model.predict(x), rs.predict(net, result.params, x))
     assert model.metadata["network"]["name"] == "elman" and model.metadata["seed"] == 0
+
+
+def test_cross_entropy_training_reports_accuracy_and_learns_three_classes():
+    # The class is the third of the sequence with the largest sum: order matters, not only the total.
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(600, 6))
+    y = np.argmax(x.reshape(600, 3, 2).sum(axis=2), axis=1)
+    net = rs.gru(steps=6, hidden_size=8, output_size=3, output_activation="softmax", loss="cross_entropy")
+    result = rs.train(net, (x, y), optimizer="adam", lr=0.05, epochs=15, seed=0)
+    assert result.history["val_accuracy"][0] < 0.5  # chance is 1/3
+    assert result.history["val_accuracy"][-1] > 0.8
+    with pytest.raises(rs.RnnsymError, match="class label 3.0 is not one of 0 … 2"):
+        rs.train(net, (x, np.where(y == 0, 3, y)), epochs=1)

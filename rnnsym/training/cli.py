@@ -169,7 +169,8 @@ def _predict(model, data, out):
     """Apply a saved MODEL (a run's directory or its params.json) to a .csv or .npz DATA file.
 
     Prints one CSV row per sequence: the output (``prediction``, or ``p1 … pT`` for a network with
-    an output at every step) and, for a classifier, the ``label`` (output > 0.5). When the file has
+    an output at every step) and, for a classifier, the ``label`` (output > 0.5, or the most probable
+    class for cross-entropy). When the file has
     targets, a summary line (loss, accuracy) goes to stderr.
     """
     from ..files import atomic_write_text
@@ -178,13 +179,16 @@ def _predict(model, data, out):
     dataset = load_data(data, targets=False)
     outputs = np.asarray(predict(loaded.net, loaded.params, dataset.x))
     columns = outputs.reshape(len(outputs), -1)
+    loss_name = loaded.net.options.get("loss")
+    classes = loss_name == "cross_entropy" and loaded.net.options.get("outputs", "last") == "last"
     names = ["prediction"] if columns.shape[1] == 1 else [f"p{t}" for t in range(1, columns.shape[1] + 1)]
-    classifier = loaded.net.options.get("loss") == "bce"
-    lines = [",".join(names + (["label"] if classifier and columns.shape[1] == 1 else []))]
+    classifier = loss_name == "bce"
+    labelled = classes or (classifier and columns.shape[1] == 1)
+    lines = [",".join(names + (["label"] if labelled else []))]
     for row in columns:
         cells = [repr(float(v)) for v in row]
-        if classifier and columns.shape[1] == 1:
-            cells.append(str(int(row[0] > 0.5)))
+        if labelled:  # the class with the largest probability, or output > 0.5
+            cells.append(str(int(np.argmax(row))) if classes else str(int(row[0] > 0.5)))
         lines.append(",".join(cells))
     text = "\n".join(lines) + "\n"
     if out:
@@ -197,9 +201,10 @@ def _predict(model, data, out):
         checked = check_for_network(dataset, loaded.net)
         loss = loaded.net.compile().loss(loaded.params, checked.x, checked.y)
         summary = f"{len(dataset)} sequences: loss {loss:.6f}"
-        if classifier:
-            accuracy = float(np.mean((outputs.reshape(checked.y.shape) > 0.5) == (checked.y > 0.5)))
-            summary += f", accuracy {accuracy:.2%}"
+        if classifier or loss_name == "cross_entropy":
+            from .loop import accuracy
+
+            summary += f", accuracy {accuracy(outputs, checked.y, loss_name):.2%}"
         click.echo(summary, err=True)
 
 

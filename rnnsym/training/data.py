@@ -106,7 +106,8 @@ def check_for_network(data: Dataset, net) -> Dataset:
     """The data, reshaped where harmless, if it fits ``net``; otherwise a clear error.
 
     Checks the number of steps, the input size, the target shape for the network's outputs
-    (``"last"``: one per sequence, ``"all"``: one per step) and, for the BCE loss, labels in {0, 1}.
+    (``"last"``: one per sequence, ``"all"``: one per step), for the BCE loss labels in {0, 1}, and
+    for cross-entropy either one-hot rows or class labels 0 … C−1 (made one-hot here).
     """
     x, y = data.x, data.y
     T, k = net.steps, net.input_size
@@ -122,6 +123,13 @@ def check_for_network(data: Dataset, net) -> Dataset:
     want = lead if output_size == 1 else lead + (output_size,)
     if output_size == 1 and y.shape == want + (1,):
         y = y.reshape(want)
+    if net.options.get("loss") == "cross_entropy" and y.shape == lead and output_size > 1:
+        # class labels 0 … C−1, one per sequence (or step), become one-hot rows
+        labels = np.asarray(y)
+        if not np.all(labels == np.round(labels)) or labels.min() < 0 or labels.max() >= output_size:
+            bad = labels[(labels != np.round(labels)) | (labels < 0) | (labels >= output_size)].flat[0]
+            raise RnnsymError(f"{data.name}: class label {float(bad)!r} is not one of 0 … {output_size - 1}")
+        y = np.eye(output_size)[labels.astype(int)]
     if y.shape != want:
         shown = "(" + ", ".join(["N", *map(str, want[1:])]) + ("," if len(want) == 1 else "") + ")"
         raise RnnsymError(f"{data.name}: y has shape {y.shape}; a network with outputs={outputs!r} "

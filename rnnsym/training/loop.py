@@ -34,7 +34,7 @@ class TrainResult:
 
     ``params``: name -> array (the best epoch's when early stopping is on, else the last good
     epoch's); ``history``: column -> list, one entry per epoch from 0 (the initial parameters):
-    ``epoch, train_loss, val_loss`` and, for a classifier (BCE), ``train_accuracy, val_accuracy``
+    ``epoch, train_loss, val_loss`` and, for a classifier (BCE or cross-entropy), ``train_accuracy, val_accuracy``
     (``None`` where there is no validation set); ``stop_reason`` says why the run ended.
     """
 
@@ -240,7 +240,7 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
     every = positive_int("checkpoint_every", checkpoint_every)
     dataset, source = _resolve_data(net, data, size, config["seed"])
     network = describe_network(net)
-    classifier = net.options.get("loss") == "bce"
+    classifier = net.options.get("loss") in ("bce", "cross_entropy")
     f = net.compile()
 
     train_idx, val_idx = _split(len(dataset), config["val_split"], config["seed"])
@@ -261,8 +261,8 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
     def evaluate(p) -> dict:
         row = {"train_loss": f.loss(p, x_train, y_train), "val_loss": f.loss(p, x_val, y_val) if len(val_idx) else None}
         if classifier:
-            row["train_accuracy"] = _accuracy(f.forward(p, x_train), y_train)
-            row["val_accuracy"] = _accuracy(f.forward(p, x_val), y_val) if len(val_idx) else None
+            row["train_accuracy"] = accuracy(f.forward(p, x_train), y_train, net.options["loss"])
+            row["val_accuracy"] = accuracy(f.forward(p, x_val), y_val, net.options["loss"]) if len(val_idx) else None
         return row
 
     def record(row: dict) -> None:
@@ -352,7 +352,11 @@ def _first_bad(values) -> str:
     return next(str(float(v)) for v in values if v is not None and not np.isfinite(v))
 
 
-def _accuracy(outputs, y) -> float:
+def accuracy(outputs, y, loss: str = "bce") -> float:
+    """The share of right answers: output > 0.5 against a 0/1 label (BCE), or the most probable
+    class against the one-hot target's class (cross-entropy)."""
+    if loss == "cross_entropy":
+        return float(np.mean(np.argmax(outputs, axis=-1) == np.argmax(y, axis=-1)))
     return float(np.mean((np.reshape(outputs, np.shape(y)) > 0.5) == (y > 0.5)))
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import rnnsym as rs
 from rnnsym.errors import RnnsymError
-from rnnsym.training import (Dataset, TrainingInterrupted, clip_grad_norm, init_params, load_checkpoint, load_data,
+from rnnsym.training import (TrainingInterrupted, clip_grad_norm, init_params, load_checkpoint, load_data,
                              load_model, make_task, save_checkpoint, save_data)
 from rnnsym.training import optimizers
 from rnnsym.training.initializers import recurrent_param_names

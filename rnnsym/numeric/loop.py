@@ -9,6 +9,8 @@ over all steps and examples (``Σ_t δ_tᵀ h_(t−1)`` as a single BLAS call).
 """
 from __future__ import annotations
 
+import itertools
+
 import sympy as sp
 
 from ..engine.local import local_jacobian
@@ -225,7 +227,7 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
     inv_b = em.symbol("_inv_batch")
     backward = [f"    {inv_b.name} = 1.0 / _B"]
     grads: dict[str, list[str]] = {p: [] for p in params}
-    counter = iter(range(10**9))
+    counter = itertools.count()
 
     def param_share(p: str, term, factor, lines: list, deferred: list, t: str | None):
         """A parameter's share: inside the loop it is stored per step, reduced after the loop."""

@@ -128,7 +128,13 @@ def test_html_escapes_text():
     class Fake:
         target = "<b>"
         steps = ()
+        path_terms = None
     assert "&lt;b&gt;" in derivation_html(Fake())
+
+
+def test_notebook_html_shows_the_paths_in_the_picture(seed4):
+    html = seed4.derive("w")._repr_html_()
+    assert html.count("<svg") == 1 and 'data-path="4"' in html
 
 
 def test_ordered_product_and_records_print_in_every_format():

@@ -7,8 +7,15 @@ from .mathml import equation_mathml
 from .text import text_name
 
 
-def derivation_html(d) -> str:
-    parts = [f"<div class='rnnsym-derivation'><h3>dL/d{escape(text_name(d.target))}</h3><ol>"]
+def derivation_html(d, picture: bool = True) -> str:
+    """The derivation as HTML: the unrolled network with this gradient's paths in colour (where
+    the graph has paths to draw), then every step in MathML."""
+    parts = [f"<div class='rnnsym-derivation'><h3>dL/d{escape(text_name(d.target))}</h3>"]
+    if picture and d.path_terms:
+        from ..docs.svg import picture_svg  # the picture is drawn by the docs package
+
+        parts.append(f"<figure>{picture_svg(d.network, d)}</figure>")
+    parts.append("<ol>")
     for step in d.steps:
         parts.append(f"<li><strong>{escape(step.title)}</strong>")
         for eq in step.equations:

@@ -459,7 +459,10 @@ def _outer(d, v):
     import numpy
 
     n, m = d.shape[-1], v.shape[-1]
-    if not (d.flags.c_contiguous and v.flags.c_contiguous) and v.nbytes > 16 * 2**20 and n * m <= 64:
+    contiguous = d.flags.c_contiguous and v.flags.c_contiguous
+    if n == m == 1 and contiguous:  # a 1×1 weight: one dot product (BLAS gemm is slow for this shape)
+        return numpy.dot(d.reshape(-1), v.reshape(-1)).reshape(1, 1)
+    if not contiguous and v.nbytes > 16 * 2**20 and n * m <= 64:
         letters = "abcdefgh"[: d.ndim - 1]
         return numpy.einsum(f"{letters}i,{letters}j->ij", d, v)
     return d.reshape(-1, n).T @ v.reshape(-1, m)

@@ -1,24 +1,31 @@
 """Markdown with ``$$…$$`` display math, as GitHub and common static-site tools render it."""
 from __future__ import annotations
 
+from html import escape
+
 from ..records import Equation, Total
 from .latex import LatexStepPrinter, expr_latex, name_latex
+
+
+def _text(value) -> str:
+    """Prose and names for Markdown: HTML-escaped, since Markdown renderers pass HTML through."""
+    return escape(str(value), quote=False)
 
 
 def derivation_markdown(d, heading_level: int = 2) -> str:
     latex = LatexStepPrinter()
     graph = d.network.graph
     h = "#" * heading_level
-    out = [f"{h} dL/d{d.target}: {graph[d.target].role}", ""]
+    out = [f"{h} dL/d{_text(d.target)}: {_text(graph[d.target].role)}", ""]
     for i, step in enumerate(d.steps, 1):
-        out += [f"**{i}. {step.title}**", ""]
+        out += [f"**{i}. {_text(step.title)}**", ""]
         for eq in step.equations:
             if eq.label:
-                out.append(f"*{eq.label}*")
+                out.append(f"*{_text(eq.label)}*")
                 out.append("")
             out += ["$$", latex.equation(eq), "$$", ""]
         if step.note:
-            out += [f"> {step.note}", ""]
+            out += [f"> {_text(step.note)}", ""]
     result = latex.equation(Equation(Total(d.network.loss_name, d.target), (d.result,)))
     out += ["Result, in node symbols:", "", "$$", result, "$$", ""]
     return "\n".join(out)
@@ -26,7 +33,7 @@ def derivation_markdown(d, heading_level: int = 2) -> str:
 
 def network_markdown(network, derivations) -> str:
     """One Markdown document for a network: its equations, then every derivation."""
-    out = [f"# rnnsym derivations: {network.title}", "",
+    out = [f"# rnnsym derivations: {_text(network.title)}", "",
            f"Network `{network.name}`, {network.steps} steps; options: "
            + ", ".join(f"`{k}={v}`" for k, v in network.options.items()) + ".", "",
            "## The network", ""]

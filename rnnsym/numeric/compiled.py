@@ -80,23 +80,7 @@ class CompiledNetwork:
 
     # ---- input checks: a clear error before anything is computed ----------------------------------
     def _params(self, params: Mapping) -> list:
-        if not isinstance(params, Mapping):
-            raise RnnsymError(f"params must be a dict of name -> value, got {type(params).__name__}")
-        missing = [n for n in self.param_names if n not in params]
-        unknown = [n for n in params if n not in self.param_names]
-        if missing or unknown:
-            problem = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(map(str, unknown))}"
-            raise RnnsymError(f"params: {problem}; expected exactly: {', '.join(self.param_names)}")
-        values = []
-        for name, shape in self.network.param_shapes.items():
-            value = _finite(f"parameter {name!r}", params[name])
-            if shape == () and value.shape in ((), (1,)):
-                value = value.reshape(())
-            elif value.shape != shape:
-                expected = "a scalar" if shape == () else f"shape {shape}"
-                raise RnnsymError(f"parameter {name!r} must be {expected}, got shape {value.shape}")
-            values.append(value)
-        return values
+        return list(check_params(self.network, params).values())
 
     def _x(self, x) -> np.ndarray:
         x = _finite("x", x)
@@ -144,6 +128,30 @@ def _class_targets(y, lead: tuple, classes: int) -> np.ndarray:
             raise RnnsymError(f"y holds class {bad}; classes must be 0 … {classes - 1}")
         return np.eye(classes)[array]
     return array
+
+
+def check_params(network, params: Mapping, copy: bool = False) -> dict[str, np.ndarray]:
+    """``params`` as float arrays of the network's parameter shapes, in its order; exactly its
+    names, finite values and fitting shapes, or a one-line error (a scalar may come as shape (1,)).
+    ``copy=True`` returns arrays the caller may change in place without touching ``params``."""
+    if not isinstance(params, Mapping):
+        raise RnnsymError(f"params must be a dict of name -> value, got {type(params).__name__}")
+    names = network.param_names
+    missing = [n for n in names if n not in params]
+    unknown = [n for n in params if n not in names]
+    if missing or unknown:
+        problem = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(map(str, unknown))}"
+        raise RnnsymError(f"params: {problem}; expected exactly: {', '.join(names)}")
+    checked = {}
+    for name, shape in network.param_shapes.items():
+        value = _finite(f"parameter {name!r}", params[name])
+        if shape == () and value.shape in ((), (1,)):
+            value = value.reshape(())
+        elif value.shape != shape:
+            expected = "a scalar" if shape == () else f"shape {shape}"
+            raise RnnsymError(f"parameter {name!r} must be {expected}, got shape {value.shape}")
+        checked[name] = value.copy() if copy else value
+    return checked
 
 
 def _finite(what: str, value) -> np.ndarray:

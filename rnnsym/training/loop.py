@@ -18,6 +18,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..errors import RnnsymError, positive_int
+from ..numeric.compiled import check_params
 from . import optimizers
 from .checkpoint import load_checkpoint, load_model_file, save_checkpoint
 from .data import Dataset, as_dataset, check_for_network, load_data
@@ -177,23 +178,9 @@ def _split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def _given_params(net, params: Mapping) -> dict:
-    if not isinstance(params, Mapping):
-        raise RnnsymError(f"params must be a dict of name -> value, got {type(params).__name__}")
-    missing = [n for n in net.param_names if n not in params]
-    unknown = [n for n in params if n not in net.param_names]
-    if missing or unknown:
-        problem = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(map(str, unknown))}"
-        raise RnnsymError(f"params: {problem}; expected exactly: {', '.join(net.param_names)}")
-    out = {}
-    for name in net.param_names:
-        value = np.array(params[name], dtype=float)
-        shape = tuple(net.param_shapes[name])
-        if value.shape != shape:
-            raise RnnsymError(f"parameter {name!r} has shape {value.shape}; the network needs {shape}")
-        if not np.isfinite(value).all():
-            raise RnnsymError(f"parameter {name!r} holds NaN or infinite values")
-        out[name] = value
-    return out
+    """Starting or saved parameters, checked as the compiled functions check them, as copies the
+    optimizer may update in place."""
+    return check_params(net, params, copy=True)
 
 
 # ---- the loop ---------------------------------------------------------------------------------

@@ -151,21 +151,11 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
     seed_targets = []
     for term in loss_terms:
         (out_name,) = [p for p in graph.parents(term.name) if graph[p].kind == "output"]
-        out = graph[out_name]
-        d_total = sp.S.One if term is loss else loss.expr.diff(term.symbol)
-        scale = inv_b * d_total  # a mean over output components is already in ∂L/∂y
-        (dl,) = local_jacobian(graph, term.name, out_name).terms
-        fused = FUSED_OUTPUT_GRADIENTS.get((network.options.get("loss"), network.options.get("output_activation")))
         for parent in graph.parents(out_name):
-            if parent not in needs:
-                continue
-            jac = local_jacobian(graph, out_name, parent)
-            if fused is not None:
-                value = fused(out.symbol, graph[_target_of(graph, term.name)].symbol)
-                seed_targets += share(out_name, parent, jac, lambda t, v=value: scale * v * t.factor)
-            else:
-                seed_targets += share(out_name, parent, jac,
-                                      lambda t, f=dl.factor: scale * sp.factor(sp.cancel(f * t.factor)))
+            if parent in needs:
+                factors = dict(output_seeds(network, term.name, out_name, parent, inv_b))
+                seed_targets += share(out_name, parent, local_jacobian(graph, out_name, parent),
+                                      lambda t, factors=factors: factors[t])
     backward += em.lines(seed_targets)
 
     for name in reversed(list(graph.nodes)):
@@ -214,6 +204,27 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
     compiled.adjoint_nodes = tuple(with_adjoint)
     compiled.share_nodes = {p: tuple(share_child[c] for c in contributions.get(p, [])) for p in params}
     return compiled
+
+
+def output_seeds(network, term: str, out: str, parent: str, inv_batch: sp.Symbol):
+    """``[(jacobian_term, factor)]``: how the gradient of the batch-mean loss enters ``parent``
+    through the output ``out`` and its loss term ``term``, one factor per Jacobian term of
+    ``∂out/∂parent``. The loss and output factors are fused: cancelled where they cancel
+    (sigmoid with BCE gives ``o − Y``), or taken from the table where there is no elementwise
+    derivative (softmax with cross-entropy)."""
+    graph = network.graph
+    loss = graph.loss
+    d_total = sp.S.One if term == loss.name else loss.expr.diff(graph[term].symbol)  # 1/T for a mean over steps
+    (dl,) = local_jacobian(graph, term, out).terms  # a mean over output components is already in it
+    fused = FUSED_OUTPUT_GRADIENTS.get((network.options.get("loss"), network.options.get("output_activation")))
+    seeds = []
+    for t in local_jacobian(graph, out, parent).terms:
+        if fused is not None:
+            factor = fused(graph[out].symbol, graph[_target_of(graph, term)].symbol) * t.factor
+        else:
+            factor = sp.factor(sp.cancel(dl.factor * t.factor))
+        seeds.append((t, inv_batch * d_total * factor))
+    return seeds
 
 
 def _target_of(graph, loss_term: str) -> str:

@@ -14,8 +14,8 @@ import itertools
 import sympy as sp
 
 from ..engine.local import local_jacobian
-from ..functions import DERIVATIVE_RULES, FUSED_OUTPUT_GRADIENTS, MatVec
-from .codegen import _Emitter, _nodes_needing_adjoints, _target_of
+from ..functions import DERIVATIVE_RULES, MatVec
+from .codegen import _Emitter, _nodes_needing_adjoints, output_seeds
 from .compiled import CompiledNetwork
 from .printer import RUNTIME, stable
 
@@ -257,16 +257,10 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
     seed_lines: list = []
     state_of = {rec.name(s, t): s for s in rec.states for t in (1, T)}
     carry: dict[str, list[str]] = {s: [] for s in rec.states}  # adjoints flowing into the loop
-    fused = FUSED_OUTPUT_GRADIENTS.get((network.options.get("loss"), network.options.get("output_activation")))
-    d_total = sp.S.One if term is loss else loss.expr.diff(term.symbol)  # 1/T for a mean over steps
-    (dl,) = local_jacobian(graph, term.name, out).terms
     for parent in graph.parents(out):
         if parent not in needs:
             continue
-        for t_ in local_jacobian(graph, out, parent).terms:
-            f = (fused(out_node.symbol, graph[_target_of(graph, term.name)].symbol) * t_.factor if fused
-                 else sp.factor(sp.cancel(dl.factor * t_.factor)))
-            factor = inv_b * d_total * f
+        for t_, factor in output_seeds(network, term.name, out, parent, inv_b):
             if graph[parent].kind == "param":
                 param_share(parent, t_, factor, seed_lines, [], None)
             else:  # the output reads the first state: its adjoint enters the loop

@@ -140,9 +140,7 @@ def factor_product(network) -> tuple[str, str]:
                     k = "k-1"
                 rename[node.symbol] = sp.Symbol(f"{base}_{{{k}}}")
     def renamed(child, parent):
-        return tuple(type(t)(t.factor.xreplace(rename), *(getattr(t, f) and getattr(t, f).xreplace(rename)
-                                                          for f in ("matrix", "outer", "softmax")))
-                     for t in network.jacobian(child, parent).terms)
+        return tuple(t.renamed(rename) for t in network.jacobian(child, parent).terms)
 
     # Every path from h_k back to h_(k−1) inside one step (through the gates of an LSTM or GRU).
     within = {n for n, node in graph.nodes.items() if node.step == 2 and node.kind == "hidden"}

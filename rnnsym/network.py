@@ -127,10 +127,7 @@ class Network:
         else:
             (t_child, t_parent), rename = template
             base = self.jacobian(t_child, t_parent)
-            result = type(base)(child, parent, tuple(
-                type(term)(term.factor.xreplace(rename), *(getattr(term, f) and getattr(term, f).xreplace(rename)
-                                                         for f in ("matrix", "outer", "softmax")))
-                for term in base.terms))
+            result = type(base)(child, parent, tuple(term.renamed(rename) for term in base.terms))
         cache[(child, parent)] = result
         return result
 

@@ -59,6 +59,11 @@ class JacobianTerm:
     outer: sp.Symbol | None = None
     softmax: sp.Symbol | None = None
 
+    def renamed(self, symbols: dict) -> "JacobianTerm":
+        """The same term with symbols renamed (another step of a shared cell, or step k)."""
+        rename = lambda s: None if s is None else s.xreplace(symbols)  # noqa: E731
+        return JacobianTerm(self.factor.xreplace(symbols), rename(self.matrix), rename(self.outer), rename(self.softmax))
+
 
 @dataclass(frozen=True)
 class Jacobian:

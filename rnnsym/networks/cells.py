@@ -70,6 +70,7 @@ class Cell:
     gates: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict)
     shapes: Mapping[sp.Symbol, int | tuple] = field(default_factory=dict)
     name: str = "cell"
+    gate_shapes: dict = field(init=False, repr=False, default_factory=dict)  # inferred while validating
 
     def __post_init__(self):
         states, updates = _as_tuple(self.state), _as_tuple(self.update)
@@ -114,6 +115,7 @@ class Cell:
         inferred = dict(self.shapes)
         for gate, expr in self.gates.items():
             inferred[gate] = self._shape(expr, inferred, f"gate {gate}")
+        object.__setattr__(self, "gate_shapes", {gate: inferred[gate] for gate in self.gates})
         for state, expr in zip(states, updates):
             got = self._shape(expr, inferred, f"update of {state}")
             if got != inferred.get(state, ()) and got != ():
@@ -223,7 +225,7 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
             for gate, expr in c.gates.items():
                 subs[gate] = graph.add(_step_name(gate.name + suffix, t), "hidden", _rename(expr, subs), step=t,
                                        base=gate.name + suffix,
-                                       shape=_infer(c, gate),
+                                       shape=c.gate_shapes[gate],
                                        role=f"gate {gate.name} at step {t}")
             new = {}
             for s, expr in _dependency_order(c.state, c.update):
@@ -279,15 +281,6 @@ def _rename(expr: sp.Expr, symbols: dict) -> sp.Expr:
     SymPy's evaluation (assumption queries on every tanh and σ) is skipped: it would cost T times."""
     with sp.evaluate(False):
         return expr.xreplace(symbols)
-
-
-def _infer(cell: Cell, gate: sp.Symbol) -> tuple:
-    shapes = dict(cell.shapes)
-    for g, expr in cell.gates.items():
-        shapes[g] = cell._shape(expr, shapes, f"gate {g}")
-        if g == gate:
-            return shapes[g]
-    raise KeyError(gate)
 
 
 def _dependency_order(states, updates):

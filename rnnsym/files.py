@@ -1,6 +1,7 @@
 """Writing files so that an interruption never leaves a half-written one."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -22,7 +23,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain file would follow the umask
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        # A Ctrl-C that lands just after the rename finds no temporary file left to remove.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
 
 

@@ -7,6 +7,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import RnnsymError
+from .workspace import Workspaces
 
 
 class CompiledNetwork:
@@ -18,6 +19,10 @@ class CompiledNetwork:
     ``params`` maps every parameter name to a float or array; ``x`` is ``(batch, T)`` or
     ``(batch, T, input_size)``; ``y`` is ``(batch,)``. The loss is the batch mean and
     ``grads[name]`` has the parameter's shape.
+
+    The loop form keeps its large (T, batch, ...) arrays between calls, per thread and for the two
+    latest batch sizes (``workspaces``; ``workspaces.nbytes`` tells how much, ``workspaces.clear()``
+    frees it). What the functions return is never part of them. Safe to call from several threads.
     """
 
     def __init__(self, network, source: str, runtime: dict, truncate: int | None = None, form: str = "unrolled"):
@@ -28,7 +33,9 @@ class CompiledNetwork:
         self.param_names = network.param_names
         filename = f"<rnnsym:{network.name}:T={network.steps}:{form}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        namespace = {"numpy": np, **runtime}
+        # The loop form keeps its large arrays between calls (rnnsym.numeric.workspace).
+        self.workspaces = Workspaces()
+        namespace = {"numpy": np, **runtime, "_workspace": self.workspaces}
         exec(compile(source, filename, "exec"), namespace)  # our own generated source, no user text
         self._forward = namespace["forward"]
         self._loss = namespace["loss"]
@@ -54,8 +61,8 @@ class CompiledNetwork:
         """The batch-mean loss and its gradient with respect to every parameter."""
         x = self._x(x)
         value, grads = self._value_and_grad(x, self._y(y, x), *self._params(params))
-        return float(value), {
-            name: np.asarray(g, dtype=float).reshape(np.shape(params[name]))
+        return float(value), {  # copies: parameters tied in the code (b_ih, b_hh) share one array
+            name: np.array(g, dtype=float).reshape(np.shape(params[name]))
             for name, g in zip(self.param_names, grads)
         }
 

@@ -10,11 +10,12 @@ over all steps and examples (``Σ_t δ_tᵀ h_(t−1)`` as a single BLAS call).
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import sympy as sp
 
 from ..engine.local import local_jacobian
-from ..functions import DERIVATIVE_RULES, MatVec
+from ..functions import DERIVATIVE_RULES, MatVec, sigmoid
 from .codegen import _Emitter, _nodes_needing_adjoints, output_seeds
 from .compiled import CompiledNetwork
 from .printer import RUNTIME, stable
@@ -66,11 +67,12 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
 
     # ---- forward: the loop over time -------------------------------------------------------------
     # Time-major view of the inputs (no copy: products that need it contiguous make their own).
-    forward = ["    _B = x.shape[0]", "    _X = numpy.moveaxis(x, 1, 0)"]
+    # Large arrays come from the workspace (rnnsym.numeric.workspace): the same memory every call.
+    forward = ["    _B = x.shape[0]", "    _ws = _workspace(_B)", "    _X = numpy.moveaxis(x, 1, 0)"]
     for name in step:
         node = graph[name]
         extra = "1" if name in new else "0"
-        forward.append(f"    {buf(name)} = numpy.empty(({T} + {extra}, _B) + {node.shape!r})")
+        forward.append(f"    {buf(name)} = _ws.empty({buf(name)!r}, ({T} + {extra}, _B) + {node.shape!r})")
     for name, state in prev.items():
         forward.append(f"    {at(name, '0')} = {float(graph[name].value)!r}")
     forward.append(f"    for t in range({T}):")
@@ -80,6 +82,8 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
     # Terms that read only the input and parameters (W_ih·x_t + b) do not depend on the
     # recurrence: they are computed for all steps at once, one large matrix product, before the loop.
     hoisted: list[tuple[sp.Symbol, sp.Expr]] = []
+    hoisted_shape: dict[sp.Symbol, tuple] = {}  # (T, batch) + this: the node whose argument it is
+    node_shape = [()]
     time_parallel = {graph[x1].symbol} | {graph[p].symbol for p in params}
 
     def hoist(expr: sp.Expr) -> sp.Expr:
@@ -89,13 +93,17 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
                     free and any(isinstance(a, MatVec) for a in free)):
                 symbol = em.symbol(f"_P{len(hoisted)}")
                 hoisted.append((symbol, sp.Add(*free)))
+                hoisted_shape[symbol] = node_shape[0]
                 rest = [hoist(a) for a in expr.args if a not in free]
                 return sp.Add(symbol, *rest, evaluate=False)
         if expr.args and not isinstance(expr, MatVec):
             return expr.func(*[hoist(a) for a in expr.args], evaluate=False)
         return expr
 
-    step_exprs = {name: hoist(graph[name].expr) for name in step}
+    step_exprs = {}
+    for name in step:
+        node_shape[0] = graph[name].shape
+        step_exprs[name] = hoist(graph[name].expr)
     # Weights that multiply the same vector in one step (an LSTM's W_hi, W_hf, W_hg, W_ho all
     # multiply h_(t-1)) are stacked into one matrix: one BLAS call per step instead of four,
     # forward and backward, as PyTorch's stacked weight_hh does.
@@ -125,9 +133,12 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
             slices[MatVec(m, vector)] = symbol
     step_exprs = {name: e.xreplace(slices) for name, e in step_exprs.items()}
     per_t = {symbol: sp.Symbol(f"{symbol.name}[t]") for symbol, _ in hoisted}
+    block = _gate_block(graph, step, step_exprs, stacks, slices, dict(hoisted), graph[x1].symbol, params)
     # The hoisted input products of several weights (W_ii, W_if, W_ig, W_io) are one product too.
     x_weights = []
-    for _, value in hoisted:
+    for P, value in hoisted:
+        if block and P in block.hoisted:
+            continue
         for product in sorted(value.atoms(MatVec), key=sp.default_sort_key):
             if product.args[1] == graph[x1].symbol and product.args[0] not in x_weights:
                 x_weights.append(product.args[0])
@@ -144,18 +155,49 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
         forward.insert(forward.index(f"    for t in range({T}):"),
                        f"    _WX = numpy.concatenate([{', '.join(names[m] for m in x_weights)}])")
         forward.insert(forward.index(f"    for t in range({T}):"),
-                       f"    _Q = {em.code(MatVec(sp.Symbol('_WX'), em.symbol('_X')))}")
+                       f"    _Q = _mm(_X, _WX, out=_ws.empty('_Q', ({T}, _B, {start})))")
+    # Each hoisted sum is accumulated in place: into its own column block of _Q when it starts with
+    # one (the biases are added there), else into a workspace array that its first term fills.
+    x_symbol = {graph[x1].symbol: em.symbol("_X")}
+    blocks_used = [a for _, v in hoisted for a in sp.Add.make_args(v.xreplace(x_slices)) if a in x_slices.values()]
+    if block:  # one weight matrix [W_x | W_h | b] for the product with [x_t, h_(t-1), 1]
+        biases = ", ".join(em.code(sp.Add(*g.biases)) if g.biases else f"numpy.zeros({graph[g.node].shape[0]})"
+                           for g in block.gates.values())
+        x_block = ", ".join(names[g.x_weight] for g in block.gates.values())
+        forward.insert(forward.index(f"    for t in range({T}):"),
+                       f"    _WC = numpy.concatenate([numpy.concatenate([{x_block}]), {stacks[block.vector][0]}, "
+                       f"numpy.concatenate([{biases}])[:, None]], axis=1)")
     for symbol, value in hoisted:
         em.names[per_t[symbol]] = f"{symbol.name}[t]"
-        code = em.code(value.xreplace(x_slices).xreplace({graph[x1].symbol: em.symbol("_X")}))
-        forward.insert(forward.index(f"    for t in range({T}):"), f"    {symbol.name} = {code}")
-    if x_slices:
-        forward.insert(forward.index(f"    for t in range({T}):"), "    del _Q")
+        if block and symbol in block.hoisted:
+            continue
+        terms = sorted(sp.Add.make_args(value.xreplace(x_slices).xreplace(x_symbol)),
+                       key=lambda a: (a not in x_slices.values(), not isinstance(a, MatVec)))
+        first, P = terms[0], symbol.name
+        if first in x_slices.values() and blocks_used.count(first) == 1:
+            lines = [f"    {P} = {em.code(first)}"]
+        else:
+            lines = [f"    {P} = _ws.empty({P!r}, ({T}, _B) + {hoisted_shape[symbol]!r})"]
+            lines.append(f"    {em.printer.product_into(first, P)}" if isinstance(first, MatVec)
+                         else f"    {P}[...] = {em.code(first)}")
+        large = [a for a in terms[1:] if a.has(em.symbol("_X"), MatVec, *x_slices.values())]
+        small = [a for a in terms[1:] if a not in large]  # parameters only: summed before the pass
+        lines += [f"    {P} += {em.code(term)}" for term in large]
+        if small:
+            lines.append(f"    {P} += {em.code(sp.Add(*small))}")
+        at_loop = forward.index(f"    for t in range({T}):")
+        forward[at_loop:at_loop] = lines
     if not any(graph[x1].symbol in e.free_symbols for e in step_exprs.values()):
         forward.remove(f"        {names[graph[x1].symbol]} = x[:, t{col}]")  # only the hoisted terms read it
-    for vector, (stacked_name, _) in stacks.items():
+    for vector, (stacked_name, rows) in stacks.items():
         em.names[sp.Symbol(stacked_name)] = stacked_name
-        forward.append(f"        _M{stacked_name[2:]} = {em.code(MatVec(sp.Symbol(stacked_name), vector))}")
+        M, width = f"_M{stacked_name[2:]}", sum(graph[m.name].shape[0] for m in rows)
+        product = MatVec(sp.Symbol(stacked_name), vector)
+        if block and block.vector == vector:
+            forward.append("        _mm(S_XH[t], _WC, out=S_G[t])")
+            continue
+        forward.insert(forward.index(f"    for t in range({T}):"), f"    {M}_out = _ws.empty('{M}', (_B, {width}))")
+        forward.append(f"        {M} = {em.printer.product_into(product, M + '_out')}")
     # A function of a node that is not itself a node (tanh(c) in an LSTM's h = o·tanh(c)) is kept
     # from the forward pass, since the backward pass needs it again.
     kept: dict[sp.Expr, sp.Symbol] = {}
@@ -165,9 +207,15 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
                     and f.free_symbols <= {graph[n].symbol for n in (*step, *prev)}):
                 kept.setdefault(f, em.symbol(f"_F{len(kept)}"))
     for f, symbol in kept.items():
-        forward.insert(forward.index(f"    for t in range({T}):"), f"    S{symbol.name} = numpy.empty(({T}, _B) + {_shape_of(graph, f)!r})")
+        forward.insert(forward.index(f"    for t in range({T}):"),
+                       f"    S{symbol.name} = _ws.empty('S{symbol.name}', ({T}, _B) + {_shape_of(graph, f)!r})")
+    gate_nodes = {g.node: g for g in block.gates.values()} if block else {}
     for name in step:
         value = step_exprs[name]
+        if name in gate_nodes:
+            activation = em.code(value).split("(", 1)[0]
+            forward.append(f"        {names[graph[name].symbol]} = {activation}_({at(name, 't')})")
+            continue
         for f, symbol in kept.items():
             if value.has(f):
                 forward.append(f"        {symbol.name} = {em.code(f)[:-1]}, out=S{symbol.name}[t])")
@@ -179,15 +227,33 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
             # no temporary arrays (the LSTM's gates are most of its forward pass).
             buffer = at(name, 't')
             arg = value.args[0]
-            if arg.is_Add and len(arg.args) == 2:
+            if arg.is_Add and len(arg.args) == 2:  # then the activation runs in place
                 forward.append(f"        numpy.add({em.code(arg.args[0])}, {em.code(arg.args[1])}, out={buffer})")
-                code = f"{code.split('(', 1)[0]}({buffer})"
-            forward.append(f"        {names[graph[name].symbol]} = {code[:-1]}, out={buffer})")
+                forward.append(f"        {names[graph[name].symbol]} = {code.split('(', 1)[0]}_({buffer})")
+            else:
+                forward.append(f"        {names[graph[name].symbol]} = {code[:-1]}, out={buffer})")
         else:
             forward.append(f"        {names[graph[name].symbol]} = {at(name, 't')} = {code}")
 
-    if hoisted:  # only the forward loop reads them: free them before the backward pass allocates
-        forward.append(f"    del {', '.join(symbol.name for symbol, _ in hoisted)}")
+    if block:
+        # The gates' storage: column blocks of one (T, batch, width) array. The state the stacked
+        # weights multiply is a column block of [x_t, h_(t-1), 1], kept for all steps.
+        views = []
+        for m, gate in block.gates.items():
+            forward.remove(f"    {buf(gate.node)} = _ws.empty({buf(gate.node)!r}, ({T} + 0, _B) + {graph[gate.node].shape!r})")
+            views.append(f"    {buf(gate.node)} = S_G[..., {block.rows[m]}]")
+        forward[2:2] = [f"    S_G = _ws.empty('S_G', ({T}, _B, {block.width}))", *views]
+        state = buf(rec.name(prev[block.vector.name], 1))
+        I, H = block.columns
+        at_state = forward.index(f"    {state} = _ws.empty({state!r}, ({T} + 1, _B) + ({H},))")
+        forward[at_state:at_state + 1] = [
+            f"    S_XH = _ws.empty('S_XH', ({T} + 1, _B, {I + H + 1}))",
+            f"    S_XH[:{T}, :, 0:{I}] = _X",
+            f"    S_XH[..., {I + H}] = 1.0",
+            f"    {state} = S_XH[..., {I}:{I + H}]"]
+    freed = [symbol.name for symbol, _ in hoisted if not (block and symbol in block.hoisted)]
+    if freed:  # only the forward loop reads them: free them before the backward pass allocates
+        forward.append(f"    del {', '.join(freed)}")
 
     # ---- readout and loss ---------------------------------------------------------------------------
     loss = graph.loss
@@ -377,7 +443,16 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
         loop.append(f"        {g_carry[s]} = {' + '.join(next_carry[s])}" if next_carry[s]
                     else f"        {g_carry[s]} = numpy.zeros((_B,) + {shape!r})")
     allocate = "zeros" if k < T else "empty"  # truncated: the steps before the window stay unused
-    backward += [f"    {b} = numpy.{allocate}(({T}, _B) + {shape!r})" for b, shape in allocations]
+    # The hoisted sums are dead once the forward loop is done: a buffer of the same shape takes
+    # their memory, so a long sequence holds one (T, batch, ...) array less.
+    dead = [(P, hoisted_shape[symbol]) for symbol, _ in hoisted for P in [symbol.name] if P in freed]
+    for b, shape in allocations:
+        reused = next((P for P, s in dead if s == shape), None)
+        if reused:
+            dead.remove((reused, shape))
+            backward.append(f"    {b} = _ws.{allocate}({reused!r}, ({T}, _B) + {shape!r})  # {reused}'s memory")
+        else:
+            backward.append(f"    {b} = _ws.{allocate}({b!r}, ({T}, _B) + {shape!r})")
 
     window = f"{T - k}:{T}"
     reductions = []
@@ -387,6 +462,15 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
 
     done = set()
     for group, columns in groups:  # one reduction per weight family of a stack
+        if block:  # [δW_x | δW_h | δb] = Σ δ_gatesᵀ [x_t, h_(t-1), 1]: one product
+            I, H = block.columns
+            reductions.append(f"    _GB = _outer({group}[{window}], S_XH[{window}])")
+            part = {("outer", x1): f"0:{I}", ("outer", block.vector.name): f"{I}:{I + H}", ("total", 1): f"{I + H}"}
+            for p, name, t_, leaf in deferred:
+                if code_of[name] in columns and signature(t_, leaf, p) in part:
+                    grads[p].append(f"_GB[{columns[code_of[name]]}, {part[signature(t_, leaf, p)]}]")
+                    done.add(name)
+            continue
         by_signature: dict = {}
         for entry in deferred:
             p, name, t_, leaf = entry
@@ -435,6 +519,59 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
         "",
     ])
     return CompiledNetwork(network, source, {**RUNTIME, **LOOP_RUNTIME}, truncate=truncate, form="loop")
+
+
+class _Gate(NamedTuple):
+    node: str  # the gate node, act(P + M[..., rows])
+    hoisted: sp.Symbol  # P = W_x·x + biases, computed in the block instead
+    x_weight: sp.Symbol
+    biases: tuple  # P's parameter terms
+
+
+class _GateBlock(NamedTuple):
+    vector: sp.Symbol  # what the stacked weights multiply (h_(t-1))
+    columns: tuple  # (input size, state size)
+    rows: dict  # stacked weight -> its column slice
+    width: int
+    gates: dict  # stacked weight -> _Gate, in stacking order
+    hoisted: set  # the gates' hoisted sums
+
+
+def _gate_block(graph, step, step_exprs, stacks, slices, hoisted, x, params) -> _GateBlock | None:
+    """The LSTM pattern, found in any cell: every weight of the one stack feeds exactly one gate
+    σ or tanh(W_x·x + b + W_h·h), with its own input weight. Then the gates are one
+    (T, batch, width) array: each step writes W_h·h straight into it and adds the input products
+    and biases (one product over all steps, before the loop) in one pass, and each gate's
+    activation runs in place on its column block: no temporaries, as in PyTorch's fused cell.
+    """
+    if len(stacks) != 1 or len(graph[x.name].shape) != 1:
+        return None
+    vector, (_, rows) = next(iter(stacks.items()))
+    parameters = {graph[p].symbol for p in params}
+    gates, used = {}, set()
+    for m, rng in rows.items():
+        product = slices[MatVec(m, vector)]
+        users = [n for n in step if step_exprs[n].has(product)]
+        if len(users) != 1:
+            return None
+        node, e = users[0], step_exprs[users[0]]
+        if not (e.func in (sigmoid, sp.tanh) and e.args[0].is_Add and len(e.args[0].args) == 2 and product in e.args[0].args):
+            return None
+        (P,) = [a for a in e.args[0].args if a != product]
+        if P not in hoisted:
+            return None
+        terms = sp.Add.make_args(hoisted[P])
+        inputs = [a for a in terms if isinstance(a, MatVec) and a.args[1] == x]
+        biases = tuple(a for a in terms if a not in inputs)
+        # One input weight of its own, and biases that are parameters of the gate's shape.
+        if (len(inputs) != 1 or inputs[0].args[0] in used or not all(
+                b in parameters and graph[b.name].shape == graph[node].shape for b in biases)):
+            return None
+        used.add(inputs[0].args[0])
+        gates[m] = _Gate(node, P, inputs[0].args[0], biases)
+    width = sum(graph[m.name].shape[0] for m in rows)
+    columns = (graph[x.name].shape[0], graph[vector.name].shape[0])
+    return _GateBlock(vector, columns, rows, width, gates, {g.hoisted for g in gates.values()})
 
 
 def _shape_of(graph, expr) -> tuple:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from ..functions import sigmoid, softmax
+from ..functions import MatVec, sigmoid, softmax
 
 
 class softplus(sp.Function):
@@ -63,6 +63,11 @@ class CodePrinter(NumPyPrinter):
         matrix, vector = expr.args
         return forward_product(self._print(vector), self._print(matrix), self._shapes.get(matrix, ()))
 
+    def product_into(self, expr: MatVec, out: str) -> str:
+        """``W·v`` written into the array ``out``."""
+        matrix, vector = expr.args
+        return forward_product(self._print(vector), self._print(matrix), self._shapes.get(matrix, ()), out)
+
     def backward_product(self, left: str, matrix: sp.Symbol) -> str:
         """``left @ W``: an adjoint carried back through ``W·v``."""
         return backward_product(left, self._print(matrix), self._shapes.get(matrix, ()))
@@ -77,18 +82,26 @@ class CodePrinter(NumPyPrinter):
         return f"numpy.heaviside({self._print(expr.args[0])}, 0.0)"
 
 
-def forward_product(vector: str, matrix: str, shape: tuple) -> str:
+def forward_product(vector: str, matrix: str, shape: tuple, out: str | None = None) -> str:
     """``W·v`` batch-first, ``v @ Wᵀ``; with one input column it is a broadcast product, which
-    avoids a BLAS call on a (batch, 1) operand (a scalar Elman cell is all such products)."""
-    return f"({vector} * {matrix}.T)" if len(shape) == 2 and shape[1] == 1 else f"_mm({vector}, {matrix})"
+    avoids a BLAS call on a (batch, 1) operand (a scalar Elman cell is all such products).
+    ``out``: the array to write the product into."""
+    if len(shape) == 2 and shape[1] == 1:
+        return f"({vector} * {matrix}.T)" if out is None else f"numpy.multiply({vector}, {matrix}.T, out={out})"
+    return f"_mm({vector}, {matrix})" if out is None else f"_mm({vector}, {matrix}, out={out})"
 
 
-def _mm(v, w):
+def _mm(v, w, out=None):
     """``v @ wᵀ`` with every leading axis of v folded into one: a (T, batch, n) stack of vectors is
-    one BLAS call, where NumPy's stacked matmul would make T small ones."""
+    one BLAS call, where NumPy's stacked matmul would make T small ones. ``out``: a C-contiguous
+    array of the result's shape to write into (a workspace buffer)."""
+    import numpy
+
     if v.ndim <= 2:
-        return v @ w.T
-    return (v.reshape(-1, v.shape[-1]) @ w.T).reshape(v.shape[:-1] + (w.shape[0],))
+        return numpy.matmul(v, w.T, out=out)
+    shape = v.shape[:-1] + (w.shape[0],)
+    flat = numpy.matmul(v.reshape(-1, v.shape[-1]), w.T, out=None if out is None else out.reshape(-1, shape[-1]))
+    return flat.reshape(shape) if out is None else out
 
 
 def backward_product(left: str, matrix: str, shape: tuple) -> str:
@@ -96,31 +109,82 @@ def backward_product(left: str, matrix: str, shape: tuple) -> str:
     return f"(({left}) * {matrix})" if len(shape) == 2 and shape[0] == 1 else f"({left}) @ {matrix}"
 
 
-# NumPy vectorizes exp but, on many CPUs, not float64 tanh (about three times slower here); so tanh
-# and σ are written through one exp each, in place. Both are exact to about 1e-16 absolute.
-def _sigmoid(z, out=None):
-    """σ(z) = 1 / (1 + exp(−z)); exp overflowing to inf for very negative z gives exactly 0."""
+# σ and tanh are most of a gated cell's forward pass. Where the optional C extension was built
+# (rnnsym/numeric/_kernels.c) they run vectorised through glibc's vector math library, several
+# times faster than NumPy's scalar float64 exp; otherwise NumPy computes them through one exp each
+# (its float64 tanh is slower still on most CPUs). Both agree to about 1e-16.
+try:
+    from . import _kernels
+except ImportError:  # not built: a platform without a C compiler, or another compiler
+    _kernels = None
+
+
+def kernels_in_use() -> str:
+    """Which activations the compiled functions use: "C, avx2", "C, baseline" or "NumPy"."""
+    return "NumPy" if _kernels is None else f"C, {_kernels.isa}"
+
+
+def _vectorised(*arrays) -> bool:
+    """Whether the C kernels take these: float64 arrays of one shape, the last axis contiguous."""
     import numpy
 
-    r = numpy.negative(z, out=out)
+    return _kernels is not None and all(
+        isinstance(a, numpy.ndarray) and a.dtype.char == "d" and (a.ndim == 0 or a.strides[-1] == 8)
+        and a.shape == arrays[0].shape for a in arrays)
+
+
+def _sigmoid_(a):
+    """σ in place on a float64 array (returned); exp overflowing to inf gives exactly 0."""
+    import numpy
+
+    if _vectorised(a) and a.flags.writeable:
+        return _kernels.sigmoid(a)
+    numpy.negative(a, out=a)
     with numpy.errstate(over="ignore"):
-        r = numpy.exp(r, out=r if numpy.ndim(r) else None)
-    r += 1.0
-    return numpy.divide(1.0, r, out=r if numpy.ndim(r) else None)
+        numpy.exp(a, out=a)
+    a += 1.0
+    return numpy.divide(1.0, a, out=a)
+
+
+def _tanh_(a):
+    """tanh in place on a float64 array (returned): tanh(z) = 1 − 2 / (exp(2z) + 1) in NumPy."""
+    import numpy
+
+    if _vectorised(a) and a.flags.writeable:
+        return _kernels.tanh(a)
+    numpy.multiply(a, 2.0, out=a)
+    with numpy.errstate(over="ignore"):
+        numpy.exp(a, out=a)
+    a += 1.0
+    numpy.divide(2.0, a, out=a)
+    return numpy.subtract(1.0, a, out=a)
+
+
+def _sigmoid(z, out=None):
+    """σ(z) = 1 / (1 + exp(−z)), into ``out`` (a new array when None)."""
+    import numpy
+
+    if out is None and numpy.ndim(z) == 0:
+        with numpy.errstate(over="ignore"):
+            return 1.0 / (1.0 + numpy.exp(-z))
+    out = numpy.empty(numpy.shape(z)) if out is None else out
+    if _vectorised(z, out) and out.flags.writeable:
+        return _kernels.sigmoid(z, out)
+    numpy.copyto(out, z)
+    return _sigmoid_(out)
 
 
 def _tanh(z, out=None):
-    """tanh(z) = 1 − 2 / (exp(2z) + 1)."""
+    """tanh(z), into ``out`` (a new array when None)."""
     import numpy
 
-    r = numpy.multiply(z, 2.0, out=out)
-    with numpy.errstate(over="ignore"):
-        r = numpy.exp(r, out=r if numpy.ndim(r) else None)
-    r += 1.0
-    if numpy.ndim(r) == 0:
-        return 1.0 - 2.0 / r
-    numpy.divide(2.0, r, out=r)
-    return numpy.subtract(1.0, r, out=r)
+    if out is None and numpy.ndim(z) == 0:
+        return numpy.tanh(z)
+    out = numpy.empty(numpy.shape(z)) if out is None else out
+    if _vectorised(z, out) and out.flags.writeable:
+        return _kernels.tanh(z, out)
+    numpy.copyto(out, z)
+    return _tanh_(out)
 
 
 def _log_softmax(z):
@@ -136,4 +200,4 @@ def _softmax(z):
     return numpy.exp(_log_softmax(z))
 
 
-RUNTIME = {"_sigmoid": _sigmoid, "_tanh": _tanh, "_mm": _mm, "_softmax": _softmax, "_log_softmax": _log_softmax}
+RUNTIME = {"_sigmoid": _sigmoid, "_tanh": _tanh, "_sigmoid_": _sigmoid_, "_tanh_": _tanh_, "_mm": _mm, "_softmax": _softmax, "_log_softmax": _log_softmax}

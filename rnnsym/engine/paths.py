@@ -5,6 +5,7 @@ refused past a limit, pointing at the recursive view, which is always linear.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import sympy as sp
@@ -122,6 +123,7 @@ def path_term(graph: Graph, path: tuple[str, ...], local=local_partial, prefixes
     return PathTerm(path, factors, product, value, zero_because)
 
 
+@functools.lru_cache(maxsize=4096)  # the same local factors come back in path after path
 def _has_denominator(expr: sp.Expr) -> bool:
     return sp.denom(sp.together(expr)) != 1
 

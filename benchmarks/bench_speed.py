@@ -117,6 +117,9 @@ def run_case(name: str, quick: bool) -> dict:
     result["ours_s"] = best(lambda: f.value_and_grad(params, x, y), repeat)
     loss, _ = f.value_and_grad(params, x, y)
     result["peak_mb"] = peak_mb()
+    from rnnsym.numeric.printer import kernels_in_use
+
+    result["activations"] = kernels_in_use()  # the C extension, or NumPy where it is not built
     import handwritten
 
     if kind == "elman":
@@ -199,7 +202,7 @@ def in_subprocess(args: list[str]) -> dict:
 
 
 def table(results: dict, quick: bool) -> list[tuple[str, str, str]]:
-    rows = []
+    rows = [("σ and tanh in the compiled code", results["lstm32"]["activations"], "")]
     seed = results["seed4"]
     rows.append(("seed network, T = 4: derive all 11 + compile", f"{seed['derive_compile_s']:.3f} s",
                  _target(seed["derive_compile_s"] < 0.5, "< 0.5 s", quick)))

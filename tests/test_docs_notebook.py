@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extra: pip install '.[test]'")
-nbclient = pytest.importorskip("nbclient", reason="nbclient is in the test extra: pip install '.[test]'")
-pytest.importorskip("ipykernel", reason="ipykernel is in the test extra: pip install '.[test]'")
+nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extra: pip install -e '.[test]'")
+nbclient = pytest.importorskip("nbclient", reason="nbclient is in the test extra: pip install -e '.[test]'")
+pytest.importorskip("ipykernel", reason="ipykernel is in the test extra: pip install -e '.[test]'")
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "example.ipynb"
 

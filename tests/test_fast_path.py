@@ -211,3 +211,32 @@ def test_truncated_lstm_through_the_gate_block_matches_the_unrolled_form(truncat
     lb, gb = net.compile(form="unrolled").value_and_grad(params, x, y)
     assert la == pytest.approx(lb, rel=1e-13)
     assert all(np.allclose(ga[k], gb[k], rtol=1e-11, atol=1e-15) for k in net.param_names)
+
+
+def _agree(net, seed=0):
+    params, x, y = random_point(net, batch=4, seed=seed)
+    la, ga = net.compile(form="loop").value_and_grad(params, x, y)
+    lb, gb = net.compile(form="unrolled").value_and_grad(params, x, y)
+    assert la == pytest.approx(lb, rel=1e-13)
+    assert all(np.allclose(ga[k], gb[k], rtol=1e-11, atol=1e-15) for k in net.param_names)
+
+
+def test_a_state_of_the_gate_form_is_not_taken_for_a_gate():
+    # h' = σ(A·x + U·h + b1) is a state (T + 1 rows of storage), not a gate of the block.
+    h, c, x, g = sp.symbols("h c x g")
+    A, B, U, V, b1, b2 = sp.symbols("A B U V b1 b2")
+    cell = rs.Cell(state=(h, c), input=x, params=[A, B, U, V, b1, b2],
+                   gates={g: sp.tanh(rs.matvec(B, x) + rs.matvec(V, h) + b2)},
+                   update=(rs.functions.sigmoid(rs.matvec(A, x) + rs.matvec(U, h) + b1), g * c + 1),
+                   shapes={h: 2, c: 2, x: 3, A: (2, 3), B: (2, 3), U: (2, 2), V: (2, 2), b1: 2, b2: 2})
+    _agree(rs.unroll(cell, steps=4))
+
+
+def test_weights_that_multiply_a_gate_of_the_same_step_are_not_stacked():
+    # Stacking computes its product at the top of the step, before the gate a exists.
+    h, x, a = sp.symbols("h x a")
+    U, V, W = sp.symbols("U V W")
+    cell = rs.Cell(state=h, input=x, params=[U, V, W], gates={a: sp.tanh(rs.matvec(U, h) + x)},
+                   update=sp.tanh(rs.matvec(V, a)) + rs.functions.sigmoid(rs.matvec(W, a)),
+                   shapes={h: 2, x: 2, a: 2, U: (2, 2), V: (2, 2), W: (2, 2)})
+    _agree(rs.unroll(cell, steps=3))

@@ -120,7 +120,7 @@ class _LoopWriter:
             self.body.append(f"        {names[graph[name].symbol]} = {self.at(name, 't')}")
         self._hoist()
         self._stack_weights()
-        self.block = _gate_block(graph, self.step, self.step_exprs, self.stacks, self.slices, dict(self.hoisted),
+        self.block = _gate_block(graph, self.rec, self.step, self.step_exprs, self.stacks, self.slices, dict(self.hoisted),
                                  graph[x1].symbol, self.params)
         self._input_products()
         if not any(graph[x1].symbol in e.free_symbols for e in self.step_exprs.values()):
@@ -172,7 +172,7 @@ class _LoopWriter:
                     groups[vector].append(matrix)
         self.stacks: dict[sp.Symbol, tuple[str, dict]] = {}  # vector -> (stacked name, {matrix: slice})
         for vector, matrices in groups.items():
-            if len(matrices) < 2:
+            if len(matrices) < 2 or vector.name not in self.prev:  # a node of this step is not known yet
                 continue
             stacked_name = f"_W{len(self.stacks)}"
             rows, start = {}, 0
@@ -283,7 +283,7 @@ class _LoopWriter:
                     value = value.xreplace({f: symbol})
             value = value.xreplace(self.per_t)
             code = em.code(value)
-            if code.startswith(("_tanh(", "_sigmoid(")) and code.endswith(")"):
+            if value.func in (sigmoid, sp.tanh):  # one call (not, say, σ(a) + tanh(b))
                 # Written straight into the step's buffer, its argument too when it is a sum of two:
                 # no temporary arrays.
                 buffer = self.at(name, 't')
@@ -603,7 +603,7 @@ class _GateBlock(NamedTuple):
     hoisted: set  # the gates' hoisted sums
 
 
-def _gate_block(graph, step, step_exprs, stacks, slices, hoisted, x, params) -> _GateBlock | None:
+def _gate_block(graph, rec, step, step_exprs, stacks, slices, hoisted, x, params) -> _GateBlock | None:
     """The LSTM pattern, found in any cell: every weight of the one stack feeds exactly one gate
     σ or tanh(W_x·x + b + W_h·h), with its own input weight. Then the gates are one
     (T, batch, width) array; each step is one product [x_t, h_(t-1), 1] @ [W_x | W_h | b]ᵀ written
@@ -612,6 +612,7 @@ def _gate_block(graph, step, step_exprs, stacks, slices, hoisted, x, params) -> 
     if len(stacks) != 1 or len(graph[x.name].shape) != 1:
         return None
     vector, (_, rows) = next(iter(stacks.items()))
+    states = {rec.name(s, 1) for s in rec.states}
     parameters = {graph[p].symbol for p in params}
     gates, used = {}, set()
     for m, rng in rows.items():
@@ -620,6 +621,8 @@ def _gate_block(graph, step, step_exprs, stacks, slices, hoisted, x, params) -> 
         if len(users) != 1:
             return None
         node, e = users[0], step_exprs[users[0]]
+        if node in states:  # a new state has storage of its own (T + 1 rows), not a gate's
+            return None
         if not (e.func in (sigmoid, sp.tanh) and e.args[0].is_Add and len(e.args[0].args) == 2 and product in e.args[0].args):
             return None
         (P,) = [a for a in e.args[0].args if a != product]

@@ -125,12 +125,13 @@ def kernels_in_use() -> str:
 
 
 def _vectorised(*arrays) -> bool:
-    """Whether the C kernels take these: float64 arrays of one shape, the last axis contiguous."""
+    """Whether the C kernels take these: aligned, native float64 arrays of one shape (at most 8
+    axes), the last axis contiguous."""
     import numpy
 
     return _kernels is not None and all(
-        isinstance(a, numpy.ndarray) and a.dtype.char == "d" and (a.ndim == 0 or a.strides[-1] == 8)
-        and a.shape == arrays[0].shape for a in arrays)
+        isinstance(a, numpy.ndarray) and a.dtype == numpy.float64 and a.flags.aligned and a.ndim <= 8
+        and (a.ndim == 0 or a.strides[-1] == 8) and a.shape == arrays[0].shape for a in arrays)
 
 
 def _sigmoid_(a):

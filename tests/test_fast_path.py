@@ -14,6 +14,7 @@ import sympy as sp
 import rnnsym as rs
 from rnnsym.numeric import printer
 from rnnsym.numeric.gradcheck import random_point
+from rnnsym.numeric import workspace
 from rnnsym.numeric.workspace import Workspaces
 
 kernels = printer._kernels
@@ -172,20 +173,40 @@ def test_batch_sizes_alternate_and_threads_do_not_share_buffers():
     assert not failures
 
 
-def test_workspaces_keep_the_two_latest_batch_sizes_per_thread():
+def test_workspaces_keep_the_latest_batch_size_per_thread():
     spaces = Workspaces()
     first = spaces(5)
     first.empty("a", (5, 2))
     assert spaces(5) is first and spaces.nbytes == 80
-    spaces(7), spaces(9)
-    assert spaces(5) is not first  # 5 was dropped when 9 came
+    spaces(7)
+    assert spaces(5) is not first and spaces.nbytes == 0  # a new batch size replaces the old one
     other = []
-    threading.Thread(target=lambda: other.append(spaces(5))).start()
-    while not other:
-        pass
+    thread = threading.Thread(target=lambda: other.append(spaces(5)))
+    thread.start()
+    thread.join()
     assert other[0] is not spaces(5)
     spaces.clear()
     assert spaces.nbytes == 0
+
+
+def test_a_workspace_too_large_to_keep_is_freed_after_the_call(monkeypatch):
+    net = rs.lstm(steps=6, input_size=2, hidden_size=3)
+    f = net.compile()
+    params, x, y = random_point(net, batch=50, seed=0)
+    f.value_and_grad(params, x, y)
+    kept = f.workspaces.nbytes
+    assert kept > 6 * 50 * 12 * 8  # at least the gate block
+    monkeypatch.setattr(workspace, "MAX_KEPT_BYTES", kept - 1)
+    f.loss(params, x, y)
+    assert f.workspaces.nbytes == 0
+
+
+def test_training_leaves_no_workspace_behind():
+    from rnnsym.training import train
+
+    net = rs.lstm(steps=4, input_size=2, hidden_size=2, output_activation="identity", loss="mse")
+    train(net, "adding", epochs=2, batch_size=8, size=40, seed=0)
+    assert net.compile().workspaces.nbytes == 0
 
 
 def test_long_sequences_reuse_the_input_products_memory_in_the_backward_pass():

@@ -20,9 +20,10 @@ class CompiledNetwork:
     ``(batch, T, input_size)``; ``y`` is ``(batch,)``. The loss is the batch mean and
     ``grads[name]`` has the parameter's shape.
 
-    The loop form keeps its large (T, batch, ...) arrays between calls, per thread and for the two
-    latest batch sizes (``workspaces``; ``workspaces.nbytes`` tells how much, ``workspaces.clear()``
-    frees it). What the functions return is never part of them. Safe to call from several threads.
+    The loop form keeps its large (T, batch, ...) arrays between calls, per thread and for the
+    latest batch size, up to 1 GiB (``workspaces``; ``workspaces.nbytes`` tells how much,
+    ``workspaces.clear()`` frees it). What the functions return is never part of them. Safe to
+    call from several threads.
     """
 
     def __init__(self, network, source: str, runtime: dict, truncate: int | None = None, form: str = "unrolled"):
@@ -48,6 +49,7 @@ class CompiledNetwork:
         """The network output for each example: ``(batch,)`` or ``(batch, output_size)``; with
         ``outputs="all"``, one per step: ``(batch, T)`` or ``(batch, T, output_size)``."""
         outputs = self._forward(self._x(x), *self._params(params))
+        self.workspaces.trim()
         if self.form == "unrolled" and self.network.options.get("outputs") == "all":
             return np.stack(outputs, axis=1)  # one output node per step
         return outputs[0]
@@ -55,12 +57,15 @@ class CompiledNetwork:
     def loss(self, params: Mapping, x, y) -> float:
         """The batch-mean loss."""
         x = self._x(x)
-        return float(self._loss(x, self._y(y, x), *self._params(params)))
+        value = float(self._loss(x, self._y(y, x), *self._params(params)))
+        self.workspaces.trim()
+        return value
 
     def value_and_grad(self, params: Mapping, x, y) -> tuple[float, dict[str, np.ndarray]]:
         """The batch-mean loss and its gradient with respect to every parameter."""
         x = self._x(x)
         value, grads = self._value_and_grad(x, self._y(y, x), *self._params(params))
+        self.workspaces.trim()
         return float(value), {  # copies: parameters tied in the code (b_ih, b_hh) share one array
             name: np.array(g, dtype=float).reshape(np.shape(params[name]))
             for name, g in zip(self.param_names, grads)

@@ -130,9 +130,6 @@ class _LoopWriter:
         self._step_lines()
         if self.block:
             self._block_storage()
-        self.freed = [symbol.name for symbol, _ in self.hoisted if not (self.block and symbol in self.block.hoisted)]
-        if self.freed:  # only the forward loop reads them: free them before the backward pass allocates
-            self.after.append(f"    del {', '.join(self.freed)}")
 
     def _hoist(self) -> None:
         """Terms that read only the input and parameters (W_ih·x_t + b) do not depend on the
@@ -204,6 +201,7 @@ class _LoopWriter:
                 if product.args[1] == x and product.args[0] not in x_weights:
                     x_weights.append(product.args[0])
         x_slices = {}
+        self.dead: list[tuple[str, tuple]] = []  # workspace arrays only the forward loop reads: (name, shape)
         if len(x_weights) > 1:
             start = 0
             for m in x_weights:
@@ -215,6 +213,7 @@ class _LoopWriter:
             em.names[sp.Symbol("_WX")] = "_WX"
             self.before.append(f"    _WX = numpy.concatenate([{', '.join(names[m] for m in x_weights)}])")
             self.before.append(f"    _Q = _mm(_X, _WX, out=_ws.empty('_Q', ({T}, _B, {start})))")
+            self.dead.append(("_Q", (start,)))
         x_symbol = {x: em.symbol("_X")}
         blocks_used = [a for _, v in self.hoisted for a in sp.Add.make_args(v.xreplace(x_slices)) if a in x_slices.values()]
         if block:  # one weight matrix [W_x | W_h | b] for the product with [x_t, h_(t-1), 1]
@@ -234,6 +233,7 @@ class _LoopWriter:
                 self.before.append(f"    {P} = {em.code(first)}")
             else:
                 self.before.append(f"    {P} = _ws.empty({P!r}, ({T}, _B) + {self.hoisted_shape[symbol]!r})")
+                self.dead.append((P, self.hoisted_shape[symbol]))
                 self.before.append(f"    {em.printer.product_into(first, P)}" if isinstance(first, MatVec)
                                    else f"    {P}[...] = {em.code(first)}")
             large = [a for a in terms[1:] if a.has(em.symbol("_X"), MatVec, *x_slices.values())]
@@ -515,11 +515,10 @@ class _LoopWriter:
         return body + stores + carried, allocations
 
     def _allocate_shares(self, allocations: list) -> list[str]:
-        """The (T, batch, ...) share buffers. The hoisted sums are dead once the forward loop is done:
-        a buffer of the same shape takes their memory, so a long sequence holds one array less."""
-        T, lines = self.T, []
+        """The (T, batch, ...) share buffers. The input products are dead once the forward loop is
+        done: a buffer of the same shape takes their memory, so a long sequence holds one array less."""
+        T, lines, dead = self.T, [], list(self.dead)
         allocate = "zeros" if self.k < T else "empty"  # truncated: the steps before the window stay unused
-        dead = [(symbol.name, self.hoisted_shape[symbol]) for symbol, _ in self.hoisted if symbol.name in self.freed]
         for b, shape in allocations:
             reused = next((P for P, s in dead if s == shape), None)
             if reused:

@@ -8,17 +8,17 @@ its large arrays by name and gets the same memory back on the next call, as PyTo
 allocator and cuDNN's workspaces do.
 
 Workspaces are per thread (two threads calling one compiled network never share a buffer) and
-per batch size, the two most recent kept: training alternates between its batch size, a smaller
-last batch and the validation set. Nothing a compiled function returns lies in a workspace.
+for the latest batch size only: training's many batches of one size reuse it, and an evaluation
+on a larger set replaces it rather than adding to it. A workspace over ``MAX_KEPT_BYTES`` is freed
+when the call ends. Nothing a compiled function returns lies in a workspace.
 """
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 
 import numpy as np
 
-KEPT_BATCH_SIZES = 2
+MAX_KEPT_BYTES = 1 << 30
 
 
 class Workspace:
@@ -44,31 +44,27 @@ class Workspace:
 
 
 class Workspaces:
-    """One compiled network's workspaces: per thread, for its most recent batch sizes."""
+    """One compiled network's workspaces: one per thread, for its latest batch size."""
 
     def __init__(self):
         self._local = threading.local()
 
     def __call__(self, batch: int) -> Workspace:
-        kept = self._kept()
-        if batch in kept:
-            kept.move_to_end(batch)
-        else:
-            kept[batch] = Workspace()
-            while len(kept) > KEPT_BATCH_SIZES:
-                kept.popitem(last=False)
-        return kept[batch]
+        if getattr(self._local, "batch", None) != batch:
+            self._local.batch, self._local.workspace = batch, Workspace()
+        return self._local.workspace
 
-    def _kept(self) -> OrderedDict:
-        if not hasattr(self._local, "kept"):
-            self._local.kept = OrderedDict()
-        return self._local.kept
+    def trim(self) -> None:
+        """Called when a call ends: a workspace too large to keep is freed."""
+        if self.nbytes > MAX_KEPT_BYTES:
+            self.clear()
 
     def clear(self) -> None:
         """Free this thread's buffers (they are allocated again by the next call)."""
-        self._kept().clear()
+        self._local.batch = self._local.workspace = None
 
     @property
     def nbytes(self) -> int:
-        """Bytes this thread's workspaces hold."""
-        return sum(w.nbytes for w in self._kept().values())
+        """Bytes this thread's workspace holds."""
+        workspace = getattr(self._local, "workspace", None)
+        return workspace.nbytes if workspace is not None else 0

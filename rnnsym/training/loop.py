@@ -306,6 +306,8 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
             save_checkpoint(checkpoint, _snapshot(good))
         raise TrainingInterrupted(_result(dict(good, stop_reason=f"interrupted after epoch {good['epoch']}"),
                                           checkpoint)) from None
+    finally:
+        f.workspaces.clear()  # the compiled network outlives the run: its buffers need not
 
     state["elapsed"] = time.perf_counter() - started
     if checkpoint is not None:

@@ -224,3 +224,31 @@ def test_committed_seed_site_is_up_to_date(site):
         assert old == new, f"docs/site/{name} is stale: {regenerate}"
         for a, b in zip(old_numbers, new_numbers):
             assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9), f"docs/site/{name}: {a} vs {b}: {regenerate}"
+
+
+def _crosses(points, box, samples: int = 60) -> bool:
+    """Whether the polyline runs through the inside of the box (1 px margin)."""
+    left, right = box.x - box.width / 2 + 1, box.x + box.width / 2 - 1
+    top, bottom = box.y - box.height / 2 + 1, box.y + box.height / 2 - 1
+    for (x1, y1), (x2, y2) in zip(points, points[1:]):
+        for i in range(samples + 1):
+            x, y = x1 + (x2 - x1) * i / samples, y1 + (y2 - y1) * i / samples
+            if left < x < right and top < y < bottom:
+                return True
+    return False
+
+
+@pytest.mark.parametrize("build", [lambda: rs.lstm(steps=3, hidden_size=2), lambda: rs.gru(steps=3, hidden_size=2)])
+def test_gated_cells_draw_chips_beside_their_gates_and_no_edge_through_a_node(build):
+    from rnnsym.docs.svg import _points
+
+    layout = network_layout(build().graph)
+    for key, box in layout.boxes.items():
+        if "@" in key and box.node != "b_y":  # a gate's bias: in its node's row, on its left
+            node = layout.boxes[key.split("@")[1]]
+            assert abs(box.y - node.y) < 37 and box.x < node.x - node.width / 2
+    for edge in layout.edges:
+        points = _points(layout, edge)
+        others = [b for k, b in layout.boxes.items() if k not in (edge.source, edge.target)]
+        assert not any(_crosses(points, b) for b in others if b.kind != "param"), (edge.source, edge.target)
+    assert layout.routes  # the input and the gates reach their column's far nodes round the others

@@ -4,7 +4,10 @@ The picture follows the article's figure: time runs left to right, one column pe
 nodes sit on the middle band, each step's inputs below it, bias-like parameters above it, and the
 output and the loss at the right end. A weight that multiplies one node's value (``w·x4``,
 ``w3·o3``) is written *on the edge* it scales, as the article does; any other parameter (a bias)
-is a small chip above the node it feeds, one chip per node it feeds.
+is a small chip above the node it feeds, one chip per node it feeds. Where a step has several
+hidden nodes (an LSTM's gates, cell and state), each chip sits beside its node instead, and an
+edge between two nodes of one column that would cross the nodes between them goes round them on
+a lane to the right of the column.
 
 Only the generic graph interface is read (``node.kind``, ``node.step``, ``node.expr``,
 ``graph.parents``), so any cell laid out by the engine gets a picture.
@@ -35,6 +38,8 @@ CHIP_HEIGHT = 22
 CHIP_ROW = 30
 NODE_ROW = 74
 AXIS_HEIGHT = 26
+LANE_START = 10  # lanes round a column: the first this far right of the nodes' border,
+LANE_STEP = 7  # the next ones this much further
 
 # Past this many step columns, the middle steps are elided; this many stay at each end.
 MAX_STEPS = 12
@@ -83,6 +88,8 @@ class Layout:
     gap: tuple[float, float] | None = None  # where the "…" is drawn
     _hops: dict[tuple[str, str], Edge] = field(default_factory=dict, repr=False)
     _hidden_nodes: frozenset[str] = frozenset()
+    routes: dict[tuple[str, str], tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    """Edges that go round the nodes between their ends: (source, target) -> the points drawn."""
 
     def edge_between(self, source: str, target: str) -> Edge | None:
         """The drawn edge ``source → target`` (box keys), if there is one."""
@@ -201,11 +208,17 @@ def network_layout(graph, *, max_steps: int = MAX_STEPS) -> Layout:
             hidden_nodes.add(name)
             continue
         cells.setdefault((col, band_for(name)), []).append((name, name, node.kind))
+    # Several hidden nodes in a step: a chip sits beside the hidden node it feeds, not above it.
+    stacked = any(len(items) > 1 for (c, b), items in cells.items() if b == "hidden")
+    side: dict[str, list[tuple[str, str]]] = {}  # hidden node -> [(chip key, param)]
     for param, child in chips:
         col = column_for(child)
         if col is None:
             continue
-        cells.setdefault((col, "chips"), []).append((f"{param}@{child}", param, "param"))
+        if stacked and band_for(child) == "hidden":
+            side.setdefault(child, []).append((f"{param}@{child}", param))
+        else:
+            cells.setdefault((col, "chips"), []).append((f"{param}@{child}", param, "param"))
 
     def band_height(band: str) -> float:
         rows = max((len(items) for (c, b), items in cells.items() if b == band), default=0)
@@ -218,10 +231,17 @@ def network_layout(graph, *, max_steps: int = MAX_STEPS) -> Layout:
     axis_y = y + AXIS_HEIGHT / 2
     height = y + AXIS_HEIGHT + MARGIN / 2
 
+    skips = _skip_edges(graph, cells) if stacked else {}
+    lanes = max((max(lane.values()) + 1 for lane in skips.values()), default=0)
+    chip_lane = max((_chip_width(param) for chips_of in side.values() for _, param in chips_of), default=0)
+    # Room beside each node: its chips on the left, the lanes round the column on the right.
+    half = NODE_SIZE / 2 + max(chip_lane + 16 if chip_lane else 0, LANE_START + LANE_STEP * lanes + 12 if lanes else 0)
+    column_width = max(COLUMN_WIDTH, 2 * half)
+
     def column_x(col: int) -> float:
-        x = MARGIN + col * COLUMN_WIDTH + COLUMN_WIDTH / 2
+        x = MARGIN + col * column_width + column_width / 2
         if gap_column is not None and col > gap_column:
-            x -= COLUMN_WIDTH - GAP_WIDTH
+            x -= column_width - GAP_WIDTH
         return x
 
     boxes: dict[str, Box] = {}
@@ -230,11 +250,19 @@ def network_layout(graph, *, max_steps: int = MAX_STEPS) -> Layout:
         for i, (key, node, kind) in enumerate(items):
             if band == "chips":  # chips stack upwards from the node they feed
                 i = len(items) - 1 - i
-                w, h = max(30, 9 * len(node) + 10), CHIP_HEIGHT
+                w, h = _chip_width(node), CHIP_HEIGHT
             else:
                 w = h = NODE_SIZE
             boxes[key] = Box(key, node, kind, col, column_x(col), band_top[band] + i * row + row / 2, w, h)
-    width = column_x(loss_column) + COLUMN_WIDTH / 2 + MARGIN
+    for child, chips_of in side.items():  # side chips: left of their node, spread over its row
+        node_box = boxes[child]
+        spacing = min(CHIP_HEIGHT + 4, (NODE_ROW - 8) / len(chips_of))
+        for i, (key, param) in enumerate(chips_of):
+            w = _chip_width(param)
+            y = node_box.y + (i - (len(chips_of) - 1) / 2) * spacing
+            boxes[key] = Box(key, param, "param", node_box.column, node_box.x - NODE_SIZE / 2 - 8 - w / 2, y, w,
+                             CHIP_HEIGHT)
+    width = column_x(loss_column) + column_width / 2 + MARGIN
     gap = (column_x(gap_column), band_top["hidden"] + NODE_ROW / 2) if gap_column is not None else None
 
     # Edges: every parent -> child with at least one end drawn; weights on theirs.
@@ -269,4 +297,39 @@ def network_layout(graph, *, max_steps: int = MAX_STEPS) -> Layout:
     titles[column_x(loss_column)] = "loss"
     if gap is not None:
         titles[gap[0]] = "…"
-    return Layout(width, height, boxes, edges, titles, axis_y, elided, gap, hops, frozenset(hidden_nodes))
+    routes = {}
+    for (col, band), sources in skips.items():
+        for (source, target), lane in sources.items():
+            s, t = boxes[source], boxes[target]
+            x, d = s.x + NODE_SIZE / 2 + LANE_START + LANE_STEP * lane, 1 if t.y > s.y else -1
+            routes[(source, target)] = ((s.x + s.width / 2, s.y), (x, s.y + d * 8), (x, t.y - d * 8),
+                                        (t.x + t.width / 2, t.y))
+    return Layout(width, height, boxes, edges, titles, axis_y, elided, gap, hops, frozenset(hidden_nodes), routes)
+
+
+def _chip_width(name: str) -> float:
+    return max(30, 9 * len(name) + 10)
+
+
+def _skip_edges(graph, cells) -> dict:
+    """Edges between two nodes of one column with other nodes of that column between them, and the
+    lane each goes round on: ``{(column, None): {(source, target): lane}}``, one lane per source."""
+    order = {}  # node -> (column, position from the top)
+    for band_index, band in enumerate(BANDS):
+        for (col, b), items in cells.items():
+            if b == band and band != "chips":
+                for i, (key, _, _) in enumerate(items):
+                    order[key] = (col, band_index * 1000 + i)
+    found: dict = {}
+    for child in order:
+        for parent in graph.parents(child):
+            if parent not in order or order[parent][0] != order[child][0]:
+                continue
+            col, (a, b) = order[child][0], sorted((order[parent][1], order[child][1]))
+            if any(c == col and a < position < b for c, position in order.values()):
+                found.setdefault((col, None), {}).setdefault(parent, []).append(child)
+    lanes = {}
+    for key, by_source in found.items():
+        ranked = sorted(by_source, key=lambda n: order[n][1])
+        lanes[key] = {(source, target): ranked.index(source) for source in ranked for target in by_source[source]}
+    return lanes

@@ -82,11 +82,17 @@ def _trim(x1, y1, x2, y2, w1, h1, w2, h2):
     return x1 + dx * a, y1 + dy * a, x2 - dx * b, y2 - dy * b
 
 
-def _ends(layout: Layout, edge):
+def _points(layout: Layout, edge) -> list[tuple[float, float]]:
+    """Where an edge is drawn: its route round other nodes, or the straight segment between its
+    ends cut back to the boxes' borders."""
+    route = layout.routes.get((edge.source, edge.target))
+    if route:
+        return list(route)
     (x1, y1), (x2, y2) = layout.point(edge.source), layout.point(edge.target)
     s, t = layout.boxes.get(edge.source), layout.boxes.get(edge.target)
-    return _trim(x1, y1, x2, y2, s.width if s else 20, s.height if s else 20,
-                 t.width if t else 20, t.height if t else 20)
+    x1, y1, x2, y2 = _trim(x1, y1, x2, y2, s.width if s else 20, s.height if s else 20,
+                           t.width if t else 20, t.height if t else 20)
+    return [(x1, y1), (x2, y2)]
 
 
 def _f(v: float) -> str:
@@ -124,12 +130,17 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
 
     # Base edges, each with an arrowhead at its child; dashed into the elided middle.
     for edge in layout.edges:
-        x1, y1, x2, y2 = _ends(layout, edge)
+        points = _points(layout, edge)
         dash = ' stroke-dasharray="4 4"' if edge.elided else ""
-        out.append(f'<line x1="{_f(x1)}" y1="{_f(y1)}" x2="{_f(x2)}" y2="{_f(y2)}" stroke="{_EDGE}" '
-                   f'stroke-width="1.5"{dash}/>')
+        if len(points) == 2:
+            (x1, y1), (x2, y2) = points
+            out.append(f'<line x1="{_f(x1)}" y1="{_f(y1)}" x2="{_f(x2)}" y2="{_f(y2)}" stroke="{_EDGE}" '
+                       f'stroke-width="1.5"{dash}/>')
+        else:
+            out.append(f'<polyline points="{" ".join(f"{_f(x)},{_f(y)}" for x, y in points)}" fill="none" '
+                       f'stroke="{_EDGE}" stroke-width="1.5"{dash}/>')
         if edge.target in layout.boxes:
-            out.append(_arrowhead(x1, y1, x2, y2, _EDGE))
+            out.append(_arrowhead(*points[-2], *points[-1], _EDGE))
 
     # The chain-rule paths: one lane per path, side by side where they share an edge.
     # Lanes spread over at most 16 px, so that they stay clear of the weights written beside edges.
@@ -143,14 +154,15 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
             edge = layout.hop(child, parent)
             if edge is None:
                 continue
-            x1, y1, x2, y2 = _ends(layout, edge)
-            length = math.hypot(x2 - x1, y2 - y1)
-            if length < 1:
-                continue
-            nx, ny = -(y2 - y1) / length * offset, (x2 - x1) / length * offset
-            out.append(f'<line data-path="{index + 1}" x1="{_f(x1 + nx)}" y1="{_f(y1 + ny)}" '
-                       f'x2="{_f(x2 + nx)}" y2="{_f(y2 + ny)}" stroke="{colour}" stroke-width="{lane_width:g}" '
-                       f'stroke-linecap="round" opacity="0.9"/>')
+            points = _points(layout, edge)
+            for (x1, y1), (x2, y2) in zip(points, points[1:]):
+                length = math.hypot(x2 - x1, y2 - y1)
+                if length < 1:
+                    continue
+                nx, ny = -(y2 - y1) / length * offset, (x2 - x1) / length * offset
+                out.append(f'<line data-path="{index + 1}" x1="{_f(x1 + nx)}" y1="{_f(y1 + ny)}" '
+                           f'x2="{_f(x2 + nx)}" y2="{_f(y2 + ny)}" stroke="{colour}" stroke-width="{lane_width:g}" '
+                           f'stroke-linecap="round" opacity="0.9"/>')
         last = layout.hop(path[-2], path[-1]) if len(path) > 1 else None
         if last is not None:
             target_edges[last] = index
@@ -159,7 +171,7 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
     for edge in layout.edges:
         if not edge.label:
             continue
-        x1, y1, x2, y2 = _ends(layout, edge)
+        (x1, y1), (x2, y2) = _points(layout, edge)[-2:]  # a routed edge: beside its last segment
         length = math.hypot(x2 - x1, y2 - y1) or 1
         # Beside the edge, on its left-hand side: above a rightward edge, left of an upward one.
         mx, my = (x1 + x2) / 2 + (y2 - y1) / length * 15, (y1 + y2) / 2 - (x2 - x1) / length * 15

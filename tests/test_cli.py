@@ -36,6 +36,17 @@ def test_derive_json_and_node_and_input():
     assert data["derivations"][1]["paths"] == [["L", "o4", "o3", "o2", "x2"]]
 
 
+def test_derive_json_for_vector_networks_and_past_the_path_limit():
+    # A vector network's gradient is a sum of Jacobian products; past the limit, the recursive view's.
+    for args, count in ((["W_hh", "--net", "elman", "--hidden-size", "2", "--steps", "3"], 3),
+                        (["W_ii", "--net", "lstm", "--hidden-size", "2", "--steps", "20"], 11209883884350)):
+        run = rnnsym("derive", *args, "--format", "json")
+        assert run.returncode == 0, run.stderr
+        d = json.loads(run.stdout)["derivations"][0]
+        assert d["path_count"] == count and d["expr_text"] and d["expr_latex"]
+        assert (d["paths"] is None) == (count > 2000)
+
+
 def test_derive_latex_mathml_markdown():
     latex = rnnsym("derive", "w4", "--format", "latex")
     assert latex.stdout.startswith(r"\begin{aligned}\frac{d L}{d w_{4}} &= \frac{\partial L}{\partial o_{5}}")

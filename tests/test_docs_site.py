@@ -252,3 +252,12 @@ def test_gated_cells_draw_chips_beside_their_gates_and_no_edge_through_a_node(bu
         others = [b for k, b in layout.boxes.items() if k not in (edge.source, edge.target)]
         assert not any(_crosses(points, b) for b in others if b.kind != "param"), (edge.source, edge.target)
     assert layout.routes  # the input and the gates reach their column's far nodes round the others
+
+
+def test_a_site_past_the_path_limit_draws_no_paths_and_says_how_many(tmp_path):
+    net = rs.lstm(steps=20, hidden_size=2)
+    build(net, tmp_path / "site")
+    page = (tmp_path / "site" / "W_ii.html").read_text()
+    assert "It reaches the loss along 11209883884350 paths." in page
+    assert "11209883884350 chain-rule paths: too many to draw" in page and 'data-path="' not in page
+    assert "Recursive view" in page

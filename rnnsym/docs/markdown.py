@@ -31,7 +31,7 @@ def network_document(network, derivations, report, stem: str) -> tuple[str, dict
         picture = f"{stem}-{slug(d.target, taken)}.svg"
         pictures[picture] = picture_svg(network, d)
         section = derivation_markdown(d).split("\n")
-        plural = "s" if len(d.paths) != 1 else ""
+        plural = "s" if d.path_count != 1 else ""
         section[1:1] = ["", f"![The path{plural} of dL/d{d.target}]({picture})"]
         out.append("\n".join(section))
     if report is not None:

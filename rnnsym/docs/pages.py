@@ -185,13 +185,13 @@ def index_page(network, derivations, files: dict[str, str], report, version: str
         if len(formula) <= INDEX_FORMULA_MAX:
             shown = mathml(formula)
         else:
-            shown = f'<p>the sum of {len(d.paths)} path terms: <a href="{files[name]}">see its page</a></p>'
+            shown = f'<p>the sum of {d.path_count} path terms: <a href="{files[name]}">see its page</a></p>'
         check = rows_by_name.get(name)
         cells = (f"<td>{num(check.analytic)}</td><td>{num(check.numeric)}</td>"
                  f"<td>{num(check.rel_error, '.1e')}</td><td>{_verdict(check.rel_error <= report.tolerance)}</td>"
                  if check else '<td colspan="4">not checked</td>')
         rows.append(f'<tr><th scope="row"><a href="{files[name]}">{inline_name(name)}</a>'
-                    f'<span class="role">{escape(node.role)}</span></th><td class="n">{len(d.paths)}</td>'
+                    f'<span class="role">{escape(node.role)}</span></th><td class="n">{d.path_count}</td>'
                     f'<td class="formula">{shown}</td>{cells}</tr>')
     if report:
         summary = (f"<p>Compiled gradients against central differences in float64 (five-point stencil, "
@@ -253,10 +253,10 @@ def parameter_page(network, d, report, version: str, neighbours: tuple[str | Non
         note = f'<p class="note">{escape(step.note)}</p>' if step.note else ""
         equations = "".join(_equation_block(eq) for eq in step.equations)
         steps.append(f'<li class="step"><h3>{escape(step.title)}</h3>{equations}{note}</li>')
-    plural = "s" if len(d.paths) != 1 else ""
+    plural = "s" if d.path_count != 1 else ""
     gradient = mathml(LatexStepPrinter().doprint(Total(network.loss_name, name)), "inline")
     body = f"""<h1>The gradient {gradient}</h1>
-<p class="lead">{inline_name(name)}: {escape(node.role)}. It reaches the loss along {len(d.paths)} path{plural}.</p>
+<p class="lead">{inline_name(name)}: {escape(node.role)}. It reaches the loss along {d.path_count} path{plural}.</p>
 <section class="picture"><h2>The path{plural} in the unrolled network</h2>
 <figure>{picture_svg(network, d)}</figure></section>
 <section class="derivation"><h2>Step by step</h2>
@@ -281,7 +281,7 @@ def has_path_values(d) -> bool:
     products) have no single number per path.
     """
     scalar = d.network.param_shapes.get(d.target, ()) == ()
-    return len(d.paths) > 1 and scalar and all(isinstance(t, sp.Basic) for t in d.terms)
+    return d.path_terms is not None and d.path_count > 1 and scalar and all(isinstance(t, sp.Basic) for t in d.terms)
 
 
 def check_section(d, report) -> str:

@@ -111,16 +111,19 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
     layout = network_layout(network.graph, max_steps=MAX_STEPS if max_steps is None else max_steps)
     derivation = None
     if highlight is not None:
-        derivation = highlight if hasattr(highlight, "paths") else network.derive(highlight)
-    paths = derivation.paths if derivation is not None else []
+        derivation = highlight if hasattr(highlight, "path_terms") else network.derive(highlight)
+    # Past the path view's limit there are too many paths to draw: the picture says how many.
+    too_many = derivation is not None and derivation.path_terms is None
+    paths = derivation.paths if derivation is not None and not too_many else []
     target = derivation.target if derivation is not None else None
 
-    legend_rows = min(len(paths), LEGEND_ROWS) + (1 if len(paths) > LEGEND_ROWS else 0)
+    legend_rows = min(len(paths), LEGEND_ROWS) + (1 if len(paths) > LEGEND_ROWS or too_many else 0)
     legend_height = 22 * legend_rows + (10 if legend_rows else 0)
     width, height = layout.width, layout.height + legend_height
     label = f"The unrolled network {network.name}, {network.steps} steps"
     if target is not None:
-        label += f", with the {len(paths)} chain-rule path{'s' if len(paths) != 1 else ''} of dL/d{target}"
+        count = derivation.path_count
+        label += f", with the {count} chain-rule path{'s' if count != 1 else ''} of dL/d{target}"
     title = title or label
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="rnnsym-picture" role="img" '
            f'aria-label="{escape(title)}" width="{_f(width)}" height="{_f(height)}" '
@@ -231,6 +234,10 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
     if len(paths) > LEGEND_ROWS:
         out.append(f'<text x="{MARGIN + 36}" y="{_f(y + 12)}" font-size="13" fill="{_MUTED}" '
                    f'font-family="sans-serif">… and {len(paths) - LEGEND_ROWS} more paths</text>')
+    if too_many:
+        out.append(f'<text x="{MARGIN}" y="{_f(y + 12)}" font-size="13" fill="{_MUTED}" font-family="sans-serif">'
+                   f'{derivation.path_count} chain-rule paths: too many to draw (the recursive view gives the '
+                   f'gradient)</text>')
     out.append("</svg>")
     return "\n".join(out)
 

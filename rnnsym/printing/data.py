@@ -1,20 +1,23 @@
 """Plain data (for JSON): every step with its equations in LaTeX and in text."""
 from __future__ import annotations
 
-from .latex import LatexStepPrinter, expr_latex
-from .text import TextPrinter, expr_text
+from .latex import LatexStepPrinter
+from .text import TextPrinter
 
 
 def derivation_dict(d) -> dict:
     latex, text = LatexStepPrinter(), TextPrinter()
+    total = d.expr if d.path_terms is not None else d.result  # past the limit: the recursive view's
     return {
         "target": d.target,
         "kind": d.kind,
-        "paths": [list(p) for p in d.paths],
-        "terms": [str(t) for t in d.terms],
-        "expr": str(d.expr),
-        "expr_latex": expr_latex(d.expr),
-        "expr_text": expr_text(d.expr),
+        "path_count": d.path_count,  # paths and terms are null past the path view's limit
+        "paths": None if d.path_terms is None else [list(p) for p in d.paths],
+        "terms": None if d.path_terms is None else [str(t) for t in d.terms],
+        "expr": str(total),
+        # The step printers read both SymPy expressions and the records of vector networks.
+        "expr_latex": latex.doprint(total),
+        "expr_text": text.doprint(total),
         "steps": [
             {
                 "kind": step.kind,

@@ -215,6 +215,15 @@ def test_long_sequences_reuse_the_input_products_memory_in_the_backward_pass():
 
 
 # ---- the fused gate block --------------------------------------------------------------------------------
+def _agree(net, seed=0, batch=4):
+    """The loop form (fused where it can be) against the unrolled form, value and every gradient."""
+    params, x, y = random_point(net, batch=batch, seed=seed)
+    la, ga = net.compile(form="loop").value_and_grad(params, x, y)
+    lb, gb = net.compile(form="unrolled").value_and_grad(params, x, y)
+    assert la == pytest.approx(lb, rel=1e-13)
+    assert all(np.allclose(ga[k], gb[k], rtol=1e-11, atol=1e-15) for k in net.param_names)
+
+
 def test_lstm_gates_are_one_array_and_one_product_per_step():
     source = rs.lstm(steps=4, input_size=3, hidden_size=2).compile().source
     assert "S_n_i1 = S_G[..., 0:2]" in source and "_mm(S_XH[t], _WC, out=S_G[t])" in source
@@ -231,13 +240,8 @@ def test_a_user_cell_with_the_gate_pattern_and_a_gate_without_bias():
     cell = rs.Cell(state=(h, c), input=x, params=[A, B, U, V, b], gates=gates, update=(o * sp.tanh(c), c + g),
                    shapes={h: 3, c: 3, x: 2, A: (3, 2), B: (3, 2), U: (3, 3), V: (3, 3), b: 3})
     net = rs.unroll(cell, steps=5)
-    loop = net.compile(form="loop")
-    assert "_WC = " in loop.source
-    params, x_, y = random_point(net, batch=4, seed=2)
-    la, ga = loop.value_and_grad(params, x_, y)
-    lb, gb = net.compile(form="unrolled").value_and_grad(params, x_, y)
-    assert la == pytest.approx(lb, rel=1e-13)
-    assert all(np.allclose(ga[k], gb[k], rtol=1e-11, atol=1e-15) for k in net.param_names)
+    assert "_WC = " in net.compile(form="loop").source
+    _agree(net, seed=2)
     assert rs.gradcheck(net, seed=2).ok
 
 
@@ -250,20 +254,7 @@ def test_cells_without_the_pattern_take_the_general_path():
 
 @pytest.mark.parametrize("truncate", [1, 3])
 def test_truncated_lstm_through_the_gate_block_matches_the_unrolled_form(truncate):
-    net = rs.lstm(steps=6, input_size=2, hidden_size=3, truncate=truncate)
-    params, x, y = random_point(net, batch=5, seed=truncate)
-    la, ga = net.compile(form="loop").value_and_grad(params, x, y)
-    lb, gb = net.compile(form="unrolled").value_and_grad(params, x, y)
-    assert la == pytest.approx(lb, rel=1e-13)
-    assert all(np.allclose(ga[k], gb[k], rtol=1e-11, atol=1e-15) for k in net.param_names)
-
-
-def _agree(net, seed=0):
-    params, x, y = random_point(net, batch=4, seed=seed)
-    la, ga = net.compile(form="loop").value_and_grad(params, x, y)
-    lb, gb = net.compile(form="unrolled").value_and_grad(params, x, y)
-    assert la == pytest.approx(lb, rel=1e-13)
-    assert all(np.allclose(ga[k], gb[k], rtol=1e-11, atol=1e-15) for k in net.param_names)
+    _agree(rs.lstm(steps=6, input_size=2, hidden_size=3, truncate=truncate), seed=truncate, batch=5)
 
 
 def test_a_state_of_the_gate_form_is_not_taken_for_a_gate():

@@ -134,12 +134,10 @@ def _vectorised(*arrays) -> bool:
         and (a.ndim == 0 or a.strides[-1] == 8) and a.shape == arrays[0].shape for a in arrays)
 
 
-def _sigmoid_(a):
-    """σ in place on a float64 array (returned); exp overflowing to inf gives exactly 0."""
+def _numpy_sigmoid(a):
+    """σ in place in NumPy: 1 / (1 + exp(−a)); exp overflowing to inf gives exactly 0."""
     import numpy
 
-    if _vectorised(a) and a.flags.writeable:
-        return _kernels.sigmoid(a)
     numpy.negative(a, out=a)
     with numpy.errstate(over="ignore"):
         numpy.exp(a, out=a)
@@ -147,18 +145,38 @@ def _sigmoid_(a):
     return numpy.divide(1.0, a, out=a)
 
 
-def _tanh_(a):
-    """tanh in place on a float64 array (returned): tanh(z) = 1 − 2 / (exp(2z) + 1) in NumPy."""
+def _numpy_tanh(a):
+    """tanh in place in NumPy: 1 − 2 / (exp(2a) + 1)."""
     import numpy
 
-    if _vectorised(a) and a.flags.writeable:
-        return _kernels.tanh(a)
     numpy.multiply(a, 2.0, out=a)
     with numpy.errstate(over="ignore"):
         numpy.exp(a, out=a)
     a += 1.0
     numpy.divide(2.0, a, out=a)
     return numpy.subtract(1.0, a, out=a)
+
+
+def _activation(kernel: str, in_numpy, z, out):
+    """The activation of ``z`` into ``out`` (``out is z``: in place) by the C kernel where it takes
+    these arrays, else by NumPy."""
+    import numpy
+
+    if _vectorised(z, out) and out.flags.writeable:
+        return getattr(_kernels, kernel)(z, out)
+    if out is not z:
+        numpy.copyto(out, z)
+    return in_numpy(out)
+
+
+def _sigmoid_(a):
+    """σ in place on a float64 array (returned)."""
+    return _activation("sigmoid", _numpy_sigmoid, a, a)
+
+
+def _tanh_(a):
+    """tanh in place on a float64 array (returned)."""
+    return _activation("tanh", _numpy_tanh, a, a)
 
 
 def _sigmoid(z, out=None):
@@ -168,11 +186,7 @@ def _sigmoid(z, out=None):
     if out is None and numpy.ndim(z) == 0:
         with numpy.errstate(over="ignore"):
             return 1.0 / (1.0 + numpy.exp(-z))
-    out = numpy.empty(numpy.shape(z)) if out is None else out
-    if _vectorised(z, out) and out.flags.writeable:
-        return _kernels.sigmoid(z, out)
-    numpy.copyto(out, z)
-    return _sigmoid_(out)
+    return _activation("sigmoid", _numpy_sigmoid, z, numpy.empty(numpy.shape(z)) if out is None else out)
 
 
 def _tanh(z, out=None):
@@ -181,11 +195,7 @@ def _tanh(z, out=None):
 
     if out is None and numpy.ndim(z) == 0:
         return numpy.tanh(z)
-    out = numpy.empty(numpy.shape(z)) if out is None else out
-    if _vectorised(z, out) and out.flags.writeable:
-        return _kernels.tanh(z, out)
-    numpy.copyto(out, z)
-    return _tanh_(out)
+    return _activation("tanh", _numpy_tanh, z, numpy.empty(numpy.shape(z)) if out is None else out)
 
 
 def _log_softmax(z):

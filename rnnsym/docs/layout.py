@@ -298,8 +298,8 @@ def network_layout(graph, *, max_steps: int = MAX_STEPS) -> Layout:
     if gap is not None:
         titles[gap[0]] = "…"
     routes = {}
-    for (col, band), sources in skips.items():
-        for (source, target), lane in sources.items():
+    for lanes_of in skips.values():
+        for (source, target), lane in lanes_of.items():
             s, t = boxes[source], boxes[target]
             x, d = s.x + NODE_SIZE / 2 + LANE_START + LANE_STEP * lane, 1 if t.y > s.y else -1
             routes[(source, target)] = ((s.x + s.width / 2, s.y), (x, s.y + d * 8), (x, t.y - d * 8),
@@ -313,7 +313,7 @@ def _chip_width(name: str) -> float:
 
 def _skip_edges(graph, cells) -> dict:
     """Edges between two nodes of one column with other nodes of that column between them, and the
-    lane each goes round on: ``{(column, None): {(source, target): lane}}``, one lane per source."""
+    lane each goes round on: ``{column: {(source, target): lane}}``, one lane per source."""
     order = {}  # node -> (column, position from the top)
     for band_index, band in enumerate(BANDS):
         for (col, b), items in cells.items():
@@ -327,9 +327,9 @@ def _skip_edges(graph, cells) -> dict:
                 continue
             col, (a, b) = order[child][0], sorted((order[parent][1], order[child][1]))
             if any(c == col and a < position < b for c, position in order.values()):
-                found.setdefault((col, None), {}).setdefault(parent, []).append(child)
+                found.setdefault(col, {}).setdefault(parent, []).append(child)
     lanes = {}
-    for key, by_source in found.items():
+    for col, by_source in found.items():
         ranked = sorted(by_source, key=lambda n: order[n][1])
-        lanes[key] = {(source, target): ranked.index(source) for source in ranked for target in by_source[source]}
+        lanes[col] = {(source, target): ranked.index(source) for source in ranked for target in by_source[source]}
     return lanes

@@ -132,8 +132,9 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
            f'<rect width="{_f(width)}" height="{_f(height)}" fill="#ffffff"/>']
 
     # Base edges, each with an arrowhead at its child; dashed into the elided middle.
+    drawn = {edge: _points(layout, edge) for edge in layout.edges}
     for edge in layout.edges:
-        points = _points(layout, edge)
+        points = drawn[edge]
         dash = ' stroke-dasharray="4 4"' if edge.elided else ""
         if len(points) == 2:
             (x1, y1), (x2, y2) = points
@@ -157,7 +158,7 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
             edge = layout.hop(child, parent)
             if edge is None:
                 continue
-            points = _points(layout, edge)
+            points = drawn[edge]
             for (x1, y1), (x2, y2) in zip(points, points[1:]):
                 length = math.hypot(x2 - x1, y2 - y1)
                 if length < 1:
@@ -174,7 +175,7 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
     for edge in layout.edges:
         if not edge.label:
             continue
-        (x1, y1), (x2, y2) = _points(layout, edge)[-2:]  # a routed edge: beside its last segment
+        (x1, y1), (x2, y2) = drawn[edge][-2:]  # a routed edge: beside its last segment
         length = math.hypot(x2 - x1, y2 - y1) or 1
         # Beside the edge, on its left-hand side: above a rightward edge, left of an upward one.
         mx, my = (x1 + x2) / 2 + (y2 - y1) / length * 15, (y1 + y2) / 2 - (x2 - x1) / length * 15

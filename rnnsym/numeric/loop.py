@@ -213,7 +213,6 @@ class _LoopWriter:
                 em.names[symbol] = symbol.name
                 x_slices[MatVec(m, x)] = symbol
                 start += n
-            em.names[sp.Symbol("_WX")] = "_WX"
             self.before.append(f"    _WX = numpy.concatenate([{', '.join(names[m] for m in x_weights)}])")
             self.before.append(f"    _Q = _mm(_X, _WX, out=_ws.empty('_Q', ({T}, _B, {start})))")
             self.dead.append(("_Q", (start,)))

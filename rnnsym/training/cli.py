@@ -2,7 +2,7 @@
 
 Bad input (a non-positive learning rate, NaN in a data file, a missing column, labels outside
 {0, 1} for BCE) is reported on one line with exit status 2 before training starts. A run whose
-loss diverges stops with a one-line reason and exit status 1, keeping the last good parameters;
+loss diverges stops with a one-line reason and exit status 2, keeping the last good parameters;
 Ctrl-C saves a checkpoint and exits with status 130; ``--resume DIR`` continues it.
 """
 from __future__ import annotations
@@ -115,14 +115,16 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
 
     from tqdm import tqdm
 
-    bar = tqdm(total=settings["epochs"], initial=start_epoch, unit="epoch", disable=quiet, file=sys.stderr,
+    # Only on a terminal: a log file or a pipe would collect every redraw of the bar.
+    bar = tqdm(total=settings["epochs"], initial=start_epoch, unit="epoch", disable=quiet or not sys.stderr.isatty(),
+               file=sys.stderr,
                dynamic_ncols=True, leave=False)
 
     def on_epoch(row):
         bar.update(1)
-        shown = {"loss": f"{row['train_loss']:.4f}"}
+        shown = {"loss": f"{row['train_loss']:.4g}"}
         if row.get("val_loss") is not None:
-            shown["val_loss"] = f"{row['val_loss']:.4f}"
+            shown["val_loss"] = f"{row['val_loss']:.4g}"
         if row.get("val_accuracy") is not None:
             shown["val_acc"] = f"{row['val_accuracy']:.1%}"
         bar.set_postfix(shown, refresh=False)
@@ -148,7 +150,7 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
         click.echo("wrote " + ", ".join(str(p) for p in [*written, ckpt]))
     if result.diverged:
         click.echo(f"rnnsym: training stopped: {result.stop_reason}", err=True)
-        sys.exit(1)
+        sys.exit(2)
 
 
 def _positive(flag: str, value: int) -> int:

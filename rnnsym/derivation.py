@@ -281,8 +281,10 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
         components = component_view(network, recursive)
         recursive_step = (recursive_step, Step(
             "components", "The same, component by component", components,
-            note="i indexes the components of the node receiving the gradient's source, j those of "
-                 "the node receiving it; Σ_i sums over the rows of W.",
+            note="j indexes the components of the node on the left, whose gradient is computed; i those "
+                 "of the later node it feeds, whose δ is carried back, and Σ_i sums over them (the rows "
+                 "of W). In dL/dW[i, j], i is W's row (a component of the node W feeds) and j its column "
+                 "(a component of the vector W multiplies).",
         ))
     else:
         recursive_step = (recursive_step,)

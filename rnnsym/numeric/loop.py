@@ -358,7 +358,7 @@ class _LoopWriter:
         """The seeds at the output, the loop from the last step back (truncated BPTT stops after k
         steps), then the reductions of the stored parameter shares."""
         graph, em, rec, T = self.graph, self.em, self.rec, self.T
-        self.needs = _nodes_needing_adjoints(graph)
+        self.needs = self._template_needs()
         self.grads: dict[str, list[str]] = {p: [] for p in self.params}
         self.counter = itertools.count()
         self.deferred: list = []  # (parameter, share name, Jacobian term, leaf): reduced after the loop
@@ -397,6 +397,16 @@ class _LoopWriter:
                         else f"        {g_carry[s]} = numpy.zeros((_B,) + {shape!r})")
         backward += self._allocate_shares(allocations)
         return backward + loop + self._reductions()
+
+    def _template_needs(self) -> set[str]:
+        """The nodes that need an adjoint, with every template node of the step that needs one at
+        *some* step. Step 1 alone is not enough: there the previous states are the constant initial
+        ones, so a parameter-free gate g = tanh(h) looks constant at step 1 and only at step 2 lies
+        between a parameter and the loss."""
+        graph = self.graph
+        needs = _nodes_needing_adjoints(graph)
+        bases = {graph[n].base for n in needs if graph[n].base is not None}
+        return needs | {n for n in self.step if graph[n].base in bases}
 
     def _param_share(self, p: str, term, factor, lines: list, t: str | None) -> None:
         """A parameter's share: inside the loop it is stored per step, reduced after the loop."""

@@ -145,3 +145,58 @@ def test_a_user_cell_from_a_python_file(tmp_path):
     assert run.returncode == 2 and "'nothing' in" in run.stderr and "is not an rnnsym.Cell" in run.stderr
     run = rnnsym("check", "--cell", "missing.py:cell")
     assert run.returncode == 2 and "--cell file 'missing.py' does not exist" in run.stderr
+
+
+ESCAPING_CELLS = (
+    "import sympy as sp\nimport rnnsym as rs\n"
+    "h, x, a, u = sp.symbols('h x a u')\n"
+    "ESC = rs.Cell(state=h, input=x, params=[a, u], update=sp.tanh(a * x + u * h), name='../../escape')\n"
+    "EMPTY = rs.Cell(state=h, input=x, params=[a, u], update=sp.tanh(a * x + u * h), name='')\n")
+
+
+@pytest.mark.parametrize("cell, stem", [("ESC", "escape-T2"), ("EMPTY", "network-T2")])
+def test_a_network_name_never_becomes_a_path(tmp_path, cell, stem):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    (work / "esc.py").write_text(ESCAPING_CELLS)
+    run = rnnsym("docs", "--cell", f"esc.py:{cell}", "--format", "markdown", "--out", "md", "-T", "2", "--no-check",
+                 cwd=work)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"wrote {work / 'md' / stem}.md\n"
+    everything = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert [p for p in everything if not p.startswith("a/b/md/") and p not in ("a", "a/b", "a/b/md", "a/b/esc.py")] == []
+    assert sorted(p.name for p in (work / "md").iterdir()) == [
+        ".rnnsym-site", f"{stem}-W_hy.svg", f"{stem}-a.svg", f"{stem}-b_y.svg", f"{stem}-u.svg", f"{stem}.md",
+        f"{stem}.svg"]
+
+
+def test_rebuilding_a_site_keeps_the_files_rnnsym_did_not_write(tmp_path):
+    site = tmp_path / "site"
+    build = ["docs", "--format", "markdown", "--no-check", "--out", str(site)]
+    assert rnnsym(*build, "-T", "2").returncode == 0
+    (site / "notes.txt").write_text("my notes")
+    (site / ".git").mkdir()
+    (site / ".git" / "HEAD").write_text("ref")
+    run = rnnsym(*build, "-T", "3")
+    assert run.returncode == 0, run.stderr
+    names = sorted(p.name for p in site.iterdir())
+    assert "notes.txt" in names and (site / ".git" / "HEAD").read_text() == "ref"
+    assert "seed-T3.md" in names and "seed-T2.md" not in names  # the old site's own files are replaced
+    # A file of the user's that the new site would overwrite: refused, and nothing changes, unless --force.
+    (site / "seed-T4.md").write_text("mine")
+    run = rnnsym(*build, "-T", "4")
+    assert run.returncode == 2 and "holds 'seed-T4.md', not written by rnnsym" in run.stderr
+    assert (site / "seed-T4.md").read_text() == "mine" and (site / "seed-T3.md").exists()
+    assert rnnsym(*build, "-T", "4", "--force").returncode == 0
+    assert (site / "seed-T4.md").read_text() != "mine" and (site / "notes.txt").read_text() == "my notes"
+
+
+@pytest.mark.parametrize("option", [["--hidden-size", "3"], ["--input-size", "2"], ["--activation", "relu"],
+                                    ["--activation", "tanh"], ["--shared-bias"], ["--net", "elman"]])
+def test_a_cell_refuses_the_options_of_the_built_in_networks(tmp_path, option):
+    (tmp_path / "esc.py").write_text(ESCAPING_CELLS)
+    run = rnnsym("check", "--cell", "esc.py:ESC", *option, cwd=tmp_path)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == (f"rnnsym: error: {option[0]} does not apply to --cell: the cell defines its own update, "
+                          "sizes and biases; drop it (--steps, --output-size, --outputs, --output-activation, --loss, "
+                          "--truncate and --bidirectional do apply)\n")

@@ -1,9 +1,10 @@
-"""Atomic writes: an interrupted write leaves the previous file whole and no temporary file behind."""
+"""Writing files: atomic, never outside the folder asked for, and one clear error when it cannot be done."""
 import os
 
 import pytest
 
-from rnnsym.files import atomic_write_text
+from rnnsym.errors import RnnsymError
+from rnnsym.files import WriteError, atomic_write_text, ensure_folder, inside, safe_name
 
 
 def test_atomic_write_replaces_the_file(tmp_path):
@@ -39,3 +40,35 @@ def test_interrupt_just_after_the_rename_is_still_a_keyboard_interrupt(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         atomic_write_text(target, "new")
     assert target.read_text() == "new" and os.listdir(tmp_path) == ["a.txt"]
+
+
+def test_a_file_that_cannot_be_written_is_one_error_naming_it():
+    # /proc refuses new files even to root; the message names the path asked for, not a temporary file.
+    with pytest.raises(WriteError) as caught:
+        atomic_write_text("/proc/rnnsym-test/out.txt", "x")
+    assert str(caught.value) == "cannot write '/proc/rnnsym-test/out.txt': No such file or directory"
+    assert isinstance(caught.value, RnnsymError) and isinstance(caught.value, OSError)
+
+
+def test_ensure_folder_refuses_an_unwritable_folder_before_any_work(tmp_path):
+    assert ensure_folder(tmp_path / "a" / "b") == tmp_path / "a" / "b" and os.listdir(tmp_path / "a" / "b") == []
+    with pytest.raises(WriteError, match="cannot write '/proc/run'"):
+        ensure_folder("/proc/run")
+
+
+@pytest.mark.parametrize("name, stem", [
+    ("../../escape", "escape"), ("/etc/passwd", "etc-passwd"), ("", "network"), ("..", "network"),
+    ("ÄÖ", "network"), ("my cell v2", "my-cell-v2"), ("lstm_2-b", "lstm_2-b"), ("a\nb", "a-b"),
+])
+def test_safe_name_keeps_only_letters_digits_dash_and_underscore(name, stem):
+    assert safe_name(name) == stem
+
+
+def test_inside_refuses_a_path_that_leaves_its_folder(tmp_path):
+    assert inside(tmp_path, "a.md") == tmp_path.resolve() / "a.md"
+    for name in ("../a.md", "/tmp/a.md", "sub/../../a.md", "."):
+        with pytest.raises(RnnsymError, match="outside the output folder"):
+            inside(tmp_path, name)
+    (tmp_path / "link").symlink_to(tmp_path.parent)
+    with pytest.raises(RnnsymError, match="outside the output folder"):
+        inside(tmp_path, "link/a.md")

@@ -4,6 +4,7 @@ Bad input is reported on one line and exits with status 2, without a traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from functools import wraps
 
@@ -58,12 +59,35 @@ def network_from_options(net_name, steps, activation, output_activation, loss, s
     if cell_ref:
         from ..networks import unroll
 
+        _refuse_with_cell(net_name=net_name, activation=activation, shared_bias=shared_bias,
+                          input_size=input_size, hidden_size=hidden_size)
         given = {k: v for k, v in dict(output_size=output_size, outputs=outputs, truncate=truncate,
                                         bidirectional=bidirectional).items() if v}
         return unroll(load_cell(cell_ref), steps, output_activation=output_activation, loss=loss, **given)
     return make_network(net_name, steps, activation=activation, output_activation=output_activation, loss=loss,
                         shared_bias=shared_bias, input_size=input_size, hidden_size=hidden_size,
                         output_size=output_size, outputs=outputs, truncate=truncate, bidirectional=bidirectional)
+
+
+# Options that shape a built-in network; a --cell brings its own (its update, sizes and biases).
+_NOT_FOR_CELLS = {"net_name": "--net", "activation": "--activation", "shared_bias": "--shared-bias",
+                  "input_size": "--input-size", "hidden_size": "--hidden-size"}
+
+
+def _refuse_with_cell(**values) -> None:
+    """With ``--cell``, an option that only shapes a built-in network is an error, not ignored."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    for name, value in values.items():
+        if ctx is not None and name in ctx.params:
+            given = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        else:  # called from Python: anything but the default counts as given
+            given = value not in (None, False, "seed", "tanh")
+        if given:
+            raise RnnsymError(f"{_NOT_FOR_CELLS[name]} does not apply to --cell: the cell defines its own update, "
+                              "sizes and biases; drop it (--steps, --output-size, --outputs, --output-activation, "
+                              "--loss, --truncate and --bidirectional do apply)")
 
 
 def load_cell(ref: str):
@@ -87,16 +111,81 @@ def load_cell(ref: str):
     return cell
 
 
+# The longest error line the command line prints; longer messages are cut (a bug to fix at its source).
+MAX_MESSAGE = 400
+
+
+def one_line(message: str) -> str:
+    """``message`` as one line of at most :data:`MAX_MESSAGE` characters (after ``rnnsym: error:``)."""
+    line = " ".join(str(message).split())
+    if len(line) > MAX_MESSAGE:
+        line = line[:MAX_MESSAGE - 40].rstrip() + f" … (message cut; {len(line)} characters)"
+    return line
+
+
+def fail(message: str, status: int = 2):
+    """Print ``rnnsym: error: MESSAGE`` as one line on stderr and exit with ``status``."""
+    click.echo(f"rnnsym: error: {one_line(message)}", err=True)
+    sys.exit(status)
+
+
 def clear_errors(command):
-    """Turn RnnsymError into one line on stderr and exit status 2."""
+    """Turn RnnsymError into one line on stderr and exit status 2.
+
+    An OSError that no lower layer turned into an RnnsymError (a file that cannot be read or
+    written) is reported the same way, naming its file, rather than as a traceback.
+    """
     @wraps(command)
     def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except RnnsymError as exc:
-            click.echo(f"rnnsym: error: {exc}", err=True)
-            sys.exit(2)
+            fail(str(exc))
+        except BrokenPipeError:
+            raise  # stdout closed early (``rnnsym derive | head``): click ends quietly
+        except OSError as exc:
+            where = f"{str(exc.filename)!r}: " if exc.filename is not None else ""
+            fail(f"{where}{exc.strerror or exc}")
     return run
+
+
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class _OneLineError(click.ClickException):
+    """A usage error of click's (a bad option value, an unknown option) shown as one line."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"rnnsym: error: {one_line(self.message)}", err=True)
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    try:
+        yield
+    except (_OneLineError, _NoArgsIsHelp):
+        raise  # plain ``rnnsym``: the help text, as click shows it
+    except click.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        raise _OneLineError(exc.format_message() + hint, exc.exit_code) from None
+
+
+class OneLineGroup(click.Group):
+    """The ``rnnsym`` group: click's usage errors, in the group and in every subcommand, are one
+    line ``rnnsym: error: …`` (exit status 2) like every other error, not usage text plus an error."""
+
+    def make_context(self, *args, **kwargs):
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
 
 
 def emit(text: str, out: str | None) -> None:

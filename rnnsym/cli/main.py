@@ -10,14 +10,15 @@ import sys
 import click
 
 from ..docs.cli import docs
+from ..errors import RnnsymError
 from ..numeric.gradcheck import gradcheck
 from ..printing import FORMATS
 from ..training.cli import predict_command, train_command
-from .common import cell_options, clear_errors, emit, network_from_options, network_options
+from .common import OneLineGroup, cell_options, clear_errors, emit, network_from_options, network_options
 from .flow import flow
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rnnsym")
 def main():
     """rnnsym: backpropagation through time, derived step by step, rendered, compiled and checked."""
@@ -75,6 +76,8 @@ def derive(names, fmt, check, out, **options):
 @clear_errors
 def check(batch, seed, tolerance, fmt, **options):
     """Check the compiled gradients against central differences (exit 1 if they disagree)."""
+    if seed < 0:  # NumPy refuses a negative seed with a traceback; the same words as train's
+        raise RnnsymError(f"seed must be a non-negative integer, got {seed!r}")
     net = network_from_options(**options)
     report = gradcheck(net, batch=batch, seed=seed, tolerance=tolerance)
     if fmt == "json":

@@ -10,10 +10,10 @@ from ..cli.common import cell_options, clear_errors, network_from_options, netwo
 @network_options
 @cell_options
 @click.option("--out", "-o", type=click.Path(file_okay=False), default="site", show_default=True,
-              help="Output folder; replaced atomically if it holds an rnnsym site.")
+              help="Output folder; replaced atomically if it holds an rnnsym site (files you added are kept).")
 @click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True,
               help="html: an offline web site; markdown: one .md file with $$…$$ math, pictures beside it.")
-@click.option("--force", is_flag=True, help="Replace the output folder even if it is not an rnnsym site.")
+@click.option("--force", is_flag=True, help="Replace the output folder even if it is not an rnnsym site, and overwrite your own files in a site.")
 @click.option("--no-check", is_flag=True, help="Leave out the finite-difference gradient check.")
 @clear_errors
 def docs(out, fmt, force, no_check, **options):
@@ -21,9 +21,9 @@ def docs(out, fmt, force, no_check, **options):
 
     The site needs no script and no network: open OUT/index.html from disk.
     """
-    from .site import build
+    from .site import build, markdown_stem
 
     network = network_from_options(**options)
     folder = build(network, out, fmt=fmt, force=force, check=not no_check, progress=None)
-    entry = "index.html" if fmt == "html" else f"{network.name}-T{network.steps}.md"
+    entry = "index.html" if fmt == "html" else f"{markdown_stem(network)}.md"
     click.echo(f"wrote {folder / entry}")

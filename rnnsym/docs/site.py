@@ -3,17 +3,25 @@
 The output folder is written whole into a temporary folder beside it and then moved into place,
 so an interrupted or failed build leaves the previous site as it was. A folder is only replaced
 if it is empty or holds an rnnsym site (it has the marker file :data:`MARKER`), unless ``force``.
+The marker lists the files rnnsym wrote; anything else in a site (your own notes, a ``.git``
+folder) is carried over into the new site, and a build that would overwrite one of them is
+refused unless ``force``.
+
+File names never come from a network's name as it is: they are made with
+:func:`rnnsym.files.safe_name`, and every file is checked to land inside the folder.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from importlib.resources import files as package_files
 from pathlib import Path
 
 from ..errors import RnnsymError, choose
+from ..files import inside, safe_name, writing
 
 MARKER = ".rnnsym-site"
 FORMATS = ("html", "markdown")
@@ -35,38 +43,111 @@ def build(network, out, *, fmt: str = "html", force: bool = False, check: bool =
     """
     choose("docs format", fmt, FORMATS)
     out = Path(out).resolve()
-    _check_replaceable(out, force)
+    keep = _entries_to_keep(out, force)
     from .. import __version__
 
     writer = _write_html if fmt == "html" else _write_markdown
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        writer(network, staging, check=check, version=__version__, progress=progress)
-        marker = {"generator": "rnnsym", "version": __version__, "format": fmt,
-                  "network": network.name, "steps": network.steps, "options": network.options}
-        (staging / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        os.chmod(staging, 0o755)  # mkdtemp makes it private; a site is meant to be read
-        _replace(out, staging)
+        with writing(out):  # an error names the folder asked for, not the temporary one
+            written = writer(network, _Folder(staging), check=check, version=__version__, progress=progress)
+            _carry_over(out, staging, keep, written.names, force)
+            marker = {"generator": "rnnsym", "version": __version__, "format": fmt,
+                      "network": network.name, "steps": network.steps, "options": network.options,
+                      "files": sorted(written.names)}
+            (staging / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            os.chmod(staging, 0o755)  # mkdtemp makes it private; a site is meant to be read
+            _replace(out, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
 
 
-def _check_replaceable(out: Path, force: bool) -> None:
+def markdown_stem(network) -> str:
+    """The stem of the Markdown file and its pictures: a safe form of the network's name, and T.
+
+    >>> import rnnsym as rs
+    >>> markdown_stem(rs.seed_rnn(steps=2))
+    'seed-T2'
+    """
+    return f"{safe_name(network.name)}-T{network.steps}"
+
+
+_PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\.[a-z]+")
+
+
+class _Folder:
+    """The staging folder, writing only safe names inside it and remembering what it wrote."""
+
+    def __init__(self, path: Path):
+        self.path, self.names = path, set()
+
+    def write(self, name: str, text: str) -> None:
+        if not _PLAIN_FILE_NAME.fullmatch(name):
+            raise RnnsymError(f"refusing to write {name!r}: not a plain file name")
+        inside(self.path, name).write_text(text, encoding="utf-8")
+        self.names.add(name)
+
+
+# What sites written before the marker listed its files held: everything else in them is the user's.
+_LEGACY_SUFFIXES = (".html", ".md", ".svg")
+
+
+def _entries_to_keep(out: Path, force: bool) -> list[str]:
+    """Check that ``out`` may be replaced; return the names in it that rnnsym did not write."""
     if not out.exists():
-        return
+        return []
     if not out.is_dir():
         raise RnnsymError(f"output {str(out)!r} is a file; give a folder for the site")
     # Never, even with force: a folder holding the working directory, the home folder, or the root.
     if out == Path(out.anchor) or out == Path.home().resolve() or Path.cwd().resolve().is_relative_to(out):
         raise RnnsymError(f"refusing to replace {str(out)!r}: it holds the working directory, the home "
                           "folder or the file-system root; give a folder of its own, such as ./site")
-    if (out / MARKER).is_file() or not any(out.iterdir()) or force:
-        return
+    with writing(out):
+        entries = sorted(entry.name for entry in out.iterdir())
+    if (out / MARKER).is_file():
+        ours = _marker_files(out / MARKER)
+        if ours is None:
+            return [n for n in entries if n != MARKER and n != "style.css" and not n.endswith(_LEGACY_SUFFIXES)]
+        return [n for n in entries if n != MARKER and n not in ours]
+    if not entries or force:
+        return []
     raise RnnsymError(f"output folder {str(out)!r} exists and is not an rnnsym site (no {MARKER} file); "
                       "choose another folder, or use --force (force=True) to replace it")
+
+
+def _marker_files(marker: Path) -> set[str] | None:
+    """The files an rnnsym site's marker says rnnsym wrote; None for a marker that does not say."""
+    try:
+        files = json.loads(marker.read_text(encoding="utf-8")).get("files")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return set(files)
+
+
+def _carry_over(out: Path, staging: Path, keep: list[str], written: set[str], force: bool) -> None:
+    """Copy the user's own files from the old site into the new one (copies: the old site stays
+    whole until the new one is in place)."""
+    clashes = [name for name in keep if name in written or name == MARKER]
+    if clashes and not force:
+        more = f" and {len(clashes) - 1} more" if len(clashes) > 1 else ""
+        raise RnnsymError(f"output folder {str(out)!r} holds {clashes[0]!r}{more}, not written by rnnsym, which the "
+                          "new site would overwrite; move it, or use --force (force=True) to overwrite it")
+    for name in keep:
+        if name in clashes:
+            continue
+        source, target = out / name, staging / name
+        if source.is_symlink():
+            os.symlink(os.readlink(source), target)
+        elif source.is_dir():
+            shutil.copytree(source, target, symlinks=True)
+        else:
+            shutil.copy2(source, target)
 
 
 def _replace(out: Path, staging: Path) -> None:
@@ -101,7 +182,7 @@ def _report(network, check: bool):
     return gradcheck(network)
 
 
-def _write_html(network, folder: Path, *, check: bool, version: str, progress) -> None:
+def _write_html(network, folder: _Folder, *, check: bool, version: str, progress) -> _Folder:
     from .pages import flow_page, index_page, parameter_page, slug
 
     derivations = _derivations(network, progress)
@@ -111,22 +192,22 @@ def _write_html(network, folder: Path, *, check: bool, version: str, progress) -
     names = [d.target for d in derivations]
     for i, d in enumerate(derivations):
         neighbours = (names[i - 1] if i else None, names[i + 1] if i + 1 < len(names) else None)
-        html = parameter_page(network, d, report, version, neighbours, files)
-        (folder / files[d.target]).write_text(html, encoding="utf-8")
-    (folder / "index.html").write_text(index_page(network, derivations, files, report, version), encoding="utf-8")
+        folder.write(files[d.target], parameter_page(network, d, report, version, neighbours, files))
+    folder.write("index.html", index_page(network, derivations, files, report, version))
     if network.steps > 1:
-        (folder / "flow.html").write_text(flow_page(network, version), encoding="utf-8")
-    css = package_files("rnnsym.docs").joinpath("style.css").read_text(encoding="utf-8")
-    (folder / "style.css").write_text(css, encoding="utf-8")
+        folder.write("flow.html", flow_page(network, version))
+    folder.write("style.css", package_files("rnnsym.docs").joinpath("style.css").read_text(encoding="utf-8"))
+    return folder
 
 
-def _write_markdown(network, folder: Path, *, check: bool, version: str, progress) -> None:
+def _write_markdown(network, folder: _Folder, *, check: bool, version: str, progress) -> _Folder:
     from .markdown import network_document
 
     derivations = _derivations(network, progress)
     report = _report(network, check)
-    stem = f"{network.name}-T{network.steps}"
+    stem = markdown_stem(network)
     text, pictures = network_document(network, derivations, report, stem)
     for name, svg in pictures.items():
-        (folder / name).write_text(svg + "\n", encoding="utf-8")
-    (folder / f"{stem}.md").write_text(text, encoding="utf-8")
+        folder.write(name, svg + "\n")
+    folder.write(f"{stem}.md", text)
+    return folder

@@ -277,15 +277,29 @@ def test_sine_trains_with_a_loss_at_every_step():
 
 
 def test_divergence_stops_and_keeps_the_last_good_parameters():
+    # Full-batch sgd a little past stability: the loss climbs by about ten times an epoch and would
+    # stay finite (1e77 after 60 epochs); the run stops once it is a thousand times its start.
     net = rs.seed_rnn(steps=4, output_activation="identity", loss="mse")
-    result = rs.train(net, "sentiment", lr=100.0, epochs=60, size=100)
-    assert result.diverged and result.epoch < 60
+    settings = dict(lr=1.0, batch_size=100, size=100)
+    result = rs.train(net, "sentiment", epochs=60, **settings)
+    assert result.diverged and 1 <= result.epoch < 60
     assert f"at epoch {result.epoch + 1}" in result.stop_reason
     assert f"kept the parameters of epoch {result.epoch}" in result.stop_reason
+    assert "over 1000 times its start" in result.stop_reason
     assert all(np.isfinite(v).all() for v in result.params.values())
-    shorter = rs.train(net, "sentiment", lr=100.0, epochs=result.epoch, size=100)
+    assert max(result.history["train_loss"]) <= 1000 * result.history["train_loss"][0]
+    shorter = rs.train(net, "sentiment", epochs=result.epoch, **settings)
     assert all(np.array_equal(result.params[n], shorter.params[n]) for n in net.param_names)
     assert result.history == shorter.history
+
+
+def test_an_infinite_loss_in_the_first_epoch_keeps_the_initial_parameters():
+    net = rs.seed_rnn(steps=4, output_activation="identity", loss="mse")
+    result = rs.train(net, "sentiment", lr=1e200, epochs=5, size=100)
+    assert result.diverged and result.epoch == 0 and result.stopped_at == 1
+    assert "became inf at epoch 1, batch" in result.stop_reason
+    start = init_params(net, "xavier", scale=0.5, rng=np.random.default_rng([0, 0]))
+    assert all(np.array_equal(result.params[n], start[n]) for n in net.param_names)
 
 
 def test_early_stopping_returns_the_best_epoch(seed_net):

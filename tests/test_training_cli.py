@@ -94,11 +94,13 @@ def test_predict_errors_are_one_line(tmp_path):
 
 
 def test_a_diverging_run_stops_with_its_reason_and_keeps_good_parameters(tmp_path):
-    run = rnnsym("train", "--loss", "mse", "--output-activation", "identity", "--lr", "100", "--epochs", "60",
-                 "--size", "100", "--quiet", "--out", str(tmp_path))
-    assert run.returncode == 1, run.stderr
-    assert "rnnsym: training stopped: loss became inf at epoch 21; kept the parameters of epoch 20" in run.stderr
-    assert json.loads((tmp_path / "params.json").read_text())["epoch"] == 20
+    run = rnnsym("train", "--loss", "mse", "--output-activation", "identity", "--lr", "1", "--batch-size", "100",
+                 "--epochs", "60", "--size", "100", "--quiet", "--out", str(tmp_path))
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("rnnsym: training stopped: the training loss grew")
+    assert "at epoch 6; the learning rate may be too large; kept the parameters of epoch 5" in run.stderr
+    assert json.loads((tmp_path / "params.json").read_text())["epoch"] == 5
+    assert load_checkpoint(tmp_path / "checkpoint.json")["epoch"] == 5
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path):

@@ -92,6 +92,11 @@ def random_point(network, batch: int = 4, seed: int = 0):
     return params, x, y
 
 
+def _positive_finite(value) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            and bool(np.isfinite(value)) and value > 0)
+
+
 def gradcheck(network, params=None, x=None, y=None, *, batch: int = 4, seed: int = 0,
               eps: float = 1e-3, tolerance: float = 1e-6, truncate: int | None = None) -> GradcheckReport:
     """Compare ``network.compile().value_and_grad`` with central differences of the batch loss.
@@ -105,8 +110,13 @@ def gradcheck(network, params=None, x=None, y=None, *, batch: int = 4, seed: int
     >>> report.ok
     True
     """
-    if not eps > 0 or not tolerance > 0:
-        raise RnnsymError(f"eps and tolerance must be positive, got eps={eps!r}, tolerance={tolerance!r}")
+    # One message per setting, each naming its own value (``rnnsym check --tolerance nan`` must not
+    # hear about eps); NaN fails every comparison and infinity would pass any gradient, so both are refused.
+    if not _positive_finite(tolerance):
+        raise RnnsymError(f"tolerance (--tolerance: the largest relative error that passes) must be a finite "
+                          f"number > 0, got {tolerance!r}")
+    if not _positive_finite(eps):
+        raise RnnsymError(f"eps (the finite-difference step) must be a finite number > 0, got {eps!r}")
     drawn = random_point(network, batch, seed)
     params = drawn[0] if params is None else params
     x = drawn[1] if x is None else x

@@ -91,8 +91,21 @@ def as_dataset(x, y, name: str = "data") -> Dataset:
 
 
 def _numeric(what: str, value) -> np.ndarray:
+    if value is None:  # np.asarray(None, dtype=float) is NaN: say what is wrong instead
+        raise RnnsymError(f"{what} is missing (None); give an array of numbers")
     try:
-        array = np.asarray(value, dtype=float)
+        raw = np.asarray(value)
+    except (TypeError, ValueError):
+        raise RnnsymError(f"{what} must hold numbers only") from None
+    if np.iscomplexobj(raw):  # casting would drop the imaginary part with only a NumPy warning
+        raise RnnsymError(f"{what} holds complex numbers (dtype {raw.dtype}); data must be real numbers")
+    if raw.dtype == object:
+        for index, item in np.ndenumerate(raw):
+            if item is None or isinstance(item, complex):
+                raise RnnsymError(f"{what} holds {item!r} at index {tuple(int(i) for i in index)}; "
+                                  f"data must be real numbers")
+    try:
+        array = np.asarray(raw, dtype=float)
     except (TypeError, ValueError):
         raise RnnsymError(f"{what} must hold numbers only") from None
     bad = ~np.isfinite(array)
@@ -202,7 +215,8 @@ _Y_COLUMN = re.compile(r"^y(\d*)$")
 
 def _load_csv(path: Path, targets: bool) -> Dataset:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # utf-8-sig: spreadsheets save a byte-order mark, which would otherwise stick to the first column's name
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError) as exc:
         raise RnnsymError(f"{path.name}: cannot read as UTF-8 CSV ({exc})") from None

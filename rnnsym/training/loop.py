@@ -28,6 +28,13 @@ from .tasks import DEFAULT_SIZE, TASKS, make_task
 # Independent random streams of one run, all drawn from its seed: ``[seed, purpose, ...]``.
 _INIT, _SPLIT, _SHUFFLE = 0, 1, 2
 
+# A run whose training loss ends an epoch this many times above its loss at the initial parameters
+# has diverged, although the loss is still finite: with too large a learning rate the loss can climb
+# to 1e77 and stay finite for 60 epochs, or jump about near 1e5 for ever (BCE with saturated
+# outputs). An honest run's loss can rise for a while, but not a thousandfold above an untrained
+# network's.
+DIVERGENCE_FACTOR = 1000.0
+
 
 @dataclass
 class TrainResult:
@@ -58,8 +65,14 @@ class TrainResult:
         row = self.history["epoch"].index(self.best_epoch if self.config["patience"] else self.epoch)
         return {column: values[row] for column, values in self.history.items()}
 
+    @property
+    def stopped_at(self) -> int:
+        """The epoch the run stopped at: the one that diverged, else the last one completed."""
+        return self.epoch + 1 if self.diverged else self.epoch
+
     def table(self) -> str:
-        """A short plain-text summary: losses (and accuracies) on the train and validation sets."""
+        """A short plain-text summary: losses (and accuracies) on the train and validation sets,
+        then the epoch shown, of the epochs asked, and why the run stopped."""
         final = self.final
         lines = [f"{'':<12}{'train':>14}{'validation':>14}"]
         for metric in ("loss", "accuracy"):
@@ -68,11 +81,18 @@ class TrainResult:
             cells = []
             for part in ("train", "val"):
                 value = final[f"{part}_{metric}"]
-                cells.append("-" if value is None else (f"{value:.2%}" if metric == "accuracy" else f"{value:.6f}"))
+                cells.append("-" if value is None else (f"{value:.2%}" if metric == "accuracy" else format_loss(value)))
             lines.append(f"{metric:<12}{cells[0]:>14}{cells[1]:>14}")
-        lines.append(f"epoch {final['epoch']} of {self.epoch} run; {self.stop_reason}; "
-                     f"{self.elapsed:.1f} s; seed {self.config['seed']}")
+        shown = f"epoch {final['epoch']} of {self.config['epochs']}"
+        if self.stopped_at != final["epoch"]:
+            shown += f" (stopped at epoch {self.stopped_at})"
+        lines.append(f"{shown}; {self.stop_reason}; {self.elapsed:.1f} s; seed {self.config['seed']}")
         return "\n".join(lines)
+
+
+def format_loss(value: float) -> str:
+    """A loss in at most 12 characters, so tables stay aligned: 0.693147, 246775, 2.65681e+295, inf, nan."""
+    return f"{float(value):.6g}"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -206,14 +226,17 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
     - ``val_split``: the fraction held out for validation; ``patience``: stop when the validation
       loss (the training loss if there is no validation set) has not improved for that many
       epochs, and return the best epoch's parameters.
-    - A NaN or infinite loss, gradient or parameter stops the run: ``diverged`` is True,
-      ``stop_reason`` names the epoch and batch, and ``params`` are the last good epoch's.
+    - A NaN or infinite loss, gradient or parameter stops the run, and so does a training loss
+      that ends an epoch more than :data:`DIVERGENCE_FACTOR` (1000) times above its value at the
+      initial parameters: ``diverged`` is True, ``stop_reason`` names the epoch (and batch), and
+      ``params`` are the last good epoch's, as is the checkpoint.
     - ``checkpoint``: a ``.json`` or ``.npz`` path, written every ``checkpoint_every`` epochs, at
       the end, and on Ctrl-C (which then raises :class:`TrainingInterrupted`, a
       KeyboardInterrupt carrying the result so far). ``resume``: a checkpoint to continue from; the
       other settings must be the checkpoint's, except ``epochs``, and the result is the one an
       uninterrupted run would have given.
-    - ``on_epoch(row)`` is called after every epoch with that epoch's history row.
+    - ``on_epoch(row)`` is called after every epoch run (1, 2, …, not for the initial parameters'
+      row 0) with that epoch's history row.
 
     >>> import rnnsym as rs
     >>> r = rs.train(rs.seed_rnn(steps=4), "sentiment", lr=0.5, epochs=3, size=100, seed=1)
@@ -260,7 +283,8 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
             state.update(best_loss=monitored, best_epoch=row["epoch"], best_params=state["params"], bad_epochs=0)
         else:
             state["bad_epochs"] += 1
-        if on_epoch is not None:
+        # Row 0 is the starting point, not an epoch run: a progress count of epochs must not see it.
+        if on_epoch is not None and row["epoch"] > 0:
             on_epoch(row)
 
     started = time.perf_counter() - state["elapsed"]
@@ -284,9 +308,7 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
             if failure is None:
                 with np.errstate(all="ignore"):
                     row = {"epoch": epoch, **evaluate(state["params"])}
-                losses = [row["train_loss"], row["val_loss"]]
-                if not all(v is None or np.isfinite(v) for v in losses):
-                    failure = f"loss became {_first_bad(losses)} at epoch {epoch}"
+                failure = _diverged(row, state["history"]["train_loss"][0])
             if failure is not None:
                 state = dict(good, stop_reason=f"{failure}; kept the parameters of epoch {good['epoch']}",
                              diverged=True)
@@ -325,7 +347,7 @@ def _run_epoch(f, state: dict, config: dict, x, y, epoch: int) -> str | None:
             loss, grads = f.value_and_grad(state["params"], x[index], y[index])
             where = f"at epoch {epoch}, batch {batch}"
             if not np.isfinite(loss):
-                return f"loss became {loss} {where}"
+                return f"loss became {format_loss(loss)} {where}"
             if not all(np.isfinite(g).all() for g in grads.values()):
                 return f"the gradient became NaN or infinite {where}"
             grads, _ = optimizers.clip_grad_norm(grads, config["clip"])
@@ -337,8 +359,16 @@ def _run_epoch(f, state: dict, config: dict, x, y, epoch: int) -> str | None:
     return None
 
 
-def _first_bad(values) -> str:
-    return next(str(float(v)) for v in values if v is not None and not np.isfinite(v))
+def _diverged(row: dict, start: float) -> str | None:
+    """Why the epoch's losses show a diverged run (not finite, or far above the start), or None."""
+    epoch, losses = row["epoch"], [row["train_loss"], row["val_loss"]]
+    bad = [v for v in losses if v is not None and not np.isfinite(v)]
+    if bad:
+        return f"loss became {format_loss(bad[0])} at epoch {epoch}"
+    if start > 0 and row["train_loss"] > DIVERGENCE_FACTOR * start:
+        return (f"the training loss grew from {format_loss(start)} to {format_loss(row['train_loss'])} "
+                f"(over {DIVERGENCE_FACTOR:g} times its start) at epoch {epoch}; the learning rate may be too large")
+    return None
 
 
 def accuracy(outputs, y, loss: str = "bce") -> float:
@@ -379,6 +409,10 @@ def _resumed_state(resume, network: dict, config: dict, source: dict) -> dict:
                               f"a resumed run keeps its settings (only epochs may change)")
     if state["data"].get("fingerprint") != source["fingerprint"]:
         raise RnnsymError("resume: the data differs from the data the checkpoint was trained on")
+    done = state["epoch"]
+    if config["epochs"] <= done:  # nothing would run: say so rather than "finish" at once
+        raise RnnsymError(f"resume: the checkpoint has run {done} epochs already; epochs must be more than "
+                          f"{done} to go on, got {config['epochs']}")
     state["config"] = dict(saved, epochs=config["epochs"])
     # A run that finished (or was interrupted) may go on; one that stopped early or diverged stays stopped.
     if (state.get("stop_reason") or "").startswith(("finished", "interrupted")):

@@ -67,3 +67,63 @@ def test_the_issue_example_of_a_parameter_free_gate():
     X, Y = np.array([[0.5, -1.0, 2.0]]), np.array([1.0])
     _, grads = rs.unroll(cell, steps=3).compile(form="loop").value_and_grad(p, X, Y)
     assert grads["a"] == pytest.approx(-0.01944023671629532, rel=1e-12)
+
+
+# ---- names: any identifier a user picks gives the same numbers as plain names ------------------------
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+# Names the compiler itself writes, and shapes of them: the strategy leans on these.
+_GENERATED_LOOKING = ["S_XH", "_Q", "_P0", "_t0", "_t1", "_t2", "n_h1", "g_n_h1", "_c3", "_X", "_D0", "_g_n_h1",
+                      "_inv_batch", "_B", "_ws", "_W0", "_M0", "_GB", "_G0", "_F0", "S_G", "_z_out", "_loss",
+                      "_per_example", "_r0", "_s2", "_d0", "_seed_n_h1", "numpy", "t", "n_3", "n_a", "_WC", "_WX"]
+_identifier = st.one_of(st.sampled_from(_GENERATED_LOOKING),
+                        st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True))
+_X_NAMES = np.random.default_rng(3).normal(size=(3, 4)), np.array([1.0, 0.0, 1.0])
+
+
+def _named_cell(names, vector):
+    a, u, c = (sp.Symbol(n) for n in names)
+    if vector:  # a gated vector cell: stacked weights, a gate block, an input product
+        f = sp.Symbol("f")
+        cell = rs.Cell(state=h, input=x, params=[a, u, c], gates={f: sigmoid(rs.matvec(a, x) + rs.matvec(u, h) + c)},
+                       update=f * sp.tanh(rs.matvec(a, x) + rs.matvec(u, h) + c) + (1 - f) * h,
+                       shapes={h: 2, x: 2, a: (2, 2), u: (2, 2), c: 2})
+    else:
+        cell = rs.Cell(state=h, input=x, params=[a, u, c], update=sp.tanh(a * x + u * h + c) + c * h)
+    rng = np.random.default_rng(7)
+    values = {p.name: rng.uniform(-1, 1, size=cell.shapes.get(p, ())) for p in (a, u, c)}
+    return cell, [values[a.name], values[u.name], values[c.name]]
+
+
+def _gradients(names, vector, form):
+    cell, values = _named_cell(names, vector)
+    net = rs.unroll(cell, steps=4)
+    rng = np.random.default_rng(11)
+    readout = {"W_hy": rng.uniform(-1, 1, size=net.param_shapes["W_hy"]), "b_y": rng.uniform(-1, 1, size=net.param_shapes["b_y"])}
+    params = {**dict(zip(names, values)), **readout}
+    X = np.repeat(_X_NAMES[0][..., None], 2, axis=-1) if vector else _X_NAMES[0]
+    loss, grads = net.compile(form=form).value_and_grad(params, X, _X_NAMES[1])
+    return loss, [grads[n] for n in (*names, "W_hy", "b_y")]
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(names=st.lists(_identifier, min_size=3, max_size=3, unique=True), vector=st.booleans(),
+       form=st.sampled_from(["loop", "unrolled"]))
+def test_any_parameter_name_gives_the_gradients_of_plain_names(names, vector, form):
+    try:
+        _named_cell(names, vector)
+    except rs.RnnsymError as exc:  # a name the cell refuses must be refused for a stated reason
+        assert any(n in str(exc) for n in (*names, "reserved", "keyword")), str(exc)
+        return
+    want_loss, want = _gradients(["a", "u", "c"], vector, form)
+    got_loss, got = _gradients(names, vector, form)
+    assert got_loss == pytest.approx(want_loss, rel=1e-13)
+    for g_got, g_want in zip(got, want):
+        np.testing.assert_allclose(g_got, g_want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name,node", [("h1", "state h at step 1"), ("x1", "input x at step 1"),
+                                       ("x12", "input x at step 12"), ("y2", "output y at step 2")])
+def test_a_parameter_named_like_a_node_is_refused_whatever_the_steps(name, node):
+    with pytest.raises(rs.RnnsymError, match=f"clashes with the node {name} \\({node}\\)"):
+        rs.Cell(state=h, input=x, params=[a, sp.Symbol(name)], update=sp.tanh(a * x + sp.Symbol(name) * h))

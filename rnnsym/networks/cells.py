@@ -101,6 +101,7 @@ class Cell:
         for s in symbols:
             if not s.name.isidentifier():
                 raise RnnsymError(f"cell symbol name {s.name!r} must be letters, digits and underscores")
+        self._check_step_names(states)
         known = {*states, self.input, *self.params}
         for gate, expr in self.gates.items():
             self._check_expr(expr, known, f"gate {gate}")
@@ -120,6 +121,20 @@ class Cell:
             got = self._shape(expr, inferred, f"update of {state}")
             if got != inferred.get(state, ()) and got != ():
                 raise RnnsymError(f"the update of {state} has shape {got}, but {state} has shape {inferred.get(state, ())}")
+
+    def _check_step_names(self, states) -> None:
+        """A name that an unrolled node takes at some step (``h1`` for the state h, ``y2`` for the
+        output at step 2) is refused for any other symbol, whatever the number of steps, so that a
+        cell valid at T = 4 does not fail at T = 10."""
+        kinds = {**{s.name: "state" for s in states}, **{g.name: "gate" for g in self.gates},
+                 self.input.name: "input", "y": "output", "Y": "target", "L": "loss"}
+        bases = {**kinds, **{f"{b}_reverse": kind for b, kind in kinds.items()}}
+        for symbol in (*states, self.input, *self.params, *self.gates):
+            for base, kind in bases.items():
+                step = _step_of(symbol.name, base)
+                if step is not None:
+                    raise RnnsymError(f"cell symbol {symbol.name!r} clashes with the node {symbol.name} "
+                                      f"({kind} {base} at step {step}); choose another name")
 
     @staticmethod
     def _check_expr(expr, known, where: str) -> None:
@@ -157,6 +172,14 @@ class Cell:
 
 def _step_name(name: str, t: int) -> str:
     return f"{name}_{t}" if name[-1].isdigit() else f"{name}{t}"
+
+
+def _step_of(name: str, base: str) -> int | None:
+    """The step t for which ``name == _step_name(base, t)``, or None."""
+    rest = name[len(base):] if name.startswith(base) else ""
+    if base[-1].isdigit():
+        rest = rest[1:] if rest.startswith("_") else ""
+    return int(rest) if rest.isdigit() and rest.isascii() and str(int(rest)) == rest else None
 
 
 def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: str = "sigmoid",

@@ -26,7 +26,12 @@ _SAFE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
 
 
 def generated_names(graph) -> dict[sp.Symbol, str]:
-    """``o5`` → ``n_o5``; a name that is not plain letters and digits gets ``n_<index>``."""
+    """``o5`` → ``n_o5``; a name that is not plain letters and digits gets ``n_<index>``.
+
+    The two namespaces of generated source: every identifier made from a node's name starts with
+    ``n_`` (and the map is one-to-one: ``n_<letter>…`` from a name, ``n_<digits>`` from an index),
+    and nothing else the compiler writes does. So no user name can ever stand for a generated value.
+    """
     return {
         node.symbol: f"n_{node.name}" if _SAFE.fullmatch(node.name) else f"n_{i}"
         for i, node in enumerate(graph.nodes.values())
@@ -34,18 +39,26 @@ def generated_names(graph) -> dict[sp.Symbol, str]:
 
 
 class _Emitter:
-    """Prints SymPy expressions as lines of NumPy under generated names, sharing subexpressions."""
+    """Prints SymPy expressions as lines of NumPy under generated names, sharing subexpressions.
+
+    The compiler's own values (temporaries, adjoints, buffers) are ``sp.Dummy`` symbols: a Dummy
+    equals no other symbol, so a user's parameter named ``_t0`` or ``g_n_h1`` is never mistaken for
+    the compiler's value of that name, in substitutions, in ``cse`` or in the name table."""
 
     def __init__(self, graph):
         self.graph = graph
         self.names = generated_names(graph)
         self.printer = CodePrinter(self.names, {n.symbol: n.shape for n in graph.nodes.values()})
-        self._temps = (sp.Symbol(f"_t{i}") for i in itertools.count())
+        self._symbols: dict[str, sp.Dummy] = {}
+        self._temps = (self.symbol(f"_t{i}") for i in itertools.count())
 
-    def symbol(self, name: str) -> sp.Symbol:
-        s = sp.Symbol(name)
-        self.names[s] = name
-        return s
+    def symbol(self, name: str) -> sp.Dummy:
+        """The compiler's value printed as ``name`` (the same Dummy each time it is asked for)."""
+        assert not name.startswith("n_"), name  # that namespace belongs to the nodes
+        if name not in self._symbols:
+            self._symbols[name] = sp.Dummy(name)
+            self.names[self._symbols[name]] = name
+        return self._symbols[name]
 
     def code(self, expr: sp.Expr) -> str:
         return self.printer.doprint(expr)
@@ -55,8 +68,7 @@ class _Emitter:
         replacements, reduced = sp.cse([e for _, e, _ in targets], symbols=self._temps, order="none")
         out = []
         for temp, value in replacements:
-            self.names[temp] = temp.name
-            out.append(f"{indent}{temp.name} = {self.code(value)}")
+            out.append(f"{indent}{self.names[temp]} = {self.code(value)}")
         for (target, _, wrap), value in zip(targets, reduced):
             out.append(f"{indent}{target} = {wrap.format(self.code(value))}")
         return out

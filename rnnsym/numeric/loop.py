@@ -157,7 +157,7 @@ class _LoopWriter:
             return expr
 
         self.step_exprs = {name: hoist(graph[name].expr, graph[name].shape) for name in self.step}
-        self.per_t = {symbol: sp.Symbol(f"{symbol.name}[t]") for symbol, _ in self.hoisted}
+        self.per_t = {symbol: em.symbol(f"{self.names[symbol]}[t]") for symbol, _ in self.hoisted}
 
     def _stack_weights(self) -> None:
         """Weights that multiply the same vector in one step (an LSTM's W_hi, W_hf, W_hg, W_ho all
@@ -184,8 +184,7 @@ class _LoopWriter:
         self.slices = {}
         for vector, (stacked_name, rows) in self.stacks.items():
             for m, rng in rows.items():
-                symbol = sp.Symbol(f"_M{stacked_name}[..., {rng}]")
-                em.names[symbol] = f"_M{stacked_name[2:]}[..., {rng}]"
+                symbol = em.symbol(f"_M{stacked_name[2:]}[..., {rng}]")
                 self.slices[MatVec(m, vector)] = symbol
         self.step_exprs = {name: e.xreplace(self.slices) for name, e in self.step_exprs.items()}
 
@@ -209,8 +208,7 @@ class _LoopWriter:
             start = 0
             for m in x_weights:
                 n = graph[m.name].shape[0]
-                symbol = sp.Symbol(f"_Q[..., {start}:{start + n}]")
-                em.names[symbol] = symbol.name
+                symbol = em.symbol(f"_Q[..., {start}:{start + n}]")
                 x_slices[MatVec(m, x)] = symbol
                 start += n
             self.before.append(f"    _WX = numpy.concatenate([{', '.join(names[m] for m in x_weights)}])")
@@ -225,7 +223,6 @@ class _LoopWriter:
             self.before.append(f"    _WC = numpy.concatenate([numpy.concatenate([{x_block}]), {self.stacks[block.vector][0]}, "
                                f"numpy.concatenate([{biases}])[:, None]], axis=1)")
         for symbol, value in self.hoisted:
-            em.names[self.per_t[symbol]] = f"{symbol.name}[t]"
             if block and symbol in block.hoisted:
                 continue
             terms = sorted(sp.Add.make_args(value.xreplace(x_slices).xreplace(x_symbol)),
@@ -248,13 +245,12 @@ class _LoopWriter:
         """Each step's product with a stacked matrix, into a workspace buffer (a gate block's:
         [x_t, h_(t-1), 1] @ [W_x | W_h | b]ᵀ straight into the gates)."""
         for vector, (stacked_name, rows) in self.stacks.items():
-            self.em.names[sp.Symbol(stacked_name)] = stacked_name
             M, width = f"_M{stacked_name[2:]}", sum(self.graph[m.name].shape[0] for m in rows)
             if self.block and self.block.vector == vector:
                 self.body.append("        _mm(S_XH[t], _WC, out=S_G[t])")
                 continue
             self.before.append(f"    {M}_out = _ws.empty('{M}', (_B, {width}))")
-            self.body.append(f"        {M} = {self.em.printer.product_into(MatVec(sp.Symbol(stacked_name), vector), M + '_out')}")
+            self.body.append(f"        {M} = {self.em.printer.product_into(MatVec(self.em.symbol(stacked_name), vector), M + '_out')}")
 
     def _keep_functions(self) -> None:
         """A function of a node that is not itself a node (tanh(c) in an LSTM's h = o·tanh(c)) is
@@ -380,11 +376,14 @@ class _LoopWriter:
                     seed_lines.append((name, factor, wrap))
                     carry[state_of[parent]].append(name)
         backward += em.lines(seed_lines)
-        g_carry = {s: f"_g_{s}" for s in rec.states}
+        # Named after the state's node (its generated name), never after the user's name alone.
+        state_id = {s: self.names[graph[rec.name(s, 1)].symbol] for s in rec.states}
+        g_carry = {s: f"_g_{state_id[s]}" for s in rec.states}
+        self.seed_of = {s: f"_seed_{state_id[s]}" for s in rec.states}
         for s in rec.states:
             shape = graph[rec.name(s, 1)].shape
             if self.per_step:
-                backward.append(f"    _seed_{s} = {' + '.join(carry[s])}" if carry[s] else f"    _seed_{s} = None")
+                backward.append(f"    {self.seed_of[s]} = {' + '.join(carry[s])}" if carry[s] else f"    {self.seed_of[s]} = None")
                 backward.append(f"    {g_carry[s]} = numpy.zeros((_B,) + {shape!r})")
             else:
                 backward.append(f"    {g_carry[s]} = {' + '.join(carry[s])}" if carry[s]
@@ -442,7 +441,7 @@ class _LoopWriter:
             loop.append(f"        {symbol.name} = S{symbol.name}[t]")
         within: dict[str, list[str]] = {n: [] for n in self.step}
         for s in rec.states:
-            within[rec.name(s, 1)].append(g_carry[s] + (f" + _seed_{s}[t]" if self.per_step and carry[s] else ""))
+            within[rec.name(s, 1)].append(g_carry[s] + (f" + {self.seed_of[s]}[t]" if self.per_step and carry[s] else ""))
         next_carry: dict[str, list[str]] = {s: [] for s in rec.states}
         joined: dict[sp.Symbol, dict] = {}  # vector -> {stacked matrix: its share of the carried adjoint}
         for name in reversed(self.step):

@@ -47,6 +47,8 @@ class CodePrinter(NumPyPrinter):
     def _print_Symbol(self, expr):
         return self._names[expr]
 
+    _print_Dummy = _print_Symbol  # the compiler's own values, under the names it gave them
+
     def _print_tanh(self, expr):
         return f"_tanh({self._print(expr.args[0])})"
 

@@ -8,11 +8,24 @@ class RnnsymError(ValueError):
     """
 
 
+def listed(names, limit: int = 12) -> str:
+    """``names`` for a message: all of them when there are few, else the first ones, the last one
+    and how many there are in all (a network with T = 1000 has thousands of names).
+
+    >>> listed(["a", "b"]), listed([f"w{t}" for t in range(1000)], limit=4)
+    ('a, b', 'w0, w1, w2, …, w999 (1000 in all)')
+    """
+    names = [str(n) for n in names]
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit - 1]) + f", …, {names[-1]} ({len(names)} in all)"
+
+
 def choose(kind: str, value, allowed) -> None:
     """Raise unless ``value`` is one of ``allowed``; the message lists the allowed values."""
     allowed = list(allowed)
     if value not in allowed:
-        raise RnnsymError(f"unknown {kind} {value!r}; allowed: {', '.join(map(str, allowed))}")
+        raise RnnsymError(f"unknown {kind} {value!r}; allowed: {listed(allowed)}")
 
 
 def positive_int(name: str, value) -> int:

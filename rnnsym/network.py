@@ -7,7 +7,7 @@ from typing import Any
 import sympy as sp
 
 from .engine import local_partial
-from .errors import RnnsymError, positive_int
+from .errors import RnnsymError, listed, positive_int
 from .graph import Graph
 
 
@@ -85,7 +85,7 @@ class Network:
         groups = {"parameters": ("param",), "inputs": ("input",), "target": ("target",),
                   "nodes": ("constant", "hidden", "output", "loss")}
         listing = "; ".join(
-            f"{label}: {', '.join(n.name for n in self.graph.of_kind(*kinds))}"
+            f"{label}: {listed(n.name for n in self.graph.of_kind(*kinds))}"
             for label, kinds in groups.items() if self.graph.of_kind(*kinds)
         )
         raise RnnsymError(f"unknown {what} {name!r}; {listing}")

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import RnnsymError
+from ..errors import RnnsymError, listed
 from .workspace import Workspaces
 
 
@@ -152,8 +152,8 @@ def check_params(network, params: Mapping, copy: bool = False) -> dict[str, np.n
     missing = [n for n in names if n not in params]
     unknown = [n for n in params if n not in names]
     if missing or unknown:
-        problem = f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(map(str, unknown))}"
-        raise RnnsymError(f"params: {problem}; expected exactly: {', '.join(names)}")
+        problem = f"missing {listed(missing)}" if missing else f"unknown {listed(unknown)}"
+        raise RnnsymError(f"params: {problem}; expected exactly: {listed(names)}")
     checked = {}
     for name, shape in network.param_shapes.items():
         value = _finite(f"parameter {name!r}", params[name])

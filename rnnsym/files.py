@@ -73,19 +73,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def ensure_folder(path: str | os.PathLike) -> Path:
-    """Create the folder ``path`` (and its parents) and make sure a file can be written in it.
+def check_writable(folder: str | os.PathLike, named: str | os.PathLike | None = None) -> None:
+    """Make sure files can be written in ``folder`` (created if missing), and leave no trace.
 
     For long commands (training), so that an unwritable ``--out`` is refused before the work, not
-    after it. Raises :class:`WriteError`.
+    after it. The folders it had to create to find out are removed again. Raises :class:`WriteError`
+    naming ``named`` (default: ``folder``), the path the user gave.
     """
-    path = Path(path)
-    with writing(path):
-        path.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".rnnsym-probe.", suffix=".tmp", dir=path)
-        os.close(fd)
-        os.unlink(tmp)
-    return path
+    folder = Path(folder)
+    created = []
+    with writing(folder if named is None else named):
+        try:
+            for parent in reversed([folder, *folder.parents]):
+                if not parent.exists():
+                    parent.mkdir()
+                    created.append(parent)
+            fd, probe = tempfile.mkstemp(prefix=".rnnsym-probe.", suffix=".tmp", dir=folder)
+            os.close(fd)
+            os.unlink(probe)
+        finally:
+            for parent in reversed(created):
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
 
 
 # Letters, digits, '-' and '_' only: safe on every file system, in a URL and in a shell.

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from rnnsym.errors import RnnsymError
-from rnnsym.files import WriteError, atomic_write_text, ensure_folder, inside, safe_name
+from rnnsym.files import WriteError, atomic_write_text, check_writable, inside, safe_name
 
 
 def test_atomic_write_replaces_the_file(tmp_path):
@@ -50,10 +50,14 @@ def test_a_file_that_cannot_be_written_is_one_error_naming_it():
     assert isinstance(caught.value, RnnsymError) and isinstance(caught.value, OSError)
 
 
-def test_ensure_folder_refuses_an_unwritable_folder_before_any_work(tmp_path):
-    assert ensure_folder(tmp_path / "a" / "b") == tmp_path / "a" / "b" and os.listdir(tmp_path / "a" / "b") == []
-    with pytest.raises(WriteError, match="cannot write '/proc/run'"):
-        ensure_folder("/proc/run")
+def test_check_writable_refuses_an_unwritable_folder_and_leaves_no_trace(tmp_path):
+    check_writable(tmp_path / "a" / "b")
+    assert os.listdir(tmp_path) == []  # the folders made to find out are gone again
+    with pytest.raises(WriteError, match="cannot write '/proc/run/sub'"):
+        check_writable("/proc/run/sub")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WriteError, match="cannot write .*file/run'"):
+        check_writable(tmp_path / "file" / "run")
 
 
 @pytest.mark.parametrize("name, stem", [

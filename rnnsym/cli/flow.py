@@ -1,9 +1,12 @@
 """``rnnsym flow``: gradient size against time step, for a sweep of recurrent-weight scales."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..errors import RnnsymError
+from ..files import check_writable
 from .common import clear_errors
 
 
@@ -31,6 +34,8 @@ def flow(kind, steps, scale, hidden_size, activations, out):
     """Gradient flow: ‖∂L/∂h_t‖ for every step, the factor product and the vanishing condition."""
     from ..flow import DERIVATIVE_BOUNDS, flow_sweep, plot_flow
 
+    if out:
+        check_writable(Path(out).parent, named=out)  # before the sweep, not after it
     names = [a.strip() for a in activations.split(",") if a.strip()]
     unknown = [a for a in names if a not in DERIVATIVE_BOUNDS]
     if unknown or not names:

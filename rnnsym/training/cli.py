@@ -16,7 +16,8 @@ from click.core import ParameterSource
 
 from ..errors import RnnsymError
 from ..cli.common import cell_options, clear_errors, network_options
-from .checkpoint import load_checkpoint
+from ..files import check_writable
+from .checkpoint import MAX_STEPS, load_checkpoint
 from .data import load_data
 from .initializers import INITIALIZERS
 from .loop import TrainingInterrupted, build_network, load_model, predict, train
@@ -63,6 +64,8 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
     if cell_ref:
         raise RnnsymError("train takes a built-in --net; a --cell from a Python file cannot be rebuilt "
                           "from a checkpoint (use rnnsym.train in Python for your own cell)")
+    if out is not None or resume is not None:
+        check_writable(out or resume)  # before the epochs, not after them
     if resume is not None:
         given = [name for name in _RUN_SETTINGS if _given(ctx, name)]
         if given:
@@ -97,6 +100,8 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
             dataset = make_task(task, steps, 1, seed)  # only its suggested options; the data comes in train()
         cell = dict(input_size=input_size, hidden_size=hidden_size, output_size=output_size, outputs=outputs,
                     truncate=truncate, bidirectional=bidirectional)
+        if steps > MAX_STEPS:  # a run's files must read back (rnnsym.training.checkpoint.MAX_STEPS)
+            raise RnnsymError(f"steps must be at most {MAX_STEPS} for training from the command line, got {steps}")
         net = _build_network(ctx, net_name, steps, activation, output_activation, loss, shared_bias, cell,
                              dataset.suggested, dataset.input_size)
         dataset = dataset if data else task

@@ -49,7 +49,8 @@ def test_derive_json_for_vector_networks_and_past_the_path_limit():
 
 def test_derive_latex_mathml_markdown():
     latex = rnnsym("derive", "w4", "--format", "latex")
-    assert latex.stdout.startswith(r"\begin{aligned}\frac{d L}{d w_{4}} &= \frac{\partial L}{\partial o_{5}}")
+    assert latex.stdout.startswith(r"\begin{aligned}&\text{1. Chain rule along the only path} \\ "
+                                   r"\frac{d L}{d w_{4}} &= \frac{\partial L}{\partial o_{5}}")
     mathml = rnnsym("derive", "w4", "--format", "mathml")
     ET.fromstring(mathml.stdout)
     md = rnnsym("derive", "w4", "--format", "markdown")

@@ -105,7 +105,39 @@ def test_picture_highlights_one_colour_per_path_and_elides_long_sequences():
     assert layout.width < 1200
     svg = picture_svg(long, "w")
     ET.fromstring(svg)
-    assert "steps 3–97" in svg and "… and 92 more paths" in svg
+    assert "steps 3–97" in svg and "paths 22–100: the other 79 paths, all in this grey" in svg
+
+
+def _lane_styles(svg: str) -> dict[int, tuple]:
+    """Each drawn path's (colour, dash pattern) in the picture."""
+    styles = {}
+    for line in svg.splitlines():
+        if "data-path=" in line:
+            index = int(re.search(r'data-path="(\d+)"', line).group(1))
+            dash = re.search(r'stroke-dasharray="([^"]+)"', line)
+            styles.setdefault(index, set()).add((re.search(r'stroke="(#[0-9A-Fa-f]{6})"', line).group(1),
+                                                 dash.group(1) if dash else None))
+    return {index: style.pop() for index, style in styles.items() if len(style) == 1}
+
+
+def test_every_path_has_its_own_colour_and_dash_and_far_paths_are_grouped():
+    svg = picture_svg(rs.seed_rnn(steps=30), "w")
+    styles = _lane_styles(svg)
+    assert sorted(styles) == list(range(1, 31))
+    own = [styles[i] for i in range(1, 22)]
+    assert len(set(own)) == 21  # no two of the first 21 paths alike (paths 1 and 15 were the same blue)
+    colours = [c for c, _ in own]
+    assert len(set(colours)) == 7 and "#003f66" not in colours  # navy beside black is gone
+    assert {styles[7], styles[8]} == {("#000000", None), ("#0072B2", "7 4")}
+    assert {styles[i] for i in range(22, 31)} == {("#7b8794", "2 3")}
+    assert "paths 22–30: the other 9 paths, all in this grey" in svg
+    # The legend draws each row in its path's style.
+    assert svg.count('stroke-width="4" stroke-linecap="round" stroke-dasharray="7 4"/>') == 7
+
+
+def test_the_legend_and_labels_write_node_names_as_the_maths_does():
+    svg = picture_svg(rs.seed_rnn(steps=4), "w3")
+    assert "path 1: L → o₅ → o₄ → w₃" in svg and "o5 →" not in svg
 
 
 def test_weights_sit_on_the_edges_they_scale():

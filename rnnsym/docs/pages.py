@@ -19,14 +19,19 @@ import sympy as sp
 
 from ..printing.latex import LatexStepPrinter, expr_latex, name_latex
 from ..printing.mathml import latex_to_mathml
-from ..printing.text import TextPrinter
-from ..records import Equation, Product, Sum, Total
-from .svg import path_colour, path_label, picture_svg
+from ..printing.base import prose_names, step_notes
+from ..printing.text import TextPrinter, text_name
+from ..records import Chain, Equation, Product, Sum, Total
+from .svg import path_label, path_swatch, picture_svg
 
 # An equation longer than this (in its plain-text rendering) is set on several rows: one per
 # "=", and a long sum one term per row. MathML does not break lines by itself.
 WRAP_CHARACTERS = 72
 PRODUCT_WRAP = 56  # a substituted product has tall fractions and brackets: wider than its text
+CHAIN_WRAP = 90  # a chain of partials (∂a/∂b, about nine characters of text each): ten to a row
+# A chain longer than this on the left of "=" goes on rows of its own: beside a product's rows
+# (PRODUCT_WRAP) a longer one would make the rows wider than the page's column.
+CHAIN_BESIDE = 44
 # The index shows a gradient formula in full only up to this size (in LaTeX characters); a
 # shared weight at large T has T terms of up to T factors each, which belongs on its own page.
 INDEX_FORMULA_MAX = 700
@@ -70,12 +75,20 @@ def equation_latex(eq: Equation) -> str:
     True
     """
     printer, text = LatexStepPrinter(), TextPrinter()
-    if len(text.equation(eq)) <= WRAP_CHARACTERS or not eq.rhs:
+    if not eq.rhs:  # a path's chain alone: a long one a few partials per row
+        lines = _product_lines(eq.lhs, printer, text)
+        if len(lines) == 1:
+            return printer.equation(eq)
+        return r"\begin{split}" + r" \\ ".join(["&" + lines[0]] + [r"&\qquad " + line for line in lines[1:]]) + r"\end{split}"
+    if len(text.equation(eq)) <= WRAP_CHARACTERS:
         return printer.equation(eq)
     relation = r"\leftarrow" if eq.relation == "←" else "="
-    rows = []
+    lhs_rows = _product_lines(eq.lhs, printer, text)
+    # A long path's chain goes on rows of its own, then "= …" under it.
+    own_rows = len(lhs_rows) > 1 or (isinstance(eq.lhs, Chain) and len(text.doprint(eq.lhs)) > CHAIN_BESIDE)
+    rows = ["&" + lhs_rows[0]] + [r"&\qquad " + line for line in lhs_rows[1:]] if own_rows else []
     for i, item in enumerate(eq.rhs):
-        lhs = printer.doprint(eq.lhs) if i == 0 else ""
+        lhs = lhs_rows[0] if i == 0 and not own_rows else ""
         terms = item.terms if isinstance(item, Sum) else (item,)
         for j, term in enumerate(terms):
             lines = _product_lines(term, printer, text)
@@ -90,24 +103,35 @@ def equation_latex(eq: Equation) -> str:
 
 
 def _product_lines(item, printer, text) -> list[str]:
-    """``item`` as LaTeX, a long ordered product broken into rows of a few factors each."""
+    """``item`` as LaTeX, a long ordered product (or chain of partials) broken into rows of a few
+    factors each."""
+    if isinstance(item, Chain) and len(text.doprint(item)) > CHAIN_WRAP:
+        return _rows([printer.doprint(p) for p in item.partials],
+                     [len(text.doprint(p)) + 2 for p in item.partials], CHAIN_WRAP, " ")
     if not isinstance(item, Product) or len(text.doprint(item)) <= PRODUCT_WRAP:
         return [printer.doprint(item)]
     joiner = r" \cdot " if item.grouped else " "
-    lines, line, width = [], [], 0
+    shown, sizes = [], []
     for factor in item.factors:
-        shown = printer.doprint(Product((factor,), item.grouped))
-        if item.grouped or factor.is_Add:
-            shown = r"\left(" + shown + r"\right)"
-        size = len(text.doprint(factor)) + 3
-        if line and width + size > PRODUCT_WRAP:
-            lines.append(joiner.join(line))
-            line, width = [], 0
-        line.append(shown)
-        width += size
-    lines.append(joiner.join(line))
+        latex = printer.doprint(Product((factor,), item.grouped))
+        shown.append(r"\left(" + latex + r"\right)" if item.grouped or factor.is_Add else latex)
+        sizes.append(len(text.doprint(factor)) + 3)
+    lines = _rows(shown, sizes, PRODUCT_WRAP, joiner)
     # Each continued row starts with the product's operator, as a typesetter would break it.
     return [lines[0]] + [joiner.strip() + " " + rest if item.grouped else rest for rest in lines[1:]]
+
+
+def _rows(shown: list[str], sizes: list[int], wrap: int, joiner: str) -> list[str]:
+    """The factors ``shown`` joined into rows no wider than ``wrap`` (their ``sizes`` in text)."""
+    lines, line, width = [], [], 0
+    for latex, size in zip(shown, sizes):
+        if line and width + size > wrap:
+            lines.append(joiner.join(line))
+            line, width = [], 0
+        line.append(latex)
+        width += size
+    lines.append(joiner.join(line))
+    return lines
 
 
 def slug(name: str, taken: set[str]) -> str:
@@ -134,9 +158,14 @@ def inline_name(name: str) -> str:
     return mathml(name_latex(name), "inline")
 
 
-def _equation_block(eq: Equation) -> str:
+def prose(text: str, network) -> str:
+    """Escaped prose with the network's node names written as in the maths: ``o5`` → ``o₅``."""
+    return escape(prose_names(text, network.graph.nodes, text_name))
+
+
+def _equation_block(eq: Equation, network) -> str:
     latex = equation_latex(eq)
-    label = f'<p class="eq-label">{escape(eq.label)}</p>' if eq.label else ""
+    label = f'<p class="eq-label">{prose(eq.label, network)}</p>' if eq.label else ""
     return (f'<div class="eq">{label}<div class="eq-math">{mathml(latex)}</div>'
             f'<pre class="eq-tex" aria-label="LaTeX source"><code>{escape(latex)}</code></pre></div>')
 
@@ -148,7 +177,7 @@ def network_equations(network) -> str:
         if node.expr is None:
             continue
         latex = f"{name_latex(node.name)} = {expr_latex(node.expr)}"
-        rows.append(f'<tr><td class="eq-math">{mathml(latex)}</td><td>{escape(node.role)}</td>'
+        rows.append(f'<tr><td class="eq-math">{mathml(latex)}</td><td>{prose(node.role, network)}</td>'
                     f'<td class="tex"><code>{escape(latex)}</code></td></tr>')
     return ('<table class="equations"><thead><tr><th>node</th><th>what it is</th><th>LaTeX</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
@@ -191,7 +220,7 @@ def index_page(network, derivations, files: dict[str, str], report, version: str
                  f"<td>{num(check.rel_error, '.1e')}</td><td>{_verdict(check.rel_error <= report.tolerance)}</td>"
                  if check else '<td colspan="4">not checked</td>')
         rows.append(f'<tr><th scope="row"><a href="{files[name]}">{inline_name(name)}</a>'
-                    f'<span class="role">{escape(node.role)}</span></th><td class="n">{d.path_count}</td>'
+                    f'<span class="role">{prose(node.role, network)}</span></th><td class="n">{d.path_count}</td>'
                     f'<td class="formula">{shown}</td>{cells}</tr>')
     if report:
         summary = (f"<p>Compiled gradients against central differences in float64 (five-point stencil, "
@@ -249,14 +278,14 @@ def parameter_page(network, d, report, version: str, neighbours: tuple[str | Non
     name = d.target
     node = network.graph[name]
     steps = []
-    for i, step in enumerate(d.steps, 1):
-        note = f'<p class="note">{escape(step.note)}</p>' if step.note else ""
-        equations = "".join(_equation_block(eq) for eq in step.equations)
-        steps.append(f'<li class="step"><h3>{escape(step.title)}</h3>{equations}{note}</li>')
+    for step, note in zip(d.steps, step_notes(d.steps)):
+        note = f'<p class="note">{prose(note, network)}</p>' if note else ""
+        equations = "".join(_equation_block(eq, network) for eq in step.equations)
+        steps.append(f'<li class="step"><h3>{prose(step.title, network)}</h3>{equations}{note}</li>')
     plural = "s" if d.path_count != 1 else ""
     gradient = mathml(LatexStepPrinter().doprint(Total(network.loss_name, name)), "inline")
     body = f"""<h1>The gradient {gradient}</h1>
-<p class="lead">{inline_name(name)}: {escape(node.role)}. It reaches the loss along {d.path_count} path{plural}.</p>
+<p class="lead">{inline_name(name)}: {prose(node.role, network)}. It reaches the loss along {d.path_count} path{plural}.</p>
 <section class="picture"><h2>The path{plural} in the unrolled network</h2>
 <figure>{picture_svg(network, d)}</figure></section>
 <section class="derivation"><h2>Step by step</h2>
@@ -305,8 +334,8 @@ central differences in float64 with step {report.eps:g}.</p>"""]
         total = sum(values)
         rows = []
         for i, (path, value) in enumerate(zip(d.paths, values)):
-            swatch = f'<span class="swatch" style="background:{path_colour(i)}"></span>'
-            rows.append(f"<tr><td>{swatch} path {i + 1}</td><td>{escape(path_label(d.network.graph, path))}</td>"
+            swatch = path_swatch(i)
+            rows.append(f"<tr><td>{swatch} path {i + 1}</td><td>{prose(path_label(d.network.graph, path), d.network)}</td>"
                         f"<td>{num(value)}</td></tr>")
         closest = min(relative_error(v, row.numeric) for v in values)
         out.append(f"""<h3>One term per path, and their sum</h3>

@@ -22,13 +22,20 @@ import math
 from html import escape
 
 from ..derivation import _path_label as path_label
+from ..printing.base import prose_names
+from ..printing.text import text_name
 from .layout import MARGIN, Layout, network_layout
 
-# One colour per path (Okabe–Ito, safe for colour-blind readers; the pale yellow is left out),
-# then darker variants, so neighbouring paths never share a colour until there are 14 of them.
-PATH_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
-                "#003f66", "#8a3c00", "#005c43", "#87406a", "#946600", "#2f7ca3", "#555555")
-LEGEND_ROWS = 8  # paths listed under the picture; the rest are counted
+# Each path its own style: the seven Okabe–Ito colours (safe for colour-blind readers; the pale
+# yellow is left out) solid, then the same seven dashed, then dotted. Darker variants of the same
+# hues (navy beside black) could not be told apart, so a colour comes back only with another dash.
+# Paths past these 21 (the farthest, at long sequences) are drawn alike, in one grey, and the
+# legend says so.
+PATH_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+PATH_DASHES = (None, "7 4", "0.5 5")  # solid, dashed, dotted (round caps turn 0.5-long dashes into dots)
+PATH_STYLES = tuple((colour, dash) for dash in PATH_DASHES for colour in PATH_COLOURS)
+GROUPED_STYLE = ("#7b8794", "2 3")
+LEGEND_ROWS = len(PATH_STYLES)  # one legend row per styled path, then one for the grouped rest
 
 _INK, _EDGE, _MUTED = "#1f2933", "#9aa5b1", "#52606d"
 _FILL = {"hidden": "#e8f0fb", "output": "#e6f4ea", "loss": "#fdecea", "input": "#ffffff",
@@ -37,9 +44,28 @@ _STROKE = {"hidden": "#35507a", "output": "#2f6b3d", "loss": "#a23b33", "input":
            "target": "#52606d", "constant": "#9aa5b1", "param": "#a07a00"}
 
 
+def path_style(index: int) -> tuple[str, str | None]:
+    """The colour and dash pattern (None: solid) of path ``index`` (0-based), the same in the
+    picture, its legend and the page's tables; paths past :data:`PATH_STYLES` share one grey."""
+    return PATH_STYLES[index] if index < len(PATH_STYLES) else GROUPED_STYLE
+
+
 def path_colour(index: int) -> str:
-    """The colour of path ``index`` (0-based), the same in the picture and in the page's tables."""
-    return PATH_COLOURS[index % len(PATH_COLOURS)]
+    """The colour of path ``index`` (0-based); see :func:`path_style`."""
+    return path_style(index)[0]
+
+
+def _dash(dash: str | None) -> str:
+    return f' stroke-dasharray="{dash}"' if dash else ""
+
+
+_CSS_DASH = {None: "solid", PATH_DASHES[1]: "dashed", PATH_DASHES[2]: "dotted", GROUPED_STYLE[1]: "dotted"}
+
+
+def path_swatch(index: int) -> str:
+    """A short line in path ``index``'s style (CSS's solid, dashed or dotted), for HTML tables."""
+    colour, dash = path_style(index)
+    return f'<span class="swatch" style="border-top: 4px {_CSS_DASH[dash]} {colour}"></span>'
 
 
 def _name(name: str, size: float, **attrs) -> str:
@@ -101,7 +127,8 @@ def _f(v: float) -> str:
 
 def picture_svg(network, highlight=None, *, max_steps: int | None = None, title: str | None = None) -> str:
     """The unrolled ``network`` as an SVG string; ``highlight``: a parameter (or node) name, or a
-    Derivation, whose chain-rule paths are drawn over the edges, one colour per path.
+    Derivation, whose chain-rule paths are drawn over the edges, each in its own colour and dash
+    pattern (:func:`path_style`).
 
     ``max_steps`` (default: :data:`rnnsym.docs.layout.MAX_STEPS`) is the number of step columns
     drawn before the middle ones are elided.
@@ -153,7 +180,7 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
     target_edges: dict = {}  # the edge (or chip) where each path's last factor sits -> path index
     for index, path in enumerate(paths):
         offset = (index - (len(paths) - 1) / 2) * spacing
-        colour = path_colour(index)
+        colour, dash = path_style(index)
         for child, parent in zip(path, path[1:]):
             edge = layout.hop(child, parent)
             if edge is None:
@@ -166,7 +193,7 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
                 nx, ny = -(y2 - y1) / length * offset, (x2 - x1) / length * offset
                 out.append(f'<line data-path="{index + 1}" x1="{_f(x1 + nx)}" y1="{_f(y1 + ny)}" '
                            f'x2="{_f(x2 + nx)}" y2="{_f(y2 + ny)}" stroke="{colour}" stroke-width="{lane_width:g}" '
-                           f'stroke-linecap="round" opacity="0.9"/>')
+                           f'stroke-linecap="round"{_dash(dash)} opacity="0.9"/>')
         last = layout.hop(path[-2], path[-1]) if len(path) > 1 else None
         if last is not None:
             target_edges[last] = index
@@ -223,18 +250,25 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
 
     # The legend: which colour is which path.
     y = layout.height + 6
+    def legend_line(index):
+        colour, dash = path_style(index)
+        return (f'<line x1="{MARGIN}" y1="{_f(y + 8)}" x2="{MARGIN + 26}" y2="{_f(y + 8)}" '
+                f'stroke="{colour}" stroke-width="4" stroke-linecap="round"{_dash(dash)}/>')
+
+    names = network.graph.nodes
     for index, path in enumerate(paths[:LEGEND_ROWS]):
-        colour = path_colour(index)
-        out.append(f'<line x1="{MARGIN}" y1="{_f(y + 8)}" x2="{MARGIN + 26}" y2="{_f(y + 8)}" '
-                   f'stroke="{colour}" stroke-width="4" stroke-linecap="round"/>')
-        words = f"path {index + 1}: " + " → ".join(path) + (f"  ({path_label(network.graph, path)})"
-                                                             if path_label(network.graph, path) else "")
+        label = path_label(network.graph, path)
+        words = f"path {index + 1}: " + " → ".join(map(text_name, path)) + (
+            f"  ({prose_names(label, names, text_name)})" if label else "")
+        out.append(legend_line(index))
         out.append(f'<text x="{MARGIN + 36}" y="{_f(y + 12)}" font-size="13" fill="{_INK}" '
                    f'font-family="sans-serif">{escape(words)}</text>')
         y += 22
     if len(paths) > LEGEND_ROWS:
+        out.append(legend_line(LEGEND_ROWS))
         out.append(f'<text x="{MARGIN + 36}" y="{_f(y + 12)}" font-size="13" fill="{_MUTED}" '
-                   f'font-family="sans-serif">… and {len(paths) - LEGEND_ROWS} more paths</text>')
+                   f'font-family="sans-serif">paths {LEGEND_ROWS + 1}–{len(paths)}: the other '
+                   f'{len(paths) - LEGEND_ROWS} paths, all in this grey</text>')
     if too_many:
         out.append(f'<text x="{MARGIN}" y="{_f(y + 12)}" font-size="13" fill="{_MUTED}" font-family="sans-serif">'
                    f'{derivation.path_count} chain-rule paths: too many to draw (the recursive view gives the '

@@ -1,6 +1,9 @@
 """What every step printer shares: dispatch on record type, SymPy-style."""
 from __future__ import annotations
 
+import re
+from dataclasses import fields, is_dataclass
+
 import sympy as sp
 
 
@@ -27,3 +30,49 @@ class StepPrinter:
 def positive_terms_first(terms: list) -> list:
     """Put terms with a minus sign last, so ``o5 - Y`` prints as written rather than ``-Y + o5``."""
     return sorted(terms, key=lambda t: t.could_extract_minus_sign())
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def prose_names(text: str, names, write) -> str:
+    """``text`` (a label, title, note or role) with every word that is a node name in ``names``
+    written by ``write``, so prose says ``o₅`` where the equations do: "L → o5" → "L → o₅"."""
+    if not names:
+        return text
+    return _WORD.sub(lambda m: write(m.group()) if m.group() in names else m.group(), text)
+
+
+HEAVISIDE_NOTE = ("H is the Heaviside step, the derivative of relu: H(u) = 1 for u > 0 and 0 otherwise; "
+                  "since relu's output is positive exactly where its input is, H(o) of a relu node o is "
+                  "relu′ at its input (0 at the kink).")
+
+
+def _expressions(item):
+    """Every SymPy expression inside a record (records are dataclasses, tuples of them, or SymPy)."""
+    if isinstance(item, sp.Basic):
+        yield item
+    elif isinstance(item, (tuple, list)):
+        for x in item:
+            yield from _expressions(x)
+    elif is_dataclass(item) and not isinstance(item, type):
+        for f in fields(item):
+            yield from _expressions(getattr(item, f.name))
+
+
+def uses_heaviside(step) -> bool:
+    return any(e.has(sp.Heaviside) for e in _expressions(step.equations))
+
+
+def heaviside_step(steps) -> int | None:
+    """The index of the first step whose equations use H (relu's derivative), if any."""
+    return next((i for i, step in enumerate(steps) if uses_heaviside(step)), None)
+
+
+def step_notes(steps) -> list[str]:
+    """Each step's note; the first step whose equations use H (relu's derivative) also says what H is."""
+    first = heaviside_step(steps)
+    notes = [step.note for step in steps]
+    if first is not None:
+        notes[first] = f"{notes[first]} {HEAVISIDE_NOTE}" if notes[first] else HEAVISIDE_NOTE
+    return notes

@@ -4,7 +4,9 @@ from __future__ import annotations
 from html import escape
 
 from ..records import Equation, Total
+from .base import prose_names, step_notes
 from .latex import LatexStepPrinter, expr_latex, name_latex
+from .text import text_name
 
 
 def _text(value) -> str:
@@ -15,17 +17,21 @@ def _text(value) -> str:
 def derivation_markdown(d, heading_level: int = 2) -> str:
     latex = LatexStepPrinter()
     graph = d.network.graph
+
+    def prose(value) -> str:  # node names as the math shows them: o₅, not o5
+        return _text(prose_names(str(value), graph.nodes, text_name))
+
     h = "#" * heading_level
-    out = [f"{h} dL/d{_text(d.target)}: {_text(graph[d.target].role)}", ""]
-    for i, step in enumerate(d.steps, 1):
-        out += [f"**{i}. {_text(step.title)}**", ""]
+    out = [f"{h} dL/d{prose(d.target)}: {prose(graph[d.target].role)}", ""]
+    for i, (step, note) in enumerate(zip(d.steps, step_notes(d.steps)), 1):
+        out += [f"**{i}. {prose(step.title)}**", ""]
         for eq in step.equations:
             if eq.label:
-                out.append(f"*{_text(eq.label)}*")
+                out.append(f"*{prose(eq.label)}*")
                 out.append("")
             out += ["$$", latex.equation(eq), "$$", ""]
-        if step.note:
-            out += [f"> {_text(step.note)}", ""]
+        if note:
+            out += [f"> {prose(note)}", ""]
     result = latex.equation(Equation(Total(d.network.loss_name, d.target), (d.result,)))
     out += ["Result, in node symbols:", "", "$$", result, "$$", ""]
     return "\n".join(out)

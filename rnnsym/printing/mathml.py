@@ -1,5 +1,7 @@
 """MathML through latex2mathml, refusing output where a LaTeX command was not understood.
 
+A whole derivation is an HTML table of ``<math>`` cells (see :func:`derivation_mathml`).
+
 latex2mathml does not raise on an unknown command: it writes ``\\foo`` into the MathML as text.
 Every conversion here is parsed as XML and searched for a leftover backslash.
 """
@@ -9,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 from latex2mathml.converter import convert
 
-from .latex import LatexStepPrinter, derivation_latex
+from .latex import LatexStepPrinter
 
 
 class MathMLError(RuntimeError):
@@ -33,9 +35,43 @@ def equation_mathml(eq, display: str = "block") -> str:
     return latex_to_mathml(LatexStepPrinter().equation(eq), display)
 
 
+# MathML Core (Chromium) ignores mtable's alignment attributes and its CSS ``text-align: right``
+# on mtd, so one <math> holding an aligned table centres every row. An HTML table of one <math> per
+# side aligns in every browser: left-hand sides flush right, right-hand sides flush left, the
+# relations in one column. Inline styles, so the fragment needs no style sheet.
+_TABLE = "border-collapse: collapse"
+_TITLE = "text-align: left; font-weight: bold; padding: 0.8em 0 0.2em"
+_LHS = "text-align: right; vertical-align: middle; white-space: nowrap; padding: 0.2em 0"
+_RHS = "text-align: left; vertical-align: middle; white-space: nowrap; padding: 0.2em 0"
+
+
+def _cell(latex: str) -> str:
+    # Display style, as in an aligned block; "{}" first so a leading "=" spaces as a relation.
+    return latex_to_mathml(r"\displaystyle {}" + latex, display="inline")
+
+
 def derivation_mathml(d) -> str:
-    """The whole derivation as one MathML block (an aligned table of equations)."""
-    # latex2mathml turns `split` into an aligned <mtable> but leaves the `&` of `aligned` as raw
-    # text; the two environments mean the same here.
-    latex = derivation_latex(d).replace(r"\begin{aligned}", r"\begin{split}").replace(r"\end{aligned}", r"\end{split}")
-    return latex_to_mathml(latex)
+    """The derivation as an HTML fragment (well-formed XML): a table with each step's title, then
+    one row per equation, its two sides in their own ``<math>`` so that rows align in a MathML
+    Core browser; a wide row scrolls inside the fragment's box instead of pushing the page."""
+    from html import escape
+
+    from .base import heaviside_step, prose_names
+    from .latex import HEAVISIDE_LATEX, NamedPathsPrinter, name_paths
+    from .text import text_name
+
+    printer = NamedPathsPrinter()
+    names = d.network.graph.nodes
+    heaviside = heaviside_step(d.steps)
+    rows = []
+    for i, (step, equations) in enumerate(zip(d.steps, name_paths(d.steps)), 1):
+        title = prose_names(f"{i}. {step.title}", names, text_name)
+        rows.append(f'<tr><th colspan="2" style="{_TITLE}">{escape(title)}</th></tr>')
+        for eq in equations:
+            lhs, rhs = printer.equation_sides(eq)
+            rows.append(f'<tr><td style="{_LHS}">{_cell(lhs)}</td>'
+                        f'<td style="{_RHS}">{_cell(" " + rhs) if rhs else ""}</td></tr>')
+        if i - 1 == heaviside:
+            rows.append(f'<tr><td></td><td style="{_RHS}">{_cell(" " + HEAVISIDE_LATEX)}</td></tr>')
+    return (f'<div class="rnnsym-derivation" style="overflow-x: auto"><table style="{_TABLE}">'
+            + "".join(rows) + "</table></div>")

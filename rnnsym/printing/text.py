@@ -7,7 +7,7 @@ import sympy as sp
 from sympy.printing.str import StrPrinter
 
 from ..records import Applied, Chain, Delta, Equation, JacobianItem, Partial, Product, Step, Sum, Total, Update
-from .base import StepPrinter, positive_terms_first
+from .base import StepPrinter, positive_terms_first, prose_names, step_notes
 
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 _SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
@@ -60,6 +60,15 @@ def expr_text(expr) -> str:
 
 
 class TextPrinter(StepPrinter):
+    """Text for records. ``names`` (the graph's node names): prose — labels, titles, notes — writes
+    those names as the equations do (``o₅``, not ``o5``)."""
+
+    def __init__(self, names=()):
+        self.names = frozenset(names)
+
+    def prose(self, text: str) -> str:
+        return prose_names(text, self.names, text_name)
+
     def _print_Basic(self, e):
         return expr_text(e)
 
@@ -137,18 +146,22 @@ class TextPrinter(StepPrinter):
     def equation(self, eq: Equation, label: bool = False) -> str:
         rel = f" {eq.relation} "
         s = self.doprint(eq.lhs) + "".join(rel + self.doprint(r) for r in eq.rhs)
-        return f"{s}    ({eq.label})" if label and eq.label else s
+        return f"{s}    ({self.prose(eq.label)})" if label and eq.label else s
 
     def _print_Step(self, step: Step):
-        lines = [step.title]
+        return self.step(step, step.note)
+
+    def step(self, step: Step, note: str) -> str:
+        lines = [self.prose(step.title)]
         lines += ["    " + self.doprint(eq) for eq in step.equations]
-        if step.note:
-            lines.append("    Note: " + step.note)
+        if note:
+            lines.append("    Note: " + self.prose(note))
         return "\n".join(lines)
 
 
 def derivation_text(d) -> str:
-    printer = TextPrinter()
-    head = f"{printer.doprint(Total(d.network.loss_name, d.target))}: {d.network.graph[d.target].role}"
-    body = [f"{i}. {printer.doprint(step)}" for i, step in enumerate(d.steps, 1)]
+    graph = d.network.graph
+    printer = TextPrinter(graph.nodes)
+    head = f"{printer.doprint(Total(d.network.loss_name, d.target))}: {printer.prose(graph[d.target].role)}"
+    body = [f"{i}. {printer.step(step, note)}" for i, (step, note) in enumerate(zip(d.steps, step_notes(d.steps)), 1)]
     return "\n".join([head, "=" * len(head), *body, f"Result: {printer.doprint(Total(d.network.loss_name, d.target))} = {printer.doprint(d.result)}"])

@@ -218,3 +218,55 @@ def test_equation_and_latex_sit_side_by_side(site, browser):
     browser.open(site / "w3.html")
     columns = browser.probe(LAYOUT_PROBE)["gridColumns"][0].split()
     assert len(columns) == 2 and all(float(c.rstrip("px")) > 100 for c in columns), columns
+
+
+# Every equation box of a page: the maths' top and its LaTeX box's top and height, and whether the
+# maths needs more width than its column.
+EQUATION_PROBE = """(() => [...document.querySelectorAll('.eq')].map(e => {
+  const m = e.querySelector('.eq-math'), t = e.querySelector('.eq-tex');
+  const math = m.querySelector('math').getBoundingClientRect(), tex = t.getBoundingClientRect();
+  return {mathTop: math.top, texTop: tex.top, texHeight: tex.height, overflow: m.scrollWidth - m.clientWidth};
+}))()"""
+
+
+def test_a_long_derivation_page_aligns_maths_to_the_top_and_fits_every_row(browser, tmp_path):
+    # At T = 20 the chain rule's sum has a LaTeX source thousands of pixels tall, and paths have
+    # chains of 22 partials: the maths sat in the middle of that height and long rows ran off.
+    from importlib.resources import files
+
+    from rnnsym.docs.pages import parameter_page
+
+    net = rs.seed_rnn(steps=20)
+    (tmp_path / "style.css").write_bytes(files("rnnsym.docs").joinpath("style.css").read_bytes())
+    (tmp_path / "w.html").write_text(parameter_page(net, net.derive("w"), None, "test", (None, None), {}),
+                                     encoding="utf-8")
+    browser.open(tmp_path / "w.html")
+    boxes = browser.probe(EQUATION_PROBE)
+    assert len(boxes) > 40
+    for i, box in enumerate(boxes):
+        assert abs(box["mathTop"] - box["texTop"]) < 8, (i, box)
+        assert box["texHeight"] <= 16 * 16 + 2, (i, box)
+        assert box["overflow"] <= 1, (i, box)
+
+
+MATHML_ROWS_PROBE = """(() => ({rows: [...document.querySelectorAll('tr')]
+    .filter(r => r.children.length == 2 && r.children[0].querySelector('math') && r.children[1].querySelector('math'))
+    .map(r => [r.children[0].querySelector('math').getBoundingClientRect().right,
+               r.children[1].querySelector('math').getBoundingClientRect().left]),
+  page: document.documentElement.scrollWidth, view: document.documentElement.clientWidth}))()"""
+
+
+def test_mathml_format_rows_align_in_a_mathml_core_browser(browser, tmp_path):
+    # One <math> with an aligned table centred every row in Chromium, and the widest row pushed the
+    # right-hand sides off screen.
+    page = tmp_path / "w.html"
+    page.write_text(f"<!DOCTYPE html><meta charset=utf-8><body>{rs.seed_rnn(steps=6).derive('w').mathml()}</body>",
+                    encoding="utf-8")
+    browser.open(page)
+    seen = browser.probe(MATHML_ROWS_PROBE)
+    assert len(seen["rows"]) > 20
+    lefts = {round(left) for _, left in seen["rows"]}
+    rights = {round(right) for right, _ in seen["rows"]}
+    assert len(lefts) == 1 and len(rights) == 1, (lefts, rights)  # every "=" in one column
+    assert lefts.pop() < 200
+    assert seen["page"] <= seen["view"]  # a wide row scrolls inside the derivation's box

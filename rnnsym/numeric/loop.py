@@ -256,14 +256,24 @@ class _LoopWriter:
         """A function of a node that is not itself a node (tanh(c) in an LSTM's h = o·tanh(c)) is
         kept from the forward pass, since the backward pass needs it again."""
         graph, em, nodes = self.graph, self.em, {self.graph[n].symbol for n in (*self.step, *self.prev)}
+        # Inner functions first, and each kept function written in the kept values inside it
+        # (σ(σ(h)) is kept as σ(_F0) once σ(h) is _F0): replacing in this order, one at a time,
+        # leaves no kept function behind in a node's expression or in a local factor.
         self.kept: dict[sp.Expr, sp.Symbol] = {}
         for name in self.step:
             e = self.step_exprs[name]
-            for f in sorted(e.atoms(sp.Function), key=sp.default_sort_key):
+            for f in sorted(e.atoms(sp.Function), key=lambda f: (sp.count_ops(f), sp.default_sort_key(f))):
                 if f != e and not isinstance(f, MatVec) and f.func in DERIVATIVE_RULES and f.free_symbols <= nodes:
-                    self.kept.setdefault(f, em.symbol(f"_F{len(self.kept)}"))
+                    key = f.func(*[self._with_kept(a) for a in f.args])
+                    if key not in self.kept:
+                        symbol = self.kept[key] = em.symbol(f"_F{len(self.kept)}")
+                        self.before.append(f"    S{symbol.name} = _ws.empty('S{symbol.name}', ({self.T}, _B) + {_shape_of(graph, f)!r})")
+
+    def _with_kept(self, expr: sp.Expr) -> sp.Expr:
+        """``expr`` with every kept function replaced by its stored value, innermost first."""
         for f, symbol in self.kept.items():
-            self.before.append(f"    S{symbol.name} = _ws.empty('S{symbol.name}', ({self.T}, _B) + {_shape_of(graph, f)!r})")
+            expr = expr.xreplace({f: symbol})
+        return expr
 
     def _step_lines(self) -> None:
         """The step's nodes, each written into its storage."""
@@ -456,7 +466,7 @@ class _LoopWriter:
                     continue
                 pnode = graph[parent]
                 for t_ in local_jacobian(graph, name, parent).terms:
-                    factor = g * t_.factor.xreplace(self.kept)
+                    factor = g * self._with_kept(t_.factor)
                     if pnode.kind == "param":
                         self._param_share(parent, t_, factor, targets, "t")
                         continue

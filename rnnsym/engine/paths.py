@@ -98,21 +98,45 @@ def path_term(graph: Graph, path: tuple[str, ...], local=local_partial, prefixes
     ``(1 - o4**2)`` stays factored instead of being expanded. Paths share their beginnings
     (every path of the shared ``w`` starts L → o5 → o4), so products of prefixes are kept in
     ``prefixes`` and each is formed once: linear work for a whole derivation, not quadratic.
+
+    Factors without a denominator are collected and multiplied once, at the end or when a
+    cancellation needs the product: multiplying them one at a time re-sorts the growing product at
+    every factor, which was quadratic in a path's length (a 1000-factor path took half a minute).
     """
     prefixes = {} if prefixes is None else prefixes
     factors = tuple(local(graph, a, b) for a, b in zip(path, path[1:]))
-    start = max((k for k in range(1, len(path) + 1) if path[:k] in prefixes), default=1)
-    product, fractional = prefixes.get(path[:start], (sp.S.One, False))
+    # `prefixes` is a trie: (id of the prefix path[:k], path[k]) -> (id of path[:k+1], its state).
+    # Keys of fixed size, not the prefix tuples themselves (those made memory quadratic in length).
+    # A state is (items, n, fractional): the prefix's product is Mul(*items[:n]); the list is shared
+    # with the path that made it and copied (O(length), like the term itself) by a path that goes on.
+    key, state, start = 0, ([sp.S.One], 1, False), 1
+    for k in range(1, len(path)):
+        found = prefixes.get((key, path[k]))
+        if found is None:
+            break
+        key, state = found
+        start = k + 1
+    items, n, fractional = state
+    pending = items[:n]
     for k in range(start, len(path)):
         factor = factors[k - 1]
-        candidate = product * factor
         if fractional or _has_denominator(factor):
+            candidate = sp.Mul(*pending) * factor
             cancelled = sp.factor(sp.cancel(candidate))
             if sp.count_ops(cancelled) <= sp.count_ops(candidate):
                 candidate = cancelled
             fractional = _has_denominator(candidate)
-        product = candidate
-        prefixes[path[:k + 1]] = (product, fractional)
+            pending = [candidate]
+        elif len(pending) == 1 and (pending[0].is_Number or pending[0].is_Add or factor.is_Number):
+            # Multiplied at once, as one at a time would: SymPy distributes a number over a sum
+            # only in a product of two (2·(a + b) = 2a + 2b), so a deferred product could differ.
+            pending = [pending[0] * factor]
+        else:
+            pending.append(factor)
+        new_key = len(prefixes) + 1
+        prefixes[(key, path[k])] = (new_key, (pending, len(pending), fractional))
+        key = new_key
+    product = sp.Mul(*pending)
     constants = graph.constants()
     value = product.xreplace(constants) if constants else product
     zero_because = ()

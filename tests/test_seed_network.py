@@ -88,3 +88,27 @@ def test_unknown_name_lists_the_valid_ones(seed4):
         seed4.derive("w9")
     with pytest.raises(rs.RnnsymError, match="unknown node 'q'"):
         seed4.local("q", "o3")
+
+
+SEED_SOFTMAX = ("output activation 'softmax' (--output-activation) does not apply to the seed network: its one "
+                "scalar output would always be 1; softmax needs a vector network with output_size >= 2 (--net "
+                "elman, lstm or gru with --output-size 2 or more); for the seed network choose tanh, sigmoid, "
+                "relu, identity")
+
+
+def test_softmax_on_the_seed_network_is_refused_saying_why_and_naming_the_option():
+    with pytest.raises(rs.RnnsymError) as err:
+        rs.seed_rnn(steps=2, output_activation="softmax", loss="cross_entropy")
+    assert str(err.value) == SEED_SOFTMAX
+    with pytest.raises(rs.RnnsymError, match=r"^unknown output activation 'foo'; allowed: tanh, sigmoid, relu, identity$"):
+        rs.seed_rnn(steps=2, output_activation="foo")
+
+
+def test_softmax_on_the_seed_network_from_the_command_line_is_one_line_exit_2():
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "rnnsym", "derive", "--output-activation", "softmax"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == f"rnnsym: error: {SEED_SOFTMAX}\n"

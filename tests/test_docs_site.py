@@ -212,6 +212,9 @@ def test_markdown_has_display_math_and_local_pictures(tmp_path):
     for picture in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         ET.fromstring((out / picture).read_text())
     assert "## Gradient check" in text and "| `w` |" in text
+    # Headings, labels and picture captions write node names as the maths does.
+    assert "## dL/dw₃: recurrent weight carrying o₃ into layer 4\n\n![The path of dL/dw₃](seed-T4-w3.svg)" in text
+    assert "*through layer 4 (o₄)*" in text and "o4)" not in text
 
 
 def test_cli_writes_a_site_and_refuses_bad_input_in_one_line(tmp_path):

@@ -6,6 +6,7 @@ pictures are referenced by relative links, so the folder can be moved as a whole
 from __future__ import annotations
 
 from ..printing.markdown import derivation_markdown, network_markdown
+from ..printing.text import text_name
 from .svg import picture_svg
 
 
@@ -32,7 +33,7 @@ def network_document(network, derivations, report, stem: str) -> tuple[str, dict
         pictures[picture] = picture_svg(network, d)
         section = derivation_markdown(d).split("\n")
         plural = "s" if d.path_count != 1 else ""
-        section[1:1] = ["", f"![The path{plural} of dL/d{d.target}]({picture})"]
+        section[1:1] = ["", f"![The path{plural} of dL/d{text_name(d.target)}]({picture})"]
         out.append("\n".join(section))
     if report is not None:
         out.append(_check_markdown(derivations, report))

@@ -227,6 +227,11 @@ def test_markdown_has_display_math(seed4):
     assert "\\frac{\\partial o_{4}}{\\partial w_{3}} = o_{3} \\left(1 - o_{4}^{2}\\right)" in md
 
 
+def test_json_notes_say_what_H_is_where_it_first_appears():
+    steps = rs.seed_rnn(steps=2, activation="relu").derive("w").to_dict()["steps"]
+    assert [("Heaviside" in s["note"], s["kind"]) for s in steps if "Heaviside" in s["note"]] == [(True, "local_factors")]
+
+
 def test_json_is_plain_data(seed4):
     data = json.loads(json.dumps(seed4.derive("w").to_dict()))
     assert data["paths"][0] == ["L", "o5", "o4", "w"]

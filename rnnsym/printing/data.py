@@ -1,6 +1,7 @@
 """Plain data (for JSON): every step with its equations in LaTeX and in text."""
 from __future__ import annotations
 
+from .base import step_notes
 from .latex import LatexStepPrinter
 from .text import TextPrinter
 
@@ -22,12 +23,12 @@ def derivation_dict(d) -> dict:
             {
                 "kind": step.kind,
                 "title": step.title,
-                "note": step.note,
+                "note": note,  # where relu's derivative first appears, also what H is
                 "equations": [
                     {"latex": latex.equation(eq), "text": text.equation(eq), "label": eq.label}
                     for eq in step.equations
                 ],
             }
-            for step in d.steps
+            for step, note in zip(d.steps, step_notes(d.steps))
         ],
     }

@@ -89,6 +89,13 @@ class LatexStepPrinter(StepPrinter):
     def _print_Delta(self, d: Delta):
         return r"\delta_{%s}" % name_latex(d.node)
 
+    def _print_Elided(self, e):
+        # The middle of a long recursive view, left out of print only: the gradient has all of it.
+        ends = r"%s \;\ldots\; %s" % (self.doprint(e.first), self.doprint(e.last))
+        if e.unit == "terms":
+            return r"\ldots \left[\text{%d terms not shown: } %s\right] \ldots" % (e.count, ends)
+        return r"%s \qquad \text{(%d equations of the same form not shown)}" % (ends, e.count)
+
     def _left(self, term) -> str:
         """What multiplies the incoming adjoint: the softmax coupling, then diag(f) (omitted when f = 1)."""
         out = ""

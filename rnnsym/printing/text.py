@@ -97,6 +97,13 @@ class TextPrinter(StepPrinter):
     def _print_Delta(self, d: Delta):
         return f"δ{text_name(d.node)}"
 
+    def _print_Elided(self, e):
+        # The middle of a long recursive view, left out of print only: the gradient has all of it.
+        ends = f"{self.doprint(e.first)} … {self.doprint(e.last)}"
+        if e.unit == "terms":
+            return f"… ({e.count} terms not shown: {ends}) …"
+        return f"{ends}    ({e.count} equations of the same form not shown; --full or full=True lists them)"
+
     def _left(self, term) -> str:
         """What multiplies the incoming adjoint: the softmax coupling, then diag(f) (omitted when f = 1)."""
         out = ""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -466,7 +467,7 @@ def check_case(case: Case) -> Outcome:
             return Outcome("refused")
         return Outcome("failed", [("Cell refused", message)])
     except Exception as error:  # noqa: BLE001 - anything else at construction is a defect to report
-        return Outcome("failed", [(f"Cell raised {type(error).__name__}", _first_line(error))])
+        return Outcome("failed", [(f"Cell raised {type(error).__name__}: {_gist(error)}", _first_line(error))])
     params, X, Y = case.point()
     oracle = Oracle(case)
     with np.errstate(all="ignore"):
@@ -481,7 +482,8 @@ def check_case(case: Case) -> Outcome:
     try:
         net = rs.unroll(cell, **case.unroll_options())
     except Exception as error:  # noqa: BLE001
-        return Outcome("failed", [(f"unroll raised {type(error).__name__}", _first_line(error))], expected)
+        return Outcome("failed", [(f"unroll raised {type(error).__name__}: {_gist(error)}", _first_line(error))],
+                       expected)
     for form in (("unrolled",) if case.bidirectional else ("loop", "unrolled")):
         failures += _check_form(net, form, params, X, Y, value, outputs, expected)
     return Outcome("failed" if failures else "ok", failures, expected)
@@ -498,7 +500,7 @@ def _check_form(net, form, params, X, Y, value, outputs, expected) -> list:
         stage = "forward"
         got_outputs = compiled.forward(params, X)
     except Exception as error:  # noqa: BLE001
-        return [(f"{form}: {stage} raised {type(error).__name__}", _first_line(error))]
+        return [(f"{form}: {stage} raised {type(error).__name__}: {_gist(error)}", _first_line(error))]
     failures = []
     scale = max(1.0, abs(value), *(np.nanmax(np.abs(g), initial=0) for g in expected.values()))
     for what, got in (("value_and_grad", got_value), ("loss", got_loss)):
@@ -520,6 +522,11 @@ def _check_form(net, form, params, X, Y, value, outputs, expected) -> list:
                              f"d L/d {name}{list(i) if i else ''} = {np.asarray(got)[i]!r}, central differences "
                              f"{numeric[i]!r}"))
     return failures
+
+
+def _gist(error: BaseException) -> str:
+    """The start of an error's message with numbers and generated names blanked: a failure's class."""
+    return re.sub(r"\d+", "N", re.sub(r"'_\w+'", "'_…'", _first_line(error)))[:60]
 
 
 def _first_line(error: BaseException) -> str:

@@ -103,8 +103,15 @@ def load_cell(ref: str):
     if not Path(path).is_file():
         raise RnnsymError(f"--cell file {path!r} does not exist")
     spec = importlib.util.spec_from_file_location("rnnsym_user_cell", path)
+    if spec is None:
+        raise RnnsymError(f"--cell file {path!r} is not a Python file (FILE.py:NAME)")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except RnnsymError as exc:  # the file builds a cell rnnsym refuses: that message, and where
+        raise RnnsymError(f"--cell {path}: {exc}") from None
+    except Exception as exc:  # the user's own code failed: say so in one line (no traceback of ours)
+        raise RnnsymError(f"--cell {path}: running the file raised {type(exc).__name__}: {exc}") from None
     cell = getattr(module, name, None)
     if not isinstance(cell, Cell):
         raise RnnsymError(f"{name!r} in {path} is not an rnnsym.Cell (got {type(cell).__name__})")

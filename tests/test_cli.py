@@ -201,3 +201,16 @@ def test_a_cell_refuses_the_options_of_the_built_in_networks(tmp_path, option):
     assert run.stderr == (f"rnnsym: error: {option[0]} does not apply to --cell: the cell defines its own update, "
                           "sizes and biases; drop it (--steps, --output-size, --outputs, --output-activation, --loss, "
                           "--truncate and --bidirectional do apply)\n")
+
+
+def test_messages_about_many_names_give_a_count_not_the_whole_list():
+    run = rnnsym("derive", "zz", "--steps", "1000")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and len(run.stderr) < 400
+    assert "parameters: w, w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, …, b1001 (2003 in all)" in run.stderr
+    import rnnsym as rs
+    from rnnsym.numeric.compiled import check_params
+
+    with pytest.raises(rs.RnnsymError) as caught:  # what every compiled function says of params
+        check_params(rs.seed_rnn(steps=1000), {"w": 0.1})
+    assert len(str(caught.value)) < 400 and "missing w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, …, b1001 " \
+        "(2002 in all)" in str(caught.value)

@@ -64,6 +64,27 @@ DERIVATIVE_RULES: dict[type, Callable[[sp.Expr], sp.Expr]] = {
 }
 
 
+# The functions a user's cell may use. Each has a derivative rnnsym takes (the table above, or
+# SymPy's own for real arguments: |z|' = sign(z), max' a step, a step's derivative 0 away from
+# it) and a NumPy form, in every compiled form. Anything else (Piecewise, conditions, integrals,
+# complex numbers) is refused when the cell is built, not when the gradient is first computed.
+CELL_FUNCTIONS: tuple[type, ...] = (
+    sp.tanh, sigmoid, relu, sp.exp, sp.log, sp.sin, sp.cos, sp.sinh, sp.cosh, sp.atan,
+    sp.Abs, sp.sign, sp.Heaviside, sp.Max, sp.Min, sp.erf, MatVec,
+)
+_CELL_ARITHMETIC = (sp.Symbol, sp.Add, sp.Mul, sp.Pow, sp.Number, sp.NumberSymbol)
+
+
+def unsupported_function(expr: sp.Expr) -> str | None:
+    """The name of the first piece of ``expr`` a cell may not use, or None when all is allowed."""
+    for e in sp.preorder_traversal(expr):
+        if isinstance(e, sp.Number) and not e.is_finite:
+            return str(e)
+        if not isinstance(e, (*_CELL_ARITHMETIC, *CELL_FUNCTIONS)):
+            return type(e).__name__
+    return None
+
+
 def identity(z: sp.Expr) -> sp.Expr:
     return z
 

@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 import rnnsym as rs
-from rnnsym.functions import sigmoid
+from rnnsym.functions import relu, sigmoid
 
 h, c, x, g, a, u, v = sp.symbols("h c x g a u v")
 W, b = sp.symbols("W_hy b_y")
@@ -137,3 +137,84 @@ def test_any_parameter_name_gives_the_gradients_of_plain_names(names, vector, fo
 def test_a_parameter_named_like_a_node_is_refused_whatever_the_steps(name, node):
     with pytest.raises(rs.RnnsymError, match=f"clashes with the node {name} \\({node}\\)"):
         rs.Cell(state=h, input=x, params=[a, sp.Symbol(name)], update=sp.tanh(a * x + sp.Symbol(name) * h))
+
+
+# ---- every function a cell may use: supported in every form, or refused when the cell is built -------
+def nested_loss(cell, X, Y):
+    """The batch-mean BCE loss as one SymPy expression in the cell's parameters and W_hy, b_y."""
+    total = 0
+    for xs, y in zip(X, Y):
+        state = {s: sp.S.Zero for s in cell.state}
+        for xt in xs:
+            values = {**state, cell.input: sp.Float(xt)}
+            for gate, expr in cell.gates.items():
+                values[gate] = expr.xreplace(values)
+            state = {s: e.xreplace(values) for s, e in zip(cell.state, cell.update)}
+        out = 1 / (1 + sp.exp(-(W * state[cell.state[0]] + b)))
+        total += -(y * sp.log(out) + (1 - y) * sp.log(1 - out))
+    return total.replace(sigmoid, lambda z: 1 / (1 + sp.exp(-z))) / len(Y)
+
+
+def central_differences(expr, params, step=1e-12):
+    """Central differences of ``expr`` evaluated by SymPy at 40 digits: exact to far below 1e-9."""
+    symbols = {s.name: s for s in expr.free_symbols}
+    at = {symbols[n]: sp.Float(v, 40) for n, v in params.items() if n in symbols}
+    grads = {}
+    for name in params:
+        if name not in symbols:
+            grads[name] = 0.0
+            continue
+        s = symbols[name]
+        up, down = expr.evalf(40, subs={**at, s: at[s] + step}), expr.evalf(40, subs={**at, s: at[s] - step})
+        grads[name] = float((up - down) / (2 * step))
+    return grads
+
+
+FUNCTIONS = {
+    "Max": sp.tanh(a * x + u * sp.Max(h, 0.5 * h + 0.1)),
+    "Min": sp.tanh(a * x + sp.Min(u * h, x, a)),
+    "Abs": sp.tanh(a * x + u * sp.Abs(h - 0.05)),
+    "erf": sp.erf(a * x + u * h),
+    "Heaviside": a * x * sp.Heaviside(h - 0.1) + u * sp.tanh(h) + 0.2,
+    "sign": sp.tanh(a * x + u * h) * sp.sign(x + 0.05),
+    "relu": relu(a * x + u * h),
+    "sin, cos": sp.sin(a * x) + u * sp.cos(h),
+    "sinh, cosh, atan": sp.atan(a * sp.sinh(x) + u * sp.cosh(h) - 1),
+    "log, exp": sp.log(1 + sp.exp(a * x + u * h)),
+}
+
+
+@pytest.mark.parametrize("form", ["loop", "unrolled"])
+@pytest.mark.parametrize("function", list(FUNCTIONS))
+def test_every_function_a_cell_may_use_has_the_right_gradient_in_every_form(function, form):
+    cell = rs.Cell(state=h, input=x, params=[a, u], update=FUNCTIONS[function])
+    X, Y = np.array([[0.5, -1.0, 0.7], [1.2, 0.3, -0.4]]), np.array([1.0, 0.0])
+    params = {"a": 0.8, "u": -0.6, "W_hy": 1.3, "b_y": 0.2}
+    loss, grads = rs.unroll(cell, steps=3).compile(form=form).value_and_grad(params, X, Y)
+    expr = nested_loss(cell, X, Y)
+    assert loss == pytest.approx(float(expr.evalf(30, subs={s: params[s.name] for s in expr.free_symbols})), rel=1e-12)
+    for name, want in central_differences(expr, params).items():
+        assert grads[name] == pytest.approx(want, rel=1e-8, abs=1e-12), name
+
+
+def test_heaviside_has_its_own_value_at_zero():
+    # SymPy's Heaviside(0) is 1/2 unless the expression says otherwise; the zero initial state hits 0.
+    for at_zero, want in [(None, 0.5), (0, 0.0), (1, 1.0)]:
+        step = sp.Heaviside(h) if at_zero is None else sp.Heaviside(h, at_zero)
+        net = rs.unroll(rs.Cell(state=h, input=x, params=[a], update=step + a * x), steps=1,
+                        output_activation="identity", loss="mse")
+        for form in ("loop", "unrolled"):
+            out = net.compile(form=form).forward({"a": 0.0, "W_hy": 1.0, "b_y": 0.0}, np.ones((1, 1)))
+            assert float(np.ravel(out)[0]) == want, (at_zero, form)
+
+
+@pytest.mark.parametrize("update,piece", [
+    (sp.Piecewise((a * h, x > 0), (x, True)), "Piecewise"),
+    (sp.tanh(a * x + u * h + sp.I), "ImaginaryUnit"),
+    (sp.gamma(h) + a * x + u, "gamma"),
+    (sp.tanh(a * x) + sp.oo * u * h, "oo"),
+    (sp.Integral(h, x) * a * u, "Integral"),
+])
+def test_what_a_cell_cannot_use_is_refused_when_it_is_built(update, piece):
+    with pytest.raises(rs.RnnsymError, match=f"update of h uses {piece}, which a cell cannot use; allowed: .*Max"):
+        rs.Cell(state=h, input=x, params=[a, u], update=update)

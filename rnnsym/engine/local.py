@@ -122,10 +122,21 @@ def _elementwise(node, flat: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
     """``∂flat/∂wrt`` elementwise, with ``f'`` written in the node's own symbol."""
     rule = DERIVATIVE_RULES.get(flat.func)
     if rule is not None and len(flat.args) == 1:
-        derivative = rule(node.symbol) * sp.diff(flat.args[0], wrt)
+        derivative = rule(node.symbol) * real_diff(flat.args[0], wrt)
     else:
-        derivative = sp.diff(flat, wrt)
+        derivative = real_diff(flat, wrt)
         if flat.is_Function:
             derivative = derivative.subs(flat, node.symbol)
     _refuse_unknown_derivatives(derivative, node.name)
     return sp.factor_terms(derivative) if derivative.is_Add else derivative
+
+
+def real_diff(expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
+    """``∂expr/∂wrt`` for real values, which every value of a network is: ``|z|' = sign(z)``
+    (SymPy's answer for a complex z holds re and im). A step's derivative is 0 away from the step:
+    the DiracDelta of ``Heaviside'`` and ``sign'`` is dropped, as autograd frameworks do."""
+    if not expr.has(sp.Abs, sp.sign, sp.Heaviside):
+        return sp.diff(expr, wrt)  # nothing assumption-dependent: the common, fast case
+    real = {s: sp.Dummy(s.name, real=True) for s in expr.free_symbols | {wrt}}
+    derivative = sp.diff(expr.xreplace(real), real[wrt]).xreplace({d: s for s, d in real.items()})
+    return derivative.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)

@@ -148,6 +148,11 @@ class Cell:
         if unknown:
             raise RnnsymError(f"{where} uses {', '.join(unknown)}, a function with no known derivative; "
                               "use SymPy functions or rnnsym.functions (sigmoid, relu)")
+        piece = functions.unsupported_function(expr)
+        if piece is not None:
+            allowed = ", ".join(f.__name__ for f in functions.CELL_FUNCTIONS if f is not MatVec)
+            raise RnnsymError(f"{where} uses {piece}, which a cell cannot use; allowed: + - * / **, "
+                              f"numbers, {allowed} and matvec")
 
     def _shape(self, expr, shapes, where: str) -> tuple:
         """The shape of an expression: vectors combine elementwise with vectors of the same size or

@@ -81,7 +81,25 @@ class CodePrinter(NumPyPrinter):
         return f"_log_softmax({self._print(expr.args[0])})"
 
     def _print_Heaviside(self, expr):
-        return f"numpy.heaviside({self._print(expr.args[0])}, 0.0)"
+        # The value at 0 is the expression's own (SymPy's default is 1/2; relu's rule says 0).
+        value = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+        return f"numpy.heaviside({self._print(expr.args[0])}, {float(value)!r})"
+
+    def _print_Max(self, expr):
+        return self._nested("numpy.maximum", expr.args)
+
+    def _print_Min(self, expr):
+        return self._nested("numpy.minimum", expr.args)
+
+    def _nested(self, ufunc: str, args) -> str:
+        """``max(a, b, c)`` as ``maximum(a, maximum(b, c))``: two-argument ufuncs broadcast."""
+        code = self._print(args[-1])
+        for a in reversed(args[:-1]):
+            code = f"{ufunc}({self._print(a)}, {code})"
+        return code
+
+    def _print_erf(self, expr):
+        return f"_erf({self._print(expr.args[0])})"
 
 
 def forward_product(vector: str, matrix: str, shape: tuple, out: str | None = None) -> str:
@@ -213,4 +231,17 @@ def _softmax(z):
     return numpy.exp(_log_softmax(z))
 
 
-RUNTIME = {"_sigmoid": _sigmoid, "_tanh": _tanh, "_sigmoid_": _sigmoid_, "_tanh_": _tanh_, "_mm": _mm, "_softmax": _softmax, "_log_softmax": _log_softmax}
+def _erf(z, out=None):
+    """The error function elementwise (NumPy has none): Python's math.erf on each value."""
+    import math
+
+    import numpy
+
+    values = numpy.vectorize(math.erf, otypes=[numpy.float64])(z)
+    if out is None:
+        return values
+    out[...] = values
+    return out
+
+
+RUNTIME = {"_erf": _erf, "_sigmoid": _sigmoid, "_tanh": _tanh, "_sigmoid_": _sigmoid_, "_tanh_": _tanh_, "_mm": _mm, "_softmax": _softmax, "_log_softmax": _log_softmax}

@@ -218,3 +218,46 @@ def test_heaviside_has_its_own_value_at_zero():
 def test_what_a_cell_cannot_use_is_refused_when_it_is_built(update, piece):
     with pytest.raises(rs.RnnsymError, match=f"update of h uses {piece}, which a cell cannot use; allowed: .*Max"):
         rs.Cell(state=h, input=x, params=[a, u], update=update)
+
+
+# ---- cross-entropy targets: the fused gradient o − Y belongs to the loss only for rows summing to 1 ---
+def _elman_softmax_loss(p, X, Y):
+    """PyTorch's Elman equations, a softmax readout and −Σ Y·log softmax, batch mean: by hand."""
+    h = np.zeros((X.shape[0], p["W_hh"].shape[0]))
+    for t in range(X.shape[1]):
+        h = np.tanh(X[:, t] @ p["W_ih"].T + p["b_ih"] + h @ p["W_hh"].T + p["b_hh"])
+    z = h @ p["W_hy"].T + p["b_y"]
+    log_softmax = z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) - z.max(-1, keepdims=True)
+    return float(np.mean(-(Y * log_softmax).sum(-1)))
+
+
+def _softmax_net():
+    net = rs.elman_rnn(steps=3, input_size=2, hidden_size=3, output_size=3, output_activation="softmax",
+                       loss="cross_entropy")
+    rng = np.random.default_rng(0)
+    return net, {n: rng.normal(size=s) for n, s in net.param_shapes.items()}, rng.normal(size=(2, 3, 2))
+
+
+@pytest.mark.parametrize("Y", [[[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]], [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+                               [[0.5, 0.5, 0.5], [0.0, 1.0, 0.0]], [[1.5, -0.5, 0.0], [0.0, 1.0, 0.0]]])
+def test_cross_entropy_targets_that_are_not_probability_rows_are_refused(Y):
+    net, p, X = _softmax_net()
+    for form in ("loop", "unrolled"):
+        with pytest.raises(rs.RnnsymError, match=r"y (row 0 sums to|holds -0.5).*probability rows"):
+            net.compile(form=form).value_and_grad(p, X, np.array(Y))
+
+
+def test_soft_cross_entropy_targets_get_the_gradient_of_their_loss():
+    net, p, X = _softmax_net()
+    Y = np.array([[0.2, 0.3, 0.5], [0.05, 0.9, 0.05]])  # label smoothing: rows sum to 1
+    for form in ("loop", "unrolled"):
+        loss, grads = net.compile(form=form).value_and_grad(p, X, Y)
+        assert loss == pytest.approx(_elman_softmax_loss(p, X, Y), rel=1e-12)
+        for name, value in p.items():
+            want = np.zeros_like(value)
+            for i in np.ndindex(value.shape):
+                up, down = {k: v.copy() for k, v in p.items()}, {k: v.copy() for k, v in p.items()}
+                up[name][i] += 1e-6
+                down[name][i] -= 1e-6
+                want[i] = (_elman_softmax_loss(up, X, Y) - _elman_softmax_loss(down, X, Y)) / 2e-6
+            np.testing.assert_allclose(grads[name], want, rtol=1e-6, atol=1e-9)

@@ -127,8 +127,26 @@ class CompiledNetwork:
             raise RnnsymError(f"y must have shape {expected} to match x, got {y.shape}")
         if net.options.get("loss") == "bce" and ((y < 0) | (y > 1)).any():
             bad = y[(y < 0) | (y > 1)].flat[0]
-            raise RnnsymError(f"y holds {bad!r}; targets for loss 'bce' must lie in [0, 1]")
+            raise RnnsymError(f"y holds {float(bad)!r}; targets for loss 'bce' must lie in [0, 1]")
+        if net.options.get("loss") == "cross_entropy":
+            _check_probability_rows(y)
         return y
+
+
+def _check_probability_rows(y: np.ndarray) -> None:
+    """Cross-entropy's fused gradient ``o − Y`` is the derivative of ``−Σ Y·log softmax(z)`` only
+    when each target row sums to 1 (then ``softmax(z)·ΣY − Y = o − Y``): refuse any other row,
+    rather than return a gradient that does not belong to the loss."""
+    if (y < 0).any():
+        raise RnnsymError(f"y holds {float(y[y < 0].flat[0])!r}; cross-entropy targets are class indices "
+                          "or probability rows (each entry >= 0, each row summing to 1)")
+    sums = y.sum(axis=-1)
+    off = np.abs(sums - 1) > 1e-9
+    if off.any():
+        where = tuple(int(i) for i in np.argwhere(off)[0])
+        raise RnnsymError(f"y row {where[0] if len(where) == 1 else where} sums to {float(sums[where]):.6g}; "
+                          "cross-entropy targets are class indices or probability rows summing to 1 "
+                          "(multi-hot or empty rows need loss 'bce' with a sigmoid output)")
 
 
 def _class_targets(y, lead: tuple, classes: int) -> np.ndarray:

@@ -5,6 +5,7 @@ very expressions summed into :attr:`Derivation.expr`.
 """
 from __future__ import annotations
 
+import copy
 from functools import cached_property
 
 import numpy as np
@@ -13,8 +14,8 @@ import sympy as sp
 from .engine.paths import (DEFAULT_FACTOR_LIMIT, DEFAULT_PATH_LIMIT, PathLimitError, PathTerm, descendants,
                            enumerate_paths, path_term, path_totals, truncation_cuts)
 from .errors import RnnsymError
-from .records import (Applied, Chain, ComponentOf, Delta, Equation, JacobianItem, Partial, Product, Step, Sum,
-                      Total, Update)
+from .records import (Applied, Chain, ComponentOf, Delta, Elided, Equation, JacobianItem, Partial, Product, Step,
+                      Sum, Total, Update)
 
 # The "expanded in inputs and parameters" step is shown for small graphs only: the expansion of a
 # shared weight's gradient grows like T**3 and stops being readable long before that hurts.
@@ -31,20 +32,23 @@ class Derivation:
     """
 
     def __init__(self, network, target: str, path_terms: list[PathTerm] | None, steps: tuple[Step, ...],
-                 recursive: tuple[Equation, ...] = (), path_count: int | None = None, path_limit: int = 0):
+                 recursive: tuple[Equation, ...] = (), path_count: int | None = None, path_limit: int = 0,
+                 cuts=frozenset()):
         self.network = network
         self.target = target
         self.path_terms = path_terms  # None when there are more paths than the limit
-        self.steps = steps
-        self.recursive = recursive  # the adjoint equations δn = Σ ..., loss first, then dL/d(target)
+        self.steps = steps  # a recursive view longer than a screenful shows its ends (see full())
+        self._shown = recursive  # the recursive view as the steps show it, possibly elided
         self.path_count = len(path_terms) if path_count is None else path_count
         self._path_limit = path_limit
+        self._cuts = cuts  # truncation's cut edges, to work out the full recursive view on demand
+        self._full = None
 
     # ---- the contract's members -----------------------------------------------------------------
     def _path_view(self) -> list[PathTerm]:
         if self.path_terms is None:
             raise PathLimitError(
-                f"{self.path_count} chain-rule paths lead to {self.target!r}, more than the limit of "
+                f"{_paths(self.path_count)} lead to {self.target!r}, more than the limit of "
                 f"{self._path_limit} paths or {DEFAULT_FACTOR_LIMIT} factors; use the recursive view "
                 "(Derivation.recursive) or truncate the sequence")
         return self.path_terms
@@ -64,6 +68,33 @@ class Derivation:
     def scalar(self) -> bool:
         return self.network.is_scalar
 
+    @property
+    def elided(self) -> bool:
+        """Whether the steps leave out the middle of a long recursive view (``full()`` has it all)."""
+        return any(isinstance(eq.lhs, Elided) or isinstance(eq.rhs[0], Sum)
+                   and any(isinstance(t, Elided) for t in eq.rhs[0].terms) for eq in self._shown)
+
+    @cached_property
+    def recursive(self) -> tuple[Equation, ...]:
+        """Every adjoint equation ``δn = Σ ...`` from the loss down, then ``dL/d(target)``. Worked out
+        when first asked for: at T = 100000 these are 100000 equations, of which the steps show the ends."""
+        return self.full()._shown
+
+    def full(self) -> "Derivation":
+        """This derivation with nothing elided: the recursive view with every equation and every term
+        (what ``text(full=True)`` and ``rnnsym derive --full`` print). Itself when nothing was left out."""
+        if not self.elided:
+            return self
+        if self._full is None:
+            steps, equations, _ = _recursive_steps(self.network, self.target, self._cuts, full=True)
+            replacement = {s.kind: s for s in steps}
+            twin = copy.copy(self)
+            twin.__dict__.pop("recursive", None)
+            twin.steps = tuple(replacement.get(s.kind, s) for s in self.steps)
+            twin._shown, twin._full = equations, None
+            self._full = twin
+        return self._full
+
     @cached_property
     def expr(self):
         """The total derivative in node symbols: the sum of the path terms."""
@@ -82,7 +113,7 @@ class Derivation:
     def result(self):
         """:attr:`expr` for display: each path's term with its factors in chain order."""
         if self.path_terms is None or not self.scalar:
-            return self.recursive[-1].rhs[-1] if self.recursive else sp.S.Zero
+            return self._shown[-1].rhs[-1] if self._shown else sp.S.Zero
         shown = tuple(in_chain_order(t.value, t.factors) for t in self.path_terms if t.value != 0)
         return shown[0] if len(shown) == 1 else Sum(shown) if shown else sp.S.Zero
 
@@ -109,33 +140,33 @@ class Derivation:
         batch = np.shape(x)[0]
         return [float(np.sum(np.broadcast_to(v, (batch,))) / batch) for v in self._term_function(values)]
 
-    # ---- renderings -------------------------------------------------------------------------------
-    def text(self) -> str:
+    # ---- renderings: a recursive view longer than a screenful shows its ends unless full=True ----
+    def text(self, full: bool = False) -> str:
         from .printing.text import derivation_text
 
-        return derivation_text(self)
+        return derivation_text(self.full() if full else self)
 
     __str__ = text
 
-    def latex(self) -> str:
+    def latex(self, full: bool = False) -> str:
         from .printing.latex import derivation_latex
 
-        return derivation_latex(self)
+        return derivation_latex(self.full() if full else self)
 
-    def mathml(self) -> str:
+    def mathml(self, full: bool = False) -> str:
         from .printing.mathml import derivation_mathml
 
-        return derivation_mathml(self)
+        return derivation_mathml(self.full() if full else self)
 
-    def markdown(self) -> str:
+    def markdown(self, full: bool = False) -> str:
         from .printing.markdown import derivation_markdown
 
-        return derivation_markdown(self)
+        return derivation_markdown(self.full() if full else self)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, full: bool = False) -> dict:
         from .printing.data import derivation_dict
 
-        return derivation_dict(self)
+        return derivation_dict(self.full() if full else self)
 
     def _repr_latex_(self) -> str:
         return "$\\displaystyle " + self.latex() + "$"
@@ -177,11 +208,22 @@ def in_chain_order(expr: sp.Expr, factors) -> sp.Expr | Product:
     return Product(tuple(sorted(expr.args, key=lambda a: (not a.is_Number, first_factor(a)))), grouped=False)
 
 
-def recursive_view(network, target: str, cuts=frozenset()) -> tuple[tuple[Equation, ...], list[tuple[str, str]]]:
+# A view longer than a screenful shows its first and last equations and says how many it leaves
+# out (Derivation.full() has them all); a sum of more terms than that shows its ends the same way.
+SCREENFUL = 24
+SHOWN_FIRST, SHOWN_LAST = 4, 3
+SUM_SHOWN_FIRST, SUM_SHOWN_LAST = 3, 2
+
+
+def recursive_view(network, target: str, cuts=frozenset(), full: bool = True
+                   ) -> tuple[tuple[Equation, ...], list[tuple[str, str]]]:
     """The adjoint equations from the loss down to ``target``: ``δn = Σ_children J(c, n)ᵀ δc``.
 
     Linear in the number of nodes whatever the number of paths. Returns the equations (each δ,
-    then ``dL/d(target)``) and the edges that truncation dropped.
+    then ``dL/d(target)``) and the edges that truncation dropped. With ``full=False`` a view
+    longer than :data:`SCREENFUL` equations (or a sum of more terms) keeps its ends and puts an
+    :class:`Elided` record in the middle; only the equations shown are worked out, so a view of
+    T = 100000 steps costs as much as one of 10.
     """
     graph = network.graph
     loss = graph.loss.name
@@ -195,26 +237,39 @@ def recursive_view(network, target: str, cuts=frozenset()) -> tuple[tuple[Equati
         if any(c in alive and (c, name) not in cuts for c in graph.children(name)):
             alive.add(name)
 
-    def shares(n: str) -> tuple:
+    def sources(n: str) -> list[str]:
+        """The children whose adjoints flow into n's."""
+        return [c for c in graph.children(n) if c in relevant and c in alive and (c, n) not in cuts]
+
+    def shares(n: str, children) -> list:
         items = []
-        for c in graph.children(n):
-            if c not in relevant or c not in alive:
-                continue
-            if (c, n) in cuts:
-                continue
+        for c in children:
             summed = graph[n].shape == () and graph[c].shape != ()
             for term in network.jacobian(c, n).terms:
                 items.append(Applied(term, None if c == loss else c, scalar=scalar, summed=summed))
-        return tuple(items)
+        return items
 
-    equations = []
-    for name in reversed(list(graph.nodes)):
-        if name in relevant and name in alive and name not in (target, loss) and graph[name].expr is not None:
-            items = shares(name)
-            equations.append(Equation(Delta(name), (items[0] if len(items) == 1 else Sum(items),)))
+    def rhs(n: str):
+        children = sources(n)
+        if not full and len(children) > SCREENFUL:
+            middle = children[SUM_SHOWN_FIRST:-SUM_SHOWN_LAST]
+            items = (shares(n, children[:SUM_SHOWN_FIRST])
+                     + [Elided(len(middle), Delta(middle[0]), Delta(middle[-1]), unit="terms")]
+                     + shares(n, children[-SUM_SHOWN_LAST:]))
+        else:
+            items = shares(n, children)
+        return items[0] if len(items) == 1 else Sum(tuple(items)) if items else sp.S.Zero
+
+    order = [name for name in reversed(list(graph.nodes))
+             if name in relevant and name in alive and name not in (target, loss) and graph[name].expr is not None]
+    if not full and len(order) > SCREENFUL:
+        middle = order[SHOWN_FIRST:-SHOWN_LAST]
+        gap = Equation(Elided(len(middle), Delta(middle[0]), Delta(middle[-1])), ())
+        order = [*order[:SHOWN_FIRST], gap, *order[-SHOWN_LAST:]]
+    equations = [name if isinstance(name, Equation) else Equation(Delta(name), (rhs(name),)) for name in order]
     dropped = sorted((c, p) for c, p in cuts if c in relevant and c in alive)
-    items = shares(target)
-    equations.append(Equation(Total(loss, target), (items[0] if len(items) == 1 else Sum(items) if items else sp.S.Zero,)))
+    # The loss's own adjoint is 1 by definition (δL = ∂L/∂L): it has no children to sum over.
+    equations.append(Equation(Total(loss, target), (sp.S.One if target == loss else rhs(target),)))
     return tuple(equations), dropped
 
 
@@ -237,12 +292,19 @@ def component_view(network, equations) -> tuple[Equation, ...]:
 
     out = []
     for eq in equations:
-        items = eq.rhs[0].terms if isinstance(eq.rhs[0], Sum) else (eq.rhs[0],)
-        if any(not isinstance(a, Applied) or a.term.softmax is not None for a in items):
+        if isinstance(eq.lhs, Elided):  # the gap of an elided view stays where it is
+            out.append(eq)
             continue
-        outer = any(a.term.outer is not None for a in items)
+        items = eq.rhs[0].terms if isinstance(eq.rhs[0], Sum) else (eq.rhs[0],)
+        applied = [a for a in items if not isinstance(a, Elided)]
+        if any(not isinstance(a, Applied) or a.term.softmax is not None for a in applied):
+            continue
+        outer = any(a.term.outer is not None for a in applied)
         terms = []
         for a in items:
+            if isinstance(a, Elided):
+                terms.append(a)
+                continue
             t = a.term
             if t.outer is not None:
                 terms.append(indexed(t.factor, _I) * delta(a.delta, _I) * sp.IndexedBase(t.outer.name)[_J])
@@ -263,13 +325,10 @@ def component_view(network, equations) -> tuple[Equation, ...]:
     return tuple(out)
 
 
-def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Derivation:
-    """Build the :class:`Derivation` of ``dL/d(target)``; see :meth:`Network.derive`."""
-    graph = network.graph
-    loss = graph.loss.name
-    total = Total(loss, target)
-    cuts = truncation_cuts(network, network.options.get("truncate"))
-    recursive, dropped = recursive_view(network, target, cuts)
+def _recursive_steps(network, target: str, cuts, full: bool):
+    """The recursive view's step (and, for vectors, its component form), its equations and the
+    edges truncation dropped; elided past a screenful unless ``full``."""
+    recursive, dropped = recursive_view(network, target, cuts, full=full)
     recursive_step = Step(
         "recursive", "Recursive view (what the compiled code runs)", recursive,
         note="δn = ∂L/∂n is the gradient at node n with everything downstream already summed; each "
@@ -288,6 +347,16 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
         ))
     else:
         recursive_step = (recursive_step,)
+    return recursive_step, recursive, dropped
+
+
+def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Derivation:
+    """Build the :class:`Derivation` of ``dL/d(target)``; see :meth:`Network.derive`."""
+    graph = network.graph
+    loss = graph.loss.name
+    total = Total(loss, target)
+    cuts = truncation_cuts(network, network.options.get("truncate"))
+    recursive_step, recursive, dropped = _recursive_steps(network, target, cuts, full=False)
     update = ()
     if graph[target].kind == "param":
         update = (Step(
@@ -307,12 +376,17 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
 
     n_paths, n_factors = path_totals(graph, target)
     if n_paths > path_limit or n_factors > DEFAULT_FACTOR_LIMIT:
-        steps = (Step("path_count", f"{n_paths} chain-rule paths: too many to list",
-                      note=f"{n_paths} paths with {n_factors} factors in all lead from the loss to {target}, "
+        # Too many paths (a shared weight, an LSTM), or few but too long (one path through T layers).
+        title = (f"{n_paths} chain-rule paths: too many to list" if n_paths > path_limit else
+                 f"{_paths(n_paths)} of {n_factors} factors in all: too long to list")
+        steps = (Step("path_count", title,
+                      note=f"{n_paths} path{'' if n_paths == 1 else 's'} with {n_factors} factors in all "
+                           f"{'leads' if n_paths == 1 else 'lead'} from the loss to {target}, "
                            f"more than the limit of {path_limit} paths or {DEFAULT_FACTOR_LIMIT} factors; the "
                            "recursive view below gives the same gradient with one equation per node."),
                  *truncation, *recursive_step, *update)
-        return Derivation(network, target, None, steps, recursive, path_count=n_paths, path_limit=path_limit)
+        return Derivation(network, target, None, steps, recursive, path_count=n_paths, path_limit=path_limit,
+                          cuts=cuts)
 
     paths = [p for p in enumerate_paths(graph, target, limit=path_limit)
              if not any((a, b) in cuts for b, a in zip(p[1:], p))]
@@ -323,12 +397,16 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
     else:
         terms = [_vector_path_term(network, p) for p in paths]
     steps = _path_view_steps(network, target, paths, terms)
-    derivation = Derivation(network, target, terms, (), recursive, path_limit=path_limit)
+    derivation = Derivation(network, target, terms, (), recursive, path_limit=path_limit, cuts=cuts)
     if network.is_scalar and paths and len(graph.nodes) <= EXPANDED_STEP_MAX_NODES:
         steps.append(Step("expanded", "In inputs, target and parameters only",
                           (Equation(total, (derivation.expanded,)),)))
     derivation.steps = (*steps, *truncation, *recursive_step, *update)
     return derivation
+
+
+def _paths(n: int) -> str:
+    return f"{n} chain-rule path" + ("" if n == 1 else "s")
 
 
 def _vector_path_term(network, path) -> PathTerm:
@@ -365,11 +443,13 @@ def _path_view_steps(network, target, paths, terms) -> list[Step]:
             facts={"paths": len(paths)},
         ))
 
-    # 2. What each node on the paths computes.
-    on_paths = [n for n in graph.nodes if any(n in p[:-1] for p in paths)]
-    steps.append(Step("definitions", "The nodes on the path" + ("s" if len(paths) > 1 else ""), tuple(
-        Equation(graph[n].symbol, (graph[n].expr,), label=graph[n].role) for n in reversed(on_paths)
-    )))
+    # 2. What each node on the paths computes (nothing when the target is the loss itself).
+    visited = {n for p in paths for n in p[:-1]}
+    on_paths = [n for n in graph.nodes if n in visited]
+    if on_paths:
+        steps.append(Step("definitions", "The nodes on the path" + ("s" if len(paths) > 1 else ""), tuple(
+            Equation(graph[n].symbol, (graph[n].expr,), label=graph[n].role) for n in reversed(on_paths)
+        )))
 
     # 3. Each local factor, once, in path order.
     seen: dict = {}
@@ -381,8 +461,9 @@ def _path_view_steps(network, target, paths, terms) -> list[Step]:
     if not scalar:
         note += (" For vectors each factor is a Jacobian: diag(f) is elementwise, W comes from a "
                  "product W·v, and [·]·vᵀ is how a weight matrix receives the gradient g: as g·vᵀ.")
-    steps.append(Step("local_factors", "Local factors" if scalar else "Local Jacobians",
-                      tuple(Equation(p, (v,)) for p, v in seen.items()), note=note))
+    if seen:
+        steps.append(Step("local_factors", "Local factors" if scalar else "Local Jacobians",
+                          tuple(Equation(p, (v,)) for p, v in seen.items()), note=note))
 
     # 4. Each path's product, substituted and simplified.
     single = len(paths) == 1

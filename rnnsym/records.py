@@ -96,7 +96,23 @@ class ComponentOf:
     index: str
 
 
-Item = Union[sp.Expr, Partial, Total, Chain, Product, Sum, Update, Delta, JacobianItem, Applied]
+@dataclass(frozen=True)
+class Elided:
+    """Items left out of a long view, between the ones shown: ``δo₁₉₉₉₇ … δo₅``.
+
+    ``first`` and ``last`` are the first and last items left out, ``count`` how many there are;
+    ``unit`` says what they are: ``"equations"`` (a whole equation of a recursive view, as the
+    left side of an Equation with no right side) or ``"terms"`` (inside a Sum, one node's share
+    each). The full view (``Derivation.full()``, ``--full``) has them all.
+    """
+
+    count: int
+    first: object
+    last: object
+    unit: str = "equations"
+
+
+Item = Union[sp.Expr, Partial, Total, Chain, Product, Sum, Update, Delta, JacobianItem, Applied, Elided]
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ def test_w0_is_zero_because_o0_is_zero(seed4):
     assert "o0 = 0" in zero.note
     (eq,) = zero.equations
     assert eq.lhs == Partial("o1", "w0") and eq.rhs[-1] == 0
-    assert "o0 = 0" in d.text()
+    assert "o₀ = 0" in d.text()  # prose names are written as the equations write them
 
 
 def test_steps_and_result_come_from_one_computation(seed4):

@@ -32,14 +32,17 @@ def main():
               help="Output format.")
 @click.option("--check", is_flag=True, help="Follow with the finite-difference gradient check.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write to this file (atomically).")
+@click.option("--full", is_flag=True,
+              help="Every equation of a long recursive view (past a screenful its middle is left out).")
 @clear_errors
-def derive(names, fmt, check, out, **options):
+def derive(names, fmt, check, out, full, **options):
     """Derive dL/dPARAM step by step (no PARAM: every parameter).
 
     PARAM may also be a node (o2) or an input (x2).
     """
     net = network_from_options(**options)
     derivations = [net.derive(n) for n in (names or net.param_names)]
+    derivations = [d.full() for d in derivations] if full else derivations
     report = gradcheck(net) if check else None
     if fmt == "json":
         data = {"network": {"name": net.name, "steps": net.steps, **net.options,

@@ -15,7 +15,9 @@ from ..graph import Graph
 from .local import local_partial
 
 DEFAULT_PATH_LIMIT = 2000
-DEFAULT_FACTOR_LIMIT = 20000
+# Past 10000 factors in all (the shared w's T paths at T = 140, or one path through 10000 layers)
+# the path view is refused and the recursive view, elided past a screenful, takes over.
+DEFAULT_FACTOR_LIMIT = 10000
 
 
 class PathLimitError(RnnsymError):

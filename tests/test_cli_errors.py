@@ -61,6 +61,13 @@ def _write(name: str, content: str | bytes):
     return setup
 
 
+def _npz_checkpoint_with_list_metadata(world):
+    import numpy as np
+
+    (world / "run" / "checkpoint.json").unlink()
+    np.savez(world / "run" / "checkpoint.npz", meta=np.array("[1]"), **{"params/w": np.zeros(())})
+
+
 def _site_with_users_file(world):
     subprocess.run([sys.executable, "-m", "rnnsym", "docs", "--format", "markdown", "--no-check", "-T", "2",
                     "--out", str(world / "site")], check=True, capture_output=True, timeout=300)
@@ -134,6 +141,8 @@ CASES = [
      _checkpoint(optimizer_step="x"), False),
     ("checkpoint cut short", ["train", "--resume", "run"], "checkpoint.json: not a readable JSON file",
      lambda world: (world / "run" / "checkpoint.json").write_text('{"format": "rnnsym-checkpoint", "epo'), False),
+    ("npz checkpoint with damaged metadata", ["train", "--resume", "run"],
+     "checkpoint.npz: damaged checkpoint metadata (not a JSON object)", _npz_checkpoint_with_list_metadata, False),
     ("model with 100000 steps", ["predict", "run", "data.csv"],
      "'network.steps' must be an integer from 1 to 10000, got 100000",
      _model(lambda d: d["network"].update(steps=100000)), False),

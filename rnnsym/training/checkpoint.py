@@ -119,13 +119,17 @@ def load_checkpoint(path) -> dict:
             raise RnnsymError(f"{path.name}: not an rnnsym checkpoint (no 'meta' entry)")
         try:
             document = json.loads(str(arrays.pop("meta")))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RnnsymError(f"{path.name}: damaged checkpoint metadata ({exc})") from None
+        if not isinstance(document, dict):
+            raise RnnsymError(f"{path.name}: damaged checkpoint metadata (not a JSON object)")
         document["params"] = {k[7:]: v for k, v in arrays.items() if k.startswith("params/")}
         document["best_params"] = {k[5:]: v for k, v in arrays.items() if k.startswith("best/")}
         slots: dict = {}
         for key, value in arrays.items():
             if key.startswith("slot/"):
+                if key.count("/") < 2:
+                    raise RnnsymError(f"{path.name}: damaged checkpoint, array {_shown(key)} names no parameter")
                 _, slot, name = key.split("/", 2)
                 slots.setdefault(slot, {})[name] = value
         document["optimizer_slots"] = slots

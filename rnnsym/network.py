@@ -7,7 +7,7 @@ from typing import Any
 import sympy as sp
 
 from .engine import local_partial
-from .errors import RnnsymError, listed, positive_int
+from .errors import RnnsymError, listed
 from .graph import Graph
 
 
@@ -198,14 +198,14 @@ class Network:
         default for cells); ``"unrolled"`` writes every step out (the seed network, whose
         recurrent weights differ per step, and bidirectional networks).
         """
+        from .engine.truncation import check_truncation
         from .errors import choose
         from .numeric.codegen import compile_network
         from .numeric.loop import compile_loop, loop_supported
 
         choose("form", form, ("auto", "loop", "unrolled"))
         truncate = self.options.get("truncate") if truncate is None else truncate
-        if truncate is not None:
-            positive_int("truncate", truncate)
+        check_truncation(truncate, bool(self.options.get("bidirectional")))
         if form == "auto":
             form = "loop" if loop_supported(self) else "unrolled"
         elif form == "loop" and not loop_supported(self):

@@ -127,7 +127,8 @@ def test_derive_and_check_the_general_cells():
     (["check", "--net", "elman", "--hidden-size", "0"], "Invalid value for '--hidden-size'"),
     (["check", "--net", "elman", "--truncate", "0"], "Invalid value for '--truncate'"),
     (["check", "--net", "rnn"], "'rnn' is not one of 'seed', 'elman', 'lstm', 'gru'"),
-    (["check", "--net", "elman", "--outputs", "all", "--truncate", "2"], "rnnsym: error: truncate is supported for outputs='last'"),
+    (["check", "--net", "elman", "--bidirectional", "--outputs", "all", "--truncate", "2"],
+     "rnnsym: error: truncate is not supported with bidirectional=True"),
 ])
 def test_bad_cell_options_exit_2(args, message):
     run = rnnsym(*args)

@@ -13,6 +13,7 @@ import sympy as sp
 from ..errors import RnnsymError
 from ..graph import Graph
 from .local import local_partial
+from .truncation import truncation_cuts  # noqa: F401 (re-exported; truncation is decided there)
 
 DEFAULT_PATH_LIMIT = 2000
 # Past 10000 factors in all (the shared w's T paths at T = 140, or one path through 10000 layers)
@@ -153,16 +154,3 @@ def path_term(graph: Graph, path: tuple[str, ...], local=local_partial, prefixes
 def _has_denominator(expr: sp.Expr) -> bool:
     return sp.denom(sp.together(expr)) != 1
 
-
-def truncation_cuts(network, truncate: int | None) -> set[tuple[str, str]]:
-    """Edges (child, parent) that truncated BPTT does not follow backward: every edge from a node
-    of step ``T - k`` into step ``T - k + 1``, so the recursion stops after ``k`` steps."""
-    if truncate is None or truncate >= network.steps:
-        return set()
-    graph, boundary = network.graph, network.steps - truncate
-    return {
-        (child, parent)
-        for child, node in graph.nodes.items() if node.kind == "hidden" and node.step == boundary + 1
-        for parent in graph.parents(child)
-        if graph[parent].kind in ("hidden", "constant") and graph[parent].step == boundary
-    }

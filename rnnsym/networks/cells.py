@@ -17,6 +17,7 @@ from sympy.core.function import AppliedUndef
 
 from .. import functions
 from ..errors import RnnsymError, choose, positive_int
+from ..engine.truncation import check_truncation
 from ..functions import MatVec
 from ..graph import Graph
 from ..network import Network
@@ -205,11 +206,7 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
     choose("step_reduction", step_reduction, ("mean", "sum"))
     g = functions.output_activation(output_activation)
     loss_fn = functions.loss(loss, output_activation)
-    if truncate is not None:
-        positive_int("truncate", truncate)
-        if outputs == "all" or bidirectional:
-            raise RnnsymError("truncate is supported for outputs='last' with one direction; "
-                              f"got outputs={outputs!r}, bidirectional={bidirectional!r}")
+    check_truncation(truncate, bidirectional)
     if output_activation == "softmax" and output_size < 2:
         raise RnnsymError(f"softmax needs output_size >= 2 classes, got {output_size}")
     if bidirectional and outputs == "last":

@@ -17,7 +17,7 @@ import numpy as np
 import sympy as sp
 
 from ..engine.local import Jacobian, local_jacobian
-from ..engine.paths import truncation_cuts
+from ..engine.truncation import windows
 from ..functions import FUSED_OUTPUT_GRADIENTS
 from .compiled import CompiledNetwork
 from .printer import RUNTIME, CodePrinter, stable
@@ -129,16 +129,17 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
         loss_lines.append(f"    _per_example = _loss_{names[loss.symbol]}")
 
     # ---- backward: adjoints, accumulated child by child ---------------------------------------
-    cuts = truncation_cuts(network, truncate)
+    # One walk from all loss terms, or with truncated BPTT one walk per loss term inside its own
+    # window (rnnsym.engine.truncation): the adjoints of different windows are different values.
     needs = _nodes_needing_adjoints(graph)
     inv_b = em.symbol("_inv_batch")
     backward = [f"    {inv_b.name} = 1.0 / x.shape[0]"]
-    contributions: dict[str, list[str]] = {}
-    with_adjoint: list[str] = []  # hidden nodes whose adjoint the backward pass computes
+    param_parts: dict[str, list[str]] = {}  # parameter -> its shares, over every walk
+    adjoint_parts: dict[str, list[str]] = {}  # hidden node -> its adjoint in each walk
     share_child: dict[str, str] = {}  # contribution variable -> the node it flows out of
     counter = itertools.count()
 
-    def share(child: str, parent: str, jacobian: Jacobian, scale) -> list[tuple[str, sp.Expr, str]]:
+    def share(child: str, parent: str, jacobian: Jacobian, scale, into: dict) -> list[tuple[str, sp.Expr, str]]:
         """Targets for the parent's share of the child's adjoint, one per Jacobian term."""
         out, p = [], graph[parent]
         for term in jacobian.terms:
@@ -155,33 +156,46 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
             else:
                 wrap = "{}"
             out.append((name, factor, wrap))
-            contributions.setdefault(parent, []).append(name)
+            (param_parts if p.kind == "param" else into).setdefault(parent, []).append(name)
             share_child[name] = child
         return out
 
-    # Seeds: each output's parents, through the fused loss-output factor.
-    seed_targets = []
-    for term in loss_terms:
-        (out_name,) = [p for p in graph.parents(term.name) if graph[p].kind == "output"]
-        for parent in graph.parents(out_name):
-            if parent in needs:
-                factors = dict(output_seeds(network, term.name, out_name, parent, inv_b))
-                seed_targets += share(out_name, parent, local_jacobian(graph, out_name, parent),
-                                      lambda t, factors=factors: factors[t])
-    backward += em.lines(seed_targets)
+    def walk(terms, cuts, tag: str) -> None:
+        """The adjoints of ``terms``' loss, from the outputs back, not following the ``cuts``."""
+        contributions: dict[str, list[str]] = {}
+        seed_targets = []  # each output's parents, through the fused loss-output factor
+        for term in terms:
+            (out_name,) = [p for p in graph.parents(term.name) if graph[p].kind == "output"]
+            for parent in graph.parents(out_name):
+                if parent in needs:
+                    factors = dict(output_seeds(network, term.name, out_name, parent, inv_b))
+                    seed_targets += share(out_name, parent, local_jacobian(graph, out_name, parent),
+                                          lambda t, factors=factors: factors[t], contributions)
+        backward.extend(em.lines(seed_targets))
+        for name in reversed(list(graph.nodes)):
+            node = graph[name]
+            if node.kind != "hidden" or name not in needs or name not in contributions:
+                continue
+            g = em.symbol(f"g_{names[node.symbol]}{tag}")
+            adjoint_parts.setdefault(name, []).append(g.name)
+            backward.append(f"    {g.name} = {' + '.join(contributions.pop(name))}")
+            node_targets = []
+            for parent in graph.parents(name):
+                if parent in needs and (name, parent) not in cuts:
+                    node_targets += share(name, parent, network.jacobian(name, parent), lambda t: g * t.factor,
+                                          contributions)
+            backward.extend(em.lines(node_targets))
 
-    for name in reversed(list(graph.nodes)):
-        node = graph[name]
-        if node.kind != "hidden" or name not in needs or name not in contributions:
-            continue
-        g = em.symbol(f"g_{names[node.symbol]}")
-        with_adjoint.append(name)
-        backward.append(f"    {g.name} = {' + '.join(contributions.pop(name))}")
-        node_targets = []
-        for parent in graph.parents(name):
-            if parent in needs and (name, parent) not in cuts:
-                node_targets += share(name, parent, network.jacobian(name, parent), lambda t: g * t.factor)
-        backward += em.lines(node_targets)
+    windowed = windows(network, truncate)
+    if windowed is None:
+        walk(loss_terms, frozenset(), "")
+    else:
+        for w in windowed:
+            terms = [graph[w.source]] if len(windowed) > 1 else loss_terms
+            walk(terms, w.cuts, f"_from_{names[graph[w.source].symbol]}" if len(windowed) > 1 else "")
+    with_adjoint = list(adjoint_parts)
+    totals = [f"    _adjoint_{i} = {' + '.join(parts)}" for i, parts in enumerate(adjoint_parts.values())]
+    contributions = param_parts
 
     grads = []
     for p in params:
@@ -204,8 +218,8 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
         f"    return numpy.mean(_per_example), ({', '.join(grads)},)",
         "",
         f"def adjoints(x, y, {args}):",
-        *forward, *loss_lines, *backward,
-        f"    return ({''.join(f'g_{names[graph[n].symbol]}, ' for n in with_adjoint)}), ({', '.join('(' + ', '.join(contributions.get(p, [])) + (',)' if contributions.get(p) else ')') for p in params)},)",
+        *forward, *loss_lines, *backward, *totals,
+        f"    return ({''.join(f'_adjoint_{i}, ' for i in range(len(with_adjoint)))}), ({', '.join('(' + ', '.join(contributions.get(p, [])) + (',)' if contributions.get(p) else ')') for p in params)},)",
         "",
         f"def trace(x, y, {args}):",
         *forward, *targets,

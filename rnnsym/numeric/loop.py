@@ -49,6 +49,9 @@ class _LoopWriter:
         self.params = [n.name for n in self.graph.of_kind("param")]
         self.k = self.T if truncate is None else min(truncate, self.T)
         self.per_step = network.options.get("outputs") == "all"
+        # Truncated with a loss at every step: each L_s is carried back through its own window of
+        # k steps (rnnsym.engine.truncation), a loop over the losses around the loop over steps.
+        self.windowed = self.per_step and self.k < self.T
         # The template: the nodes of step 1, the previous states (step 0) and the input x1.
         graph, rec = self.graph, self.rec
         self.step = [n for n, node in graph.nodes.items() if node.kind == "hidden" and node.step == 1]
@@ -400,10 +403,16 @@ class _LoopWriter:
                                 else f"    {g_carry[s]} = numpy.zeros((_B,) + {shape!r})")
         loop, next_carry, joined = self._adjoint_step(carry, g_carry)
         loop, allocations = self._store_shares(loop, next_carry, joined)
+        zeros = {s: f"numpy.zeros((_B,) + {graph[rec.name(s, 1)].shape!r})" for s in rec.states}
         for s in rec.states:
-            shape = graph[rec.name(s, 1)].shape
-            loop.append(f"        {g_carry[s]} = {' + '.join(next_carry[s])}" if next_carry[s]
-                        else f"        {g_carry[s]} = numpy.zeros((_B,) + {shape!r})")
+            loop.append(f"        {g_carry[s]} = {' + '.join(next_carry[s]) if next_carry[s] else zeros[s]}")
+        if self.windowed:  # for each loss L_s: its seed, then back k steps from step s
+            header = [f"    for _s in range({T - 1}, -1, -1):"]
+            header += [f"        {g_carry[s]} = {self.seed_of[s]}[_s]" if carry[s] else f"        {g_carry[s]} = {zeros[s]}"
+                       for s in rec.states]
+            loop = [*header, f"        for t in range(_s, max(_s - {self.k}, -1), -1):", *("    " + line for line in loop)]
+        else:
+            loop = [f"    for t in range({T - 1}, {T - 1 - self.k}, -1):", *loop]
         backward += self._allocate_shares(allocations)
         return backward + loop + self._reductions()
 
@@ -443,15 +452,14 @@ class _LoopWriter:
     def _adjoint_step(self, carry: dict, g_carry: dict):
         """One step's adjoints, from its last node back to the previous states."""
         graph, em, names, rec, T = self.graph, self.em, self.names, self.rec, self.T
-        loop = [f"    for t in range({T - 1}, {T - 1 - self.k}, -1):",
-                f"        {names[graph[self.x1].symbol]} = x[:, t{self.col}]"]
+        loop = [f"        {names[graph[self.x1].symbol]} = x[:, t{self.col}]"]
         for name in (*self.prev, *self.step):
             loop.append(f"        {names[graph[name].symbol]} = {self.at(name, 't')}")
         for symbol in self.kept.values():
             loop.append(f"        {symbol.name} = S{symbol.name}[t]")
         within: dict[str, list[str]] = {n: [] for n in self.step}
         for s in rec.states:
-            within[rec.name(s, 1)].append(g_carry[s] + (f" + {self.seed_of[s]}[t]" if self.per_step and carry[s] else ""))
+            within[rec.name(s, 1)].append(g_carry[s] + (f" + {self.seed_of[s]}[t]" if self.per_step and carry[s] and not self.windowed else ""))
         next_carry: dict[str, list[str]] = {s: [] for s in rec.states}
         joined: dict[sp.Symbol, dict] = {}  # vector -> {stacked matrix: its share of the carried adjoint}
         for name in reversed(self.step):
@@ -512,7 +520,9 @@ class _LoopWriter:
         for vector, shares in joined.items():
             stacked_name, rows = self.stacks[vector]
             codes = [line_code.get(shares.get(m)) for m in rows]
-            if all(c in shared_codes for c in codes) and len(set(codes)) == len(codes):
+            # The carried adjoint reads the step's shares from their buffer, unless the buffer sums
+            # the shares of several windows.
+            if not self.windowed and all(c in shared_codes for c in codes) and len(set(codes)) == len(codes):
                 group = f"_DS{len(self.groups)}"
                 width = sum(graph[m.name].shape[0] for m in rows)
                 allocations.append((group, (width,)))
@@ -531,7 +541,8 @@ class _LoopWriter:
             if code not in self.buffers:
                 self.buffers[code] = (f"_D{len(allocations)}", None)
                 allocations.append((self.buffers[code][0], graph[self.owner[name]].shape))
-        stores = [f"        {b}[t] = {code}" if rng is None else f"        {b}[t, ..., {rng}] = {code}"
+        op = "+=" if self.windowed else "="  # a step's shares add up over the windows that reach it
+        stores = [f"        {b}[t] {op} {code}" if rng is None else f"        {b}[t, ..., {rng}] {op} {code}"
                   for code, (b, rng) in self.buffers.items()]
         return body + stores + carried, allocations
 
@@ -553,7 +564,7 @@ class _LoopWriter:
         """Every stored share reduced over its steps and examples: one product per weight family of
         a stack (one for all of a gate block's weights and biases), else one per parameter."""
         graph, T, block = self.graph, self.T, self.block
-        window = f"{T - self.k}:{T}"
+        window = f"0:{T}" if self.windowed else f"{T - self.k}:{T}"
         reductions, done = [], set()
 
         def signature(t_, leaf, p):

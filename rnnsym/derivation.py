@@ -266,7 +266,8 @@ def recursive_view(network, target: str, cuts=frozenset(), full: bool = True
         middle = order[SHOWN_FIRST:-SHOWN_LAST]
         gap = Equation(Elided(len(middle), Delta(middle[0]), Delta(middle[-1])), ())
         order = [*order[:SHOWN_FIRST], gap, *order[-SHOWN_LAST:]]
-    equations = [name if isinstance(name, Equation) else Equation(Delta(name), (rhs(name),)) for name in order]
+    equations = [name if isinstance(name, Equation) else Equation(Delta(name), (rhs(name),))
+                 for name in _progress(order, "recursive view", "equation")]
     dropped = sorted((c, p) for c, p in cuts if c in relevant and c in alive)
     # The loss's own adjoint is 1 by definition (δL = ∂L/∂L): it has no children to sum over.
     equations.append(Equation(Total(loss, target), (sp.S.One if target == loss else rhs(target),)))
@@ -403,6 +404,20 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
                           (Equation(total, (derivation.expanded,)),)))
     derivation.steps = (*steps, *truncation, *recursive_step, *update)
     return derivation
+
+
+# Work over more items than this shows a progress bar on stderr, when stderr is a terminal.
+PROGRESS_AFTER = 2000
+
+
+def _progress(items, what: str, unit: str):
+    """``items``, with a progress bar on stderr while they are worked through when there are many
+    (the full recursive view at T = 20000 takes half a minute); nothing when stderr is not a terminal."""
+    if len(items) < PROGRESS_AFTER:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=what, unit=unit, disable=None, leave=False)  # disable=None: a terminal only
 
 
 def _paths(n: int) -> str:

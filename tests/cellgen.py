@@ -239,13 +239,21 @@ def draw_case(ch, extended: bool = True) -> Case:
     else:
         builder.symbols.append((x, ()))
     depth = ch.integer(1, 3)
+
+    def piece(vec: bool) -> sp.Expr:
+        # A short parameter-free piece a quarter of the time (a gate tanh(h), a delay line c' = h,
+        # h' = c**2): defect A hid in exactly these.
+        if ch.chance(0.25):
+            return builder.expr(1, vec, param_free=True)
+        return builder.expr(depth, vec, param_free=ch.chance(0.35))
+
     gates = {}
     for g in sp.symbols("g r")[:ch.integer(0, 2)]:
-        expr = builder.expr(depth, vector and ch.chance(0.7), param_free=ch.chance(0.35))
+        expr = piece(vector and ch.chance(0.7))
         gates[g] = expr
         shape = _shape_of(expr, {**{s: sh for s, sh in builder.symbols}, **{p: sh for p, sh in builder.pool}})
         builder.symbols.append((g, shape))
-    updates = tuple(builder.expr(depth, vector, param_free=ch.chance(0.35)) for _ in states)
+    updates = tuple(piece(vector) for _ in states)
     used = set().union(*(e.free_symbols for e in (*gates.values(), *updates)))
     params = tuple(p for p, _ in builder.pool if p in used)
     for p, shape in builder.pool:

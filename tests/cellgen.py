@@ -36,7 +36,21 @@ VALUE_RTOL = 1e-9  # the loss value and the outputs against the oracle's forward
 
 
 # ---- choosers: where the random decisions come from ------------------------------------------------
-class RandomChooser:
+class Chooser:
+    """Every decision is an integer: a subclass says where integers come from. Small integers mean
+    simple choices (the first option, no), so that Hypothesis shrinks towards simple cells."""
+
+    def integer(self, lo: int, hi: int) -> int:
+        raise NotImplementedError
+
+    def choice(self, options):
+        return options[self.integer(0, len(options) - 1)]
+
+    def chance(self, p: float) -> bool:
+        return self.integer(0, 99) >= 100 - round(100 * p)
+
+
+class RandomChooser(Chooser):
     """Decisions from ``random.Random(seed)``: the fuzz script's source, reproducible by seed."""
 
     def __init__(self, seed: int):
@@ -44,12 +58,6 @@ class RandomChooser:
 
     def integer(self, lo: int, hi: int) -> int:
         return self.rng.randint(lo, hi)
-
-    def choice(self, options):
-        return options[self.integer(0, len(options) - 1)]
-
-    def chance(self, p: float) -> bool:
-        return self.integer(0, 99) >= 100 - round(100 * p)
 
 
 # ---- the generator ---------------------------------------------------------------------------------

@@ -16,20 +16,14 @@ from hypothesis import strategies as st
 import cellgen
 
 
-class HypothesisChooser:
-    """The generator's decisions drawn from Hypothesis, so that a failing cell shrinks."""
+class HypothesisChooser(cellgen.Chooser):
+    """The generator's decisions drawn from Hypothesis."""
 
     def __init__(self, data):
         self.data = data
 
     def integer(self, lo: int, hi: int) -> int:
         return self.data.draw(st.integers(lo, hi))
-
-    def choice(self, options):
-        return options[self.integer(0, len(options) - 1)]
-
-    def chance(self, p: float) -> bool:
-        return self.integer(0, 99) >= 100 - round(100 * p)
 
 
 # No shrinking phase: each example compiles two forms, and shrinking a failure ran past five minutes;

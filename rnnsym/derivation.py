@@ -13,6 +13,7 @@ import sympy as sp
 
 from .engine.paths import (DEFAULT_FACTOR_LIMIT, DEFAULT_PATH_LIMIT, PathLimitError, PathTerm, descendants,
                            enumerate_paths, path_term, path_totals, truncation_cuts)
+from .engine.truncation import dropped_by_source, path_is_cut, windows
 from .errors import RnnsymError
 from .records import (Applied, Chain, ComponentOf, Delta, Elided, Equation, JacobianItem, Partial, Product, Step,
                       Sum, Total, Update)
@@ -351,13 +352,62 @@ def _recursive_steps(network, target: str, cuts, full: bool):
     return recursive_step, recursive, dropped
 
 
+def _windowed_recursive_steps(network, target: str, truncate: int):
+    """With a window per loss term, δ depends on the loss term it comes from: one recursion per
+    window (L_s alone, cut at its edge), then the gradient as the sum of the windows' shares. Past
+    three windows, those between the second and the last are left out of print."""
+    graph, loss = network.graph, network.graph.loss.name
+    reached = descendants(graph, target)
+    windows_ = [w for w in windows(network, truncate) if w.source in reached]
+    terms = [t.name for t in graph.of_kind("loss_term")]
+
+    def view(w):
+        others = frozenset((loss, t) for t in terms if t != w.source)
+        *deltas, share = recursive_view(network, target, w.cuts | others, full=True)[0]  # k steps: short
+        return deltas, share.rhs[-1]
+
+    def share_of(w):  # (∂L/∂L_s)(dL_s/dθ): L_s's share, dL_s/dθ taken inside its window
+        return Product((Partial(loss, w.source), Total(w.source, target)))
+
+    shown = windows_ if len(windows_) <= 3 else [windows_[0], windows_[1], windows_[-1]]
+    steps, equations = [], []
+    for w in shown:
+        deltas, share = view(w)
+        labelled = Equation(share_of(w), (share,))
+        equations += [*deltas, labelled]
+        steps.append(Step(
+            "recursive", f"Recursive view of {w.source}'s window (steps {max(w.step - truncate + 1, 1)} … {w.step})",
+            (*deltas, labelled),
+            note=f"Here δn is the gradient of {w.source}'s part of the loss alone at node n; it is carried back "
+                 f"{truncate} step(s) and no further."))
+    total = [share_of(w) for w in windows_]
+    if len(total) > 4:  # a few shares are listed; past that, the first two and the last
+        total = [*total[:2], Elided(len(total) - 3, total[2], total[-2], unit="terms"), total[-1]]
+    result = Equation(Total(loss, target), (Sum(tuple(total)) if len(total) > 1 else total[0],))
+    equations.append(result)
+    left_out = len(windows_) - len(shown)
+    steps.append(Step(
+        "recursive", "The gradient: the sum of the windows' shares", (result,),
+        note=f"dL/d{target} adds the shares of all {len(windows_)} windows"
+             + (f" ({left_out} window{'s' if left_out != 1 else ''} between the second and the last are the same "
+                "recursion shifted in time, left out of print)" if left_out else "")
+             + "; the compiled code runs it window by window."))
+    return tuple(steps), tuple(equations)
+
+
 def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Derivation:
     """Build the :class:`Derivation` of ``dL/d(target)``; see :meth:`Network.derive`."""
     graph = network.graph
     loss = graph.loss.name
     total = Total(loss, target)
-    cuts = truncation_cuts(network, network.options.get("truncate"))
-    recursive_step, recursive, dropped = _recursive_steps(network, target, cuts, full=False)
+    truncate = network.options.get("truncate")
+    cuts = truncation_cuts(network, truncate)
+    per_loss = dropped_by_source(network, truncate) if len(graph.of_kind("loss_term")) > 1 else {}
+    if per_loss:  # a window per loss term: no single recursion, one per window
+        recursive_step, recursive = _windowed_recursive_steps(network, target, truncate)
+        dropped = []
+    else:
+        recursive_step, recursive, dropped = _recursive_steps(network, target, cuts, full=False)
     update = ()
     if graph[target].kind == "param":
         update = (Step(
@@ -366,12 +416,21 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
             note="η is the learning rate; this is the article's rule W_t = W_(t−1) − η·dL/dW_(t−1).",
         ),)
     truncation = ()
-    if cuts:
-        k = network.options["truncate"]
+    if per_loss:
         truncation = (Step(
-            "truncation", f"Truncated after {k} step(s)",
+            "truncation", f"Truncated after {truncate} step(s) from each loss term",
+            tuple(Equation(Partial(c, p), (sp.S.Zero,), label=f"dropped for {source}")
+                  for source, edges in per_loss.items() for c, p in edges if c in descendants(graph, target)),
+            note=f"Truncated BPTT with a loss at every step: each loss term L_s carries its gradient back "
+                 f"{truncate} step(s), to step s − {truncate} + 1; for L_s these local factors are 0 (the "
+                 "state before its window is a constant for it), and every path from L_s through them is "
+                 "dropped. A later loss term may still pass through the same factor.",
+        ),)
+    elif cuts:
+        truncation = (Step(
+            "truncation", f"Truncated after {truncate} step(s)",
             tuple(Equation(Partial(c, p), (sp.S.Zero,), label="dropped") for c, p in dropped),
-            note=f"Truncated BPTT: the backward recursion stops after {k} step(s), so these local "
+            note=f"Truncated BPTT: the backward recursion stops after {truncate} step(s), so these local "
                  "factors are treated as 0 and every path through them is dropped from the gradient.",
         ),)
 
@@ -389,9 +448,7 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
         return Derivation(network, target, None, steps, recursive, path_count=n_paths, path_limit=path_limit,
                           cuts=cuts)
 
-    paths = [p for p in enumerate_paths(graph, target, limit=path_limit)
-             if not any((a, b) in cuts for b, a in zip(p[1:], p))]
-    paths = [p for p in paths if not any((p[i], p[i + 1]) in cuts for i in range(len(p) - 1))]
+    paths = [p for p in enumerate_paths(graph, target, limit=path_limit) if not path_is_cut(p, network, truncate)]
     if network.is_scalar:
         prefixes: dict = {}
         terms = [path_term(graph, p, local=network._local, prefixes=prefixes) for p in paths]

@@ -103,3 +103,24 @@ def test_truncated_per_step_losses_agree_in_every_form_for_a_user_cell(k):
     unrolled = net.compile(truncate=k, form="unrolled").value_and_grad(params, x_, y_)[1]
     for name in loop:
         np.testing.assert_allclose(loop[name], unrolled[name], rtol=1e-12, atol=1e-15)
+
+
+def test_the_derivation_drops_each_loss_terms_own_factors_and_its_paths_sum_to_the_compiled_gradient():
+    import sympy as sp
+
+    h, x, a, u = sp.symbols("h x a u")
+    net = rs.unroll(rs.Cell(state=h, input=x, params=[a, u], update=sp.tanh(a * x + u * h)), steps=4,
+                    outputs="all", truncate=2)
+    d = net.derive("u")
+    truncation = next(s for s in d.steps if s.kind == "truncation")
+    assert [(eq.lhs.of, eq.lhs.wrt, eq.label) for eq in truncation.equations] == [
+        ("h2", "h1", "dropped for L3"), ("h3", "h2", "dropped for L4")]
+    # L4 reaches h4 and h3 only; L2 reaches h2 and h1 (h0 is a constant anyway).
+    assert ("L", "L4", "y4", "h4", "h3", "u") in d.paths and ("L", "L4", "y4", "h4", "h3", "h2", "u") not in d.paths
+    assert ("L", "L3", "y3", "h3", "h2", "h1", "u") not in d.paths and ("L", "L2", "y2", "h2", "h1", "u") in d.paths
+    params, x_, y_ = random_point(net, batch=3, seed=5)
+    want = net.compile(form="loop").value_and_grad(params, x_, y_)[1]["u"]
+    assert sum(d.evaluate(params, x_, y_)) == pytest.approx(float(want), rel=1e-12)
+    windows_shown = [s.title for s in d.steps if s.kind == "recursive"]
+    assert windows_shown[:2] == ["Recursive view of L1's window (steps 1 … 1)", "Recursive view of L2's window (steps 1 … 2)"]
+    assert "dL/du = [∂L/∂L₁]·[dL₁/du] + [∂L/∂L₂]·[dL₂/du] + [∂L/∂L₃]·[dL₃/du] + [∂L/∂L₄]·[dL₄/du]" in d.text()

@@ -48,17 +48,33 @@ class _Emitter:
     def __init__(self, graph):
         self.graph = graph
         self.names = generated_names(graph)
-        self.printer = CodePrinter(self.names, {n.symbol: n.shape for n in graph.nodes.values()})
+        # Every value but a parameter's and a scalar constant's (a float) carries the batch axis.
+        self.printer = CodePrinter(self.names, {n.symbol: n.shape for n in graph.nodes.values()},
+                                   batched={n.symbol for n in graph.nodes.values()
+                                            if n.kind != "param" and (n.kind, n.shape) != ("constant", ())})
         self._symbols: dict[str, sp.Dummy] = {}
         self._temps = (self.symbol(f"_t{i}") for i in itertools.count())
+        self._node_of = {name: node.symbol for node in graph.nodes.values()
+                         for name in [self.names[node.symbol]]}
 
-    def symbol(self, name: str) -> sp.Dummy:
-        """The compiler's value printed as ``name`` (the same Dummy each time it is asked for)."""
+    def symbol(self, name: str, like: sp.Expr | tuple | None = None) -> sp.Dummy:
+        """The compiler's value printed as ``name`` (the same Dummy each time it is asked for);
+        ``like``: an expression of the same shape, batched or not, or that as ``(batched, shape)``
+        (the printer needs to know)."""
         assert not name.startswith("n_"), name  # that namespace belongs to the nodes
         if name not in self._symbols:
             self._symbols[name] = sp.Dummy(name)
             self.names[self._symbols[name]] = name
+            if like is None and name.startswith("g_"):
+                like = self._adjoint_of(name[2:])
+            if like is not None:
+                self.printer.declare(self._symbols[name], like if isinstance(like, tuple) else self.printer.info(like))
         return self._symbols[name]
+
+    def _adjoint_of(self, rest: str) -> sp.Symbol | None:
+        """``g_<node>…`` is the adjoint of a node and has its shape: the node of the longest
+        generated name that ``rest`` starts with (a suffix names the walk it belongs to)."""
+        return next((self._node_of[rest[:k]] for k in range(len(rest), 2, -1) if rest[:k] in self._node_of), None)
 
     def code(self, expr: sp.Expr) -> str:
         return self.printer.doprint(expr)
@@ -68,6 +84,7 @@ class _Emitter:
         replacements, reduced = sp.cse([e for _, e, _ in targets], symbols=self._temps, order="none")
         out = []
         for temp, value in replacements:
+            self.printer.declare(temp, self.printer.info(value))
             out.append(f"{indent}{self.names[temp]} = {self.code(value)}")
         for (target, _, wrap), value in zip(targets, reduced):
             out.append(f"{indent}{target} = {wrap.format(self.code(value))}")
@@ -91,7 +108,7 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
     for node in graph.of_kind("constant"):
         value = float(node.value)
         forward.append(f"    {names[node.symbol]} = "
-                       + (repr(value) if node.shape == () else f"numpy.full((x.shape[0], {node.shape[0]}), {value!r})"))
+                       + (repr(value) if node.shape == () else f"numpy.full({_batch_shape(node.shape)}, {value!r})"))
     targets = []
     for node in graph.of_kind("target"):
         column = "" if node.step is None else (f"[:, {node.step - 1}]" if node.shape == () else f"[:, {node.step - 1}, :]")
@@ -100,16 +117,16 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
     logits: dict[str, sp.Expr] = {}  # output name -> its expression with the pre-activation named
     for node in graph.nodes.values():
         if node.kind == "hidden":
-            forward.append(f"    {names[node.symbol]} = {em.code(node.expr)}")
+            forward.append(f"    {names[node.symbol]} = {_stored(em, node.expr, node.shape)}")
         elif node.kind == "output":
             if node.expr.is_Function and len(node.expr.args) == 1:
                 # Name the pre-activation once; the loss reads it again (log(sigmoid(z)) = -softplus(-z)).
-                z = em.symbol(f"_z_{names[node.symbol]}")
+                z = em.symbol(f"_z_{names[node.symbol]}", like=node.expr.args[0])
                 forward.append(f"    {z.name} = {em.code(node.expr.args[0])}")
                 logits[node.name] = node.expr.func(z)
             else:
                 logits[node.name] = node.expr
-            forward.append(f"    {names[node.symbol]} = {em.code(logits[node.name])}")
+            forward.append(f"    {names[node.symbol]} = {_stored(em, logits[node.name], node.shape)}")
 
     # ---- the loss: each term in the output's pre-image, stable, reduced over components --------
     loss_lines = list(targets)
@@ -230,6 +247,21 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
     compiled.adjoint_nodes = tuple(with_adjoint)
     compiled.share_nodes = {p: tuple(share_child[c] for c in contributions.get(p, [])) for p in params}
     return compiled
+
+
+def _batch_shape(shape: tuple, batch: str = "x.shape[0]") -> str:
+    """The source of ``(batch, *shape)``."""
+    return f"({batch}, {', '.join(map(str, shape))})" if shape else batch
+
+
+def _stored(em: _Emitter, expr: sp.Expr, shape: tuple, batch: str = "x.shape[0]") -> str:
+    """The code of a node's value ``expr`` as the node keeps it, (batch, *shape): a value that
+    does not depend on the example (h' = c with c₀ = 0, a parameter-only state) is filled in for
+    every example, a per-example scalar given to a vector node for every component."""
+    batched, got = em.printer.info(expr)
+    if batched is None or (batched and got == shape):
+        return em.code(expr)
+    return f"numpy.full({_batch_shape(shape, batch)}, {em.printer.operand(expr, shape)}, dtype=float)"
 
 
 def output_seeds(network, term: str, out: str, parent: str, inv_batch: sp.Symbol):

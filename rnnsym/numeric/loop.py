@@ -56,6 +56,8 @@ class _LoopWriter:
         graph, rec = self.graph, self.rec
         self.step = [n for n, node in graph.nodes.items() if node.kind == "hidden" and node.step == 1]
         self.prev = {rec.name(s, 0): s for s in rec.states}
+        for name in self.prev:  # the initial states' nodes stand for the previous step's arrays here
+            self.em.printer.declare(graph[name].symbol, (True, graph[name].shape))
         self.new = {rec.name(s, 1): s for s in rec.states}
         self.x1 = rec.name(rec.input, 1)
         self.col = "" if graph[self.x1].shape == () else ", :"
@@ -150,7 +152,7 @@ class _LoopWriter:
                 free = [a for a in expr.args if a.free_symbols <= time_parallel]
                 if any(x in a.free_symbols for a in free) and len(free) > 1 or (
                         free and any(isinstance(a, MatVec) for a in free)):
-                    symbol = em.symbol(f"_P{len(self.hoisted)}")
+                    symbol = em.symbol(f"_P{len(self.hoisted)}", like=(True, shape))  # kept in the node's shape
                     self.hoisted.append((symbol, sp.Add(*free)))
                     self.hoisted_shape[symbol] = shape
                     rest = [hoist(a, shape) for a in expr.args if a not in free]
@@ -160,7 +162,8 @@ class _LoopWriter:
             return expr
 
         self.step_exprs = {name: hoist(graph[name].expr, graph[name].shape) for name in self.step}
-        self.per_t = {symbol: em.symbol(f"{self.names[symbol]}[t]") for symbol, _ in self.hoisted}
+        self.per_t = {symbol: em.symbol(f"{self.names[symbol]}[t]", like=(True, self.hoisted_shape[symbol]))
+                      for symbol, _ in self.hoisted}
 
     def _stack_weights(self) -> None:
         """Weights that multiply the same vector in one step (an LSTM's W_hi, W_hf, W_hg, W_ho all
@@ -187,7 +190,7 @@ class _LoopWriter:
         self.slices = {}
         for vector, (stacked_name, rows) in self.stacks.items():
             for m, rng in rows.items():
-                symbol = em.symbol(f"_M{stacked_name[2:]}[..., {rng}]")
+                symbol = em.symbol(f"_M{stacked_name[2:]}[..., {rng}]", like=MatVec(m, vector))
                 self.slices[MatVec(m, vector)] = symbol
         self.step_exprs = {name: e.xreplace(self.slices) for name, e in self.step_exprs.items()}
 
@@ -211,13 +214,13 @@ class _LoopWriter:
             start = 0
             for m in x_weights:
                 n = graph[m.name].shape[0]
-                symbol = em.symbol(f"_Q[..., {start}:{start + n}]")
+                symbol = em.symbol(f"_Q[..., {start}:{start + n}]", like=MatVec(m, x))
                 x_slices[MatVec(m, x)] = symbol
                 start += n
             self.before.append(f"    _WX = numpy.concatenate([{', '.join(names[m] for m in x_weights)}])")
             self.before.append(f"    _Q = _mm(_X, _WX, out=_ws.empty('_Q', ({T}, _B, {start})))")
             self.dead.append(("_Q", (start,)))
-        x_symbol = {x: em.symbol("_X")}
+        x_symbol = {x: em.symbol("_X", like=x)}
         blocks_used = [a for _, v in self.hoisted for a in sp.Add.make_args(v.xreplace(x_slices)) if a in x_slices.values()]
         if block:  # one weight matrix [W_x | W_h | b] for the product with [x_t, h_(t-1), 1]
             biases = ", ".join(em.code(sp.Add(*g.biases)) if g.biases else f"numpy.zeros({graph[g.node].shape[0]})"
@@ -237,10 +240,10 @@ class _LoopWriter:
                 self.before.append(f"    {P} = _ws.empty({P!r}, ({T}, _B) + {self.hoisted_shape[symbol]!r})")
                 self.dead.append((P, self.hoisted_shape[symbol]))
                 self.before.append(f"    {em.printer.product_into(first, P)}" if isinstance(first, MatVec)
-                                   else f"    {P}[...] = {em.code(first)}")
+                                   else f"    {P}[...] = {em.printer.operand(first, self.hoisted_shape[symbol])}")
             large = [a for a in terms[1:] if a.has(em.symbol("_X"), MatVec, *x_slices.values())]
             small = [a for a in terms[1:] if a not in large]  # parameters only: summed before the pass
-            self.before += [f"    {P} += {em.code(term)}" for term in large]
+            self.before += [f"    {P} += {em.printer.operand(term, self.hoisted_shape[symbol])}" for term in large]
             if small:
                 self.before.append(f"    {P} += {em.code(sp.Add(*small))}")
 
@@ -269,7 +272,7 @@ class _LoopWriter:
                 if f != e and not isinstance(f, MatVec) and f.func in DERIVATIVE_RULES and f.free_symbols <= nodes:
                     key = f.func(*[self._with_kept(a) for a in f.args])
                     if key not in self.kept:
-                        symbol = self.kept[key] = em.symbol(f"_F{len(self.kept)}")
+                        symbol = self.kept[key] = em.symbol(f"_F{len(self.kept)}", like=f)
                         self.before.append(f"    S{symbol.name} = _ws.empty('S{symbol.name}', ({self.T}, _B) + {_shape_of(graph, f)!r})")
 
     def _with_kept(self, expr: sp.Expr) -> sp.Expr:
@@ -294,13 +297,18 @@ class _LoopWriter:
                     value = value.xreplace({f: symbol})
             value = value.xreplace(self.per_t)
             code = em.code(value)
-            if value.func in (sigmoid, sp.tanh):  # one call (not, say, σ(a) + tanh(b))
+            shape = graph[name].shape
+            if em.printer.info(value) != (True, shape):  # the same for every example, or a scalar for a vector
+                self.body.append(f"        {self.at(name, 't')} = {em.printer.operand(value, shape)}")
+                self.body.append(f"        {names[graph[name].symbol]} = {self.at(name, 't')}")
+            elif value.func in (sigmoid, sp.tanh):  # one call (not, say, σ(a) + tanh(b))
                 # Written straight into the step's buffer, its argument too when it is a sum of two:
                 # no temporary arrays.
                 buffer = self.at(name, 't')
                 arg = value.args[0]
                 if arg.is_Add and len(arg.args) == 2:  # then the activation runs in place
-                    self.body.append(f"        numpy.add({em.code(arg.args[0])}, {em.code(arg.args[1])}, out={buffer})")
+                    self.body.append(f"        numpy.add({em.printer.operand(arg.args[0], shape)}, "
+                                     f"{em.printer.operand(arg.args[1], shape)}, out={buffer})")
                     self.body.append(f"        {names[graph[name].symbol]} = {code.split('(', 1)[0]}_({buffer})")
                 else:
                     self.body.append(f"        {names[graph[name].symbol]} = {code[:-1]}, out={buffer})")
@@ -345,7 +353,7 @@ class _LoopWriter:
         out_node = self.out_node = graph[out]
         logit = out_node.expr
         if out_node.expr.is_Function and len(out_node.expr.args) == 1:
-            z = em.symbol("_z_out")  # the loss reads the pre-activation again (log(sigmoid(z)))
+            z = em.symbol("_z_out", like=out_node.expr.args[0])  # the loss reads the pre-activation again (log(sigmoid(z)))
             self.after.append(f"    {z.name} = {em.code(out_node.expr.args[0])}")
             logit = out_node.expr.func(z)
         self.after.append(f"    {names[out_node.symbol]} = {em.code(logit)}")
@@ -385,7 +393,8 @@ class _LoopWriter:
                     self._param_share(parent, t_, factor, seed_lines, None)
                 else:  # the output reads the first state: its adjoint enters the loop
                     name = f"_s{next(self.counter)}"
-                    wrap = em.printer.backward_product("{}", t_.matrix) if t_.matrix is not None else "{}"
+                    wrap = (em.printer.backward_product("{}", t_.matrix) if t_.matrix is not None else
+                            "numpy.sum({}, axis=-1)" if graph[parent].shape == () and self.out_node.shape != () else "{}")
                     seed_lines.append((name, factor, wrap))
                     carry[state_of[parent]].append(name)
         backward += em.lines(seed_lines)

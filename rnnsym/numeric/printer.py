@@ -36,13 +36,93 @@ def stable(expr: sp.Expr) -> sp.Expr:
     return expr
 
 
-class CodePrinter(NumPyPrinter):
-    """NumPy source; every symbol is printed through the generated-name table, never raw."""
+class _Column(sp.Function):
+    """A per-example scalar combined elementwise with a vector: printed ``v[..., None]``, so that
+    its (…, batch) array broadcasts over the vector's components, not along the batch."""
 
-    def __init__(self, names: dict[sp.Symbol, str], shapes: dict[sp.Symbol, tuple] | None = None):
+    nargs = 1
+
+
+Info = tuple  # (batched, shape): True when the value carries the leading batch (and step) axes;
+# shape: its own shape, () for a scalar. None in either place: not known to the printer.
+
+
+class CodePrinter(NumPyPrinter):
+    """NumPy source; every symbol is printed through the generated-name table, never raw.
+
+    The printer knows which symbols carry the batch axis (``batched``: a node's value is
+    (batch, *shape), a parameter's only its shape) and every symbol's shape. Arrays broadcast by
+    their trailing axes, so a per-example scalar (batch,) combined with a vector (batch, n) or
+    (n,) would pair its examples with the vector's components: such a scalar is printed with a
+    trailing axis, ``x[..., None]`` (see :meth:`lifted`)."""
+
+    def __init__(self, names: dict[sp.Symbol, str], shapes: dict[sp.Symbol, tuple] | None = None,
+                 batched=()):
         super().__init__({"fully_qualified_modules": True})
         self._names = names
         self._shapes = shapes or {}
+        batched = set(batched)
+        self._info: dict[sp.Symbol, Info] = {s: (s in batched, shape) for s, shape in self._shapes.items()}
+        self._known: dict[sp.Expr, Info] = {}  # info of expressions already seen
+
+    def declare(self, symbol: sp.Symbol, info: Info) -> None:
+        """The compiler's own value ``symbol`` (a temporary, an adjoint) is ``info = (batched, shape)``."""
+        self._info[symbol] = info
+
+    def info(self, expr: sp.Expr) -> Info:
+        """``(batched, shape)`` of an expression: elementwise operations carry the batch axis if any
+        argument does and have the shape of their vector arguments; ``W·v`` has W's rows."""
+        found = self._known.get(expr)
+        if found is None:
+            found = self._info_of(expr)
+            if None not in found:  # an unknown symbol may be declared later
+                self._known[expr] = found
+        return found
+
+    def _info_of(self, expr: sp.Expr) -> Info:
+        if isinstance(expr, sp.Symbol):
+            return self._info.get(expr, (None, None))
+        if expr.is_number:
+            return (False, ())
+        if isinstance(expr, MatVec):
+            matrix, vector = expr.args
+            rows = self._shapes.get(matrix, self._info.get(matrix, (None, None))[1])
+            return (self.info(vector)[0], rows[:1] if rows else None)
+        infos = [self.info(a) for a in expr.args if isinstance(a, sp.Expr)]
+        flags = [b for b, _ in infos]
+        batched = True if True in flags else (None if None in flags else False)
+        vectors = [s for _, s in infos if s]
+        if isinstance(expr, _Column):
+            return (batched, (1,))
+        return (batched, vectors[0] if vectors else (None if any(s is None for _, s in infos) else ()))
+
+    def lifted(self, expr: sp.Expr) -> sp.Expr:
+        """``expr`` with every per-example scalar that an elementwise operation combines with a
+        vector marked as a column (printed ``[..., None]``)."""
+        if expr.is_Atom or isinstance(expr, (MatVec, _Column)) or not isinstance(expr, sp.Expr):
+            return expr
+        args = [self.lifted(a) if isinstance(a, sp.Expr) else a for a in expr.args]
+        shape = self.info(expr)[1]
+        if shape:  # a vector: its per-example scalar arguments get a trailing axis
+            args = [_Column(new) if isinstance(old, sp.Expr) and self.info(old) == (True, ()) else new
+                    for old, new in zip(expr.args, args)]
+        if all(new is old for new, old in zip(args, expr.args)):
+            return expr
+        return expr.func(*args, evaluate=False)
+
+    def operand(self, expr: sp.Expr, shape: tuple) -> str:
+        """The code of ``expr`` as one operand of an elementwise operation (or a store) whose result
+        has ``shape``: a per-example scalar gets a trailing axis when ``shape`` is a vector's."""
+        if shape and self.info(expr) == (True, ()):
+            expr = _Column(expr)
+        return self.doprint(expr)
+
+    def doprint(self, expr, assign_to=None):
+        return super().doprint(self.lifted(expr) if isinstance(expr, sp.Expr) else expr, assign_to)
+
+    def _print__Column(self, expr):
+        (arg,) = expr.args
+        return f"{self._print(arg)}[..., None]" if isinstance(arg, sp.Symbol) else f"({self._print(arg)})[..., None]"
 
     def _print_Symbol(self, expr):
         return self._names[expr]

@@ -272,8 +272,9 @@ class _LoopWriter:
                 if f != e and not isinstance(f, MatVec) and f.func in DERIVATIVE_RULES and f.free_symbols <= nodes:
                     key = f.func(*[self._with_kept(a) for a in f.args])
                     if key not in self.kept:
-                        symbol = self.kept[key] = em.symbol(f"_F{len(self.kept)}", like=f)
-                        self.before.append(f"    S{symbol.name} = _ws.empty('S{symbol.name}', ({self.T}, _B) + {_shape_of(graph, f)!r})")
+                        shape = _shape_of(graph, f)  # kept per example, as its buffer is (tanh(1/2) too)
+                        symbol = self.kept[key] = em.symbol(f"_F{len(self.kept)}", like=(True, shape))
+                        self.before.append(f"    S{symbol.name} = _ws.empty('S{symbol.name}', ({self.T}, _B) + {shape!r})")
 
     def _with_kept(self, expr: sp.Expr) -> sp.Expr:
         """``expr`` with every kept function replaced by its stored value, innermost first."""
@@ -711,7 +712,7 @@ def _dot(d, v):
     """Σ over steps and examples of d·v; einsum reads strided views without copying them."""
     import numpy
 
-    v = numpy.broadcast_to(v, d.shape)
+    v = numpy.broadcast_to(v[(...,) + (None,) * (d.ndim - v.ndim)], d.shape)  # a scalar leaf of a vector share
     letters = "abcdefgh"[:d.ndim]
     return numpy.einsum(f"{letters},{letters}->", d, v)
 

@@ -4,7 +4,7 @@ independent NumPy forward pass: the long run of tests/test_random_cells.py, with
 
     python benchmarks/fuzz_cells.py                    # 2000 cases from seed 0
     python benchmarks/fuzz_cells.py --cases 5000 --start 10000
-    python benchmarks/fuzz_cells.py --no-extended      # without Max, Min, Abs, erf, Heaviside, Piecewise
+    python benchmarks/fuzz_cells.py --no-extended      # without Max, Min, Abs, sign, erf, Heaviside, Piecewise
     python benchmarks/fuzz_cells.py --case 123         # the reproducer of case 123, as a script
 
 It prints the count of cases, refused cells (a cell using Max, Min, ... refused when it is built, in one
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=int, default=2000, help="how many cases (default 2000)")
     parser.add_argument("--start", type=int, default=0, help="the first case number, the seed of its generator")
     parser.add_argument("--no-extended", dest="extended", action="store_false",
-                        help="leave out Max, Min, Abs, erf, Heaviside and Piecewise")
+                        help="leave out Max, Min, Abs, sign, erf, Heaviside and Piecewise")
     parser.add_argument("--case", type=int, help="print the reproducer of this one case and check it")
     args = parser.parse_args(argv)
 

@@ -9,7 +9,7 @@ The oracle never runs rnnsym's compiled code or its trace. It lambdifies the cel
 expressions, runs them step by step from zero states, applies the readout ``y = g(W_hy·h + b_y)``
 (plus ``W_hy_reverse·h'`` for a bidirectional network), the loss (BCE or MSE, averaged over output
 components, then over the batch; for ``outputs="all"`` the mean or sum over steps) and takes central
-differences of that loss. Functions with kinks (relu, Max, Min, Abs, Heaviside, Piecewise) record
+differences of that loss. Functions with kinks (relu, Max, Min, Abs, sign, Heaviside, Piecewise) record
 which side of the kink they were on, so that a difference stencil that crosses a kink is noticed
 and retried with a smaller step instead of being trusted.
 """
@@ -30,7 +30,7 @@ import rnnsym as rs
 from rnnsym.functions import MatVec, relu, sigmoid
 
 # Functions that rnnsym must either support or refuse when the cell is built (issue 11, defect E).
-EXTENDED = ("Max", "Min", "Abs", "erf", "Heaviside", "Piecewise")
+EXTENDED = ("Max", "Min", "Abs", "sign", "erf", "Heaviside", "Piecewise")
 RTOL, ATOL = 1e-6, 1e-8  # gradients: |analytic - numeric| <= RTOL·|numeric| + ATOL·max(1, |L|, max |numeric|)
 VALUE_RTOL = 1e-9  # the loss value and the outputs against the oracle's forward pass
 
@@ -186,8 +186,9 @@ class _Builder:
     def unary(self):
         plain = [sp.tanh, sigmoid, relu, sp.exp,
                  lambda e: sp.log(1 + e**2), lambda e: sp.log(sigmoid(e)),  # log of something positive
-                 lambda e: e**2, lambda e: e**3, lambda e: 1 / (1 + e**2), lambda e: sp.sqrt(1 + e**2)]
-        extra = [sp.Abs, sp.erf, sp.Heaviside]
+                 lambda e: e**2, lambda e: e**3, lambda e: 1 / (1 + e**2), lambda e: sp.sqrt(1 + e**2),
+                 sp.sin, sp.cos, sp.sinh, sp.cosh, sp.atan]
+        extra = [sp.Abs, sp.sign, sp.erf, sp.Heaviside]
         return self.ch.choice(plain + (extra if self.extended else []))
 
     def expr(self, depth: int, vec: bool, param_free: bool) -> sp.Expr:
@@ -307,6 +308,11 @@ def _abs(z):
     return np.abs(z)
 
 
+def _sign(z):
+    _note(np.sign(z))
+    return np.sign(z)
+
+
 def _heaviside(z, at_zero=0.5):
     _note(np.sign(z))
     return np.heaviside(z, at_zero)
@@ -321,7 +327,7 @@ def _piecewise(conditions, values):
 
 ORACLE_FUNCTIONS = {
     "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "relu": _relu, "matvec": lambda W, v: v @ W.T,
-    "maximum_of": _max, "minimum_of": _min, "absolute": _abs, "heaviside": _heaviside,
+    "maximum_of": _max, "minimum_of": _min, "absolute": _abs, "signum": _sign, "heaviside": _heaviside,
     "erf": np.vectorize(math.erf, otypes=[float]), "piecewise": _piecewise,
 }
 
@@ -349,6 +355,9 @@ class _OraclePrinter(NumPyPrinter):
 
     def _print_Abs(self, e):
         return self._call("absolute", e.args)
+
+    def _print_sign(self, e):
+        return self._call("signum", e.args)
 
     def _print_Heaviside(self, e):
         return self._call("heaviside", e.args)

@@ -2,9 +2,10 @@
 
 Hand-picked cells missed issue 11's defect A (the loop form dropped the adjoint through parameter-free
 nodes). Here Hypothesis composes cells from the pieces a user may write (tests/cellgen.py): one or two
-states, gates, tanh, σ, relu, exp, logs of positive things, powers, products, parameters used twice,
-parameter-free gates and delay lines, scalar and vector cells, outputs "last" and "all", BCE and MSE,
-and Max, Min, Abs, erf, Heaviside and Piecewise (which must work, or be refused when the cell is built).
+states, gates, tanh, σ, relu, exp, logs of positive things, powers, products, sin, cos, sinh, cosh, atan,
+parameters used twice, parameter-free gates and delay lines, scalar and vector cells, outputs "last" and
+"all", BCE and MSE, and Max, Min, Abs, sign, erf, Heaviside and Piecewise (which must work, or be refused
+when the cell is built, in one line naming the function).
 The oracle lambdifies the cell's own expressions step by step; it never runs rnnsym's compiled code.
 The long run is benchmarks/fuzz_cells.py.
 """

@@ -23,6 +23,12 @@ class sigmoid(sp.Function):
     def _eval_rewrite_as_exp(self, z, **kwargs):
         return 1 / (1 + sp.exp(-z))
 
+    def _eval_is_extended_real(self):  # what SymPy's own rules ask of an argument (sign(σ(z))')
+        return self.args[0].is_extended_real
+
+    def _eval_is_positive(self):
+        return True if self.args[0].is_extended_real else None
+
     def _eval_evalf(self, prec):
         return self.rewrite(sp.exp)._eval_evalf(prec)
 
@@ -35,6 +41,12 @@ class relu(sp.Function):
 
     def _eval_rewrite_as_Max(self, z, **kwargs):
         return sp.Max(0, z)
+
+    def _eval_is_extended_real(self):
+        return self.args[0].is_extended_real
+
+    def _eval_is_nonnegative(self):
+        return True if self.args[0].is_extended_real else None
 
     def _eval_evalf(self, prec):
         return self.rewrite(sp.Max)._eval_evalf(prec)

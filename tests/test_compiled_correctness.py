@@ -181,6 +181,8 @@ FUNCTIONS = {
     "sin, cos": sp.sin(a * x) + u * sp.cos(h),
     "sinh, cosh, atan": sp.atan(a * sp.sinh(x) + u * sp.cosh(h) - 1),
     "log, exp": sp.log(1 + sp.exp(a * x + u * h)),
+    "sign of σ": sp.sign(sigmoid(h)) * a * x + u * h,  # SymPy asks whether σ(h) is real
+    "Abs of σ": sp.tanh(a * x + u * sp.Abs(sigmoid(a * h) - sp.Rational(1, 2))),
 }
 
 
@@ -261,3 +263,17 @@ def test_soft_cross_entropy_targets_get_the_gradient_of_their_loss():
                 down[name][i] -= 1e-6
                 want[i] = (_elman_softmax_loss(up, X, Y) - _elman_softmax_loss(down, X, Y)) / 2e-6
             np.testing.assert_allclose(grads[name], want, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("form", ["loop", "unrolled"])
+def test_a_parameter_whose_gradient_is_zero_everywhere_gets_zeros_of_its_shape(form):
+    W_, d = sp.symbols("W d")
+    for cell, name, shape in [
+        (rs.Cell(state=h, input=x, params=[W_], update=sp.Heaviside(rs.matvec(W_, x)),
+                 shapes={h: 2, x: 1, W_: (2, 1)}), "W", (2, 1)),
+        (rs.Cell(state=h, input=x, params=[d], update=sp.sign(d) + x, shapes={h: 2, d: 2}), "d", (2,)),
+    ]:
+        net = rs.unroll(cell, steps=2, output_activation="identity", loss="mse")
+        params = {name: np.full(shape, 0.3), "W_hy": np.array([[0.5, -1.0]]), "b_y": np.array([0.1])}
+        _, grads = net.compile(form=form).value_and_grad(params, np.array([[0.5, -1.0], [1.0, 2.0]]), np.zeros(2))
+        assert grads[name].shape == shape and not grads[name].any()

@@ -161,6 +161,8 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
         out, p = [], graph[parent]
         for term in jacobian.terms:
             factor = scale(term)
+            if factor == 0:  # a step's derivative (Heaviside, sign): nothing flows back
+                continue
             name = f"_c{next(counter)}"
             if term.outer is not None:  # the parent is W in W·v: (δ ⊙ f)ᵀ v
                 wrap = "({}).T @ " + names[term.outer]

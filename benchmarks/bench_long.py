@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -23,10 +24,12 @@ def run(args: list[str], timeout: float, pythonpath: str | None) -> dict:
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     with open(os.devnull, "wb") as null:
+        # From inside the other checkout, since `python -m` puts the working folder first on the path.
         process = subprocess.Popen([sys.executable, "-m", "rnnsym", *args], stdout=subprocess.PIPE,
-                                   stderr=null, env=env)
+                                   stderr=null, env=env, cwd=pythonpath or None)
         out, finished = b"", True
         try:
             out, _ = process.communicate(timeout=timeout)
@@ -35,7 +38,10 @@ def run(args: list[str], timeout: float, pythonpath: str | None) -> dict:
             out, _ = process.communicate()
             finished = False
     wall = time.perf_counter() - start
-    return {"wall": wall, "bytes": len(out), "finished": finished, "rc": process.returncode}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU time as well as wall time: on a shared, busy machine the wall time says little.
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": wall, "cpu": cpu, "bytes": len(out), "finished": finished, "rc": process.returncode}
 
 
 def peak_memory_mb(args: list[str], timeout: float, pythonpath: str | None) -> float | None:
@@ -47,7 +53,7 @@ def peak_memory_mb(args: list[str], timeout: float, pythonpath: str | None) -> f
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n" % timeout)
     try:
         done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
-                              timeout=timeout + 30)
+                              timeout=timeout + 30, cwd=pythonpath or None)
         return int(done.stdout.strip()) / 1024 if done.returncode == 0 and done.stdout.strip() else None
     except (subprocess.TimeoutExpired, ValueError):
         return None
@@ -86,7 +92,7 @@ def main() -> None:
     for args in commands:
         result = run(args, options.timeout, options.pythonpath)
         memory = peak_memory_mb(args, options.timeout, options.pythonpath) if result["finished"] else None
-        status = (f"{result['wall']:.1f} s, {result['bytes'] / 1000:.1f} kB of output"
+        status = (f"{result['wall']:.1f} s ({result['cpu']:.1f} s of CPU), {result['bytes'] / 1000:.1f} kB of output"
                   + (f", peak {memory:.0f} MB" if memory else "") if result["finished"]
                   else f"not finished after {options.timeout:.0f} s ({result['bytes'] / 1000:.1f} kB written)")
         print(f"  rnnsym {' '.join(args)}: {status}")

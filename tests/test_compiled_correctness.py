@@ -277,3 +277,26 @@ def test_a_parameter_whose_gradient_is_zero_everywhere_gets_zeros_of_its_shape(f
         params = {name: np.full(shape, 0.3), "W_hy": np.array([[0.5, -1.0]]), "b_y": np.array([0.1])}
         _, grads = net.compile(form=form).value_and_grad(params, np.array([[0.5, -1.0], [1.0, 2.0]]), np.zeros(2))
         assert grads[name].shape == shape and not grads[name].any()
+
+
+@pytest.mark.parametrize("form", ["loop", "unrolled"])
+def test_a_share_through_a_step_function_of_a_stacked_product_is_zero_not_a_crash(form):
+    W_ = sp.Symbol("W")
+    cell = rs.Cell(state=(h, c), input=x, params=[W_], update=(sp.sign(sp.Min(h, rs.matvec(W_, c))), h),
+                   shapes={h: 3, c: 3, x: 1, W_: (3, 3)})
+    net = rs.unroll(cell, steps=2, output_size=2)
+    rng = np.random.default_rng(2)
+    params = {"W": rng.normal(size=(3, 3)), "W_hy": rng.normal(size=(2, 3)), "b_y": rng.normal(size=2)}
+    _, grads = net.compile(form=form).value_and_grad(params, rng.normal(size=(3, 2, 1)), rng.uniform(size=(3, 2)))
+    assert not grads["W"].any() and grads["b_y"].any()
+
+
+@pytest.mark.parametrize("form", ["loop", "unrolled"])
+def test_a_state_that_never_reaches_the_loss_gets_no_adjoint(form):
+    # c' = exp(2·a·c) overflows to inf; c feeds nothing the loss reads, so dL/da is exactly 0, not 0·inf = NaN.
+    cell = rs.Cell(state=(h, c), input=x, params=[a], update=(sp.tanh(x), sp.exp(2 * a * c + 400)))
+    net = rs.unroll(cell, steps=3)
+    with np.errstate(over="ignore"):
+        _, grads = net.compile(form=form).value_and_grad({"a": 0.5, "W_hy": 1.0, "b_y": 0.0},
+                                                          np.ones((2, 3)), np.array([1.0, 0.0]))
+    assert grads["a"] == 0.0

@@ -390,6 +390,8 @@ class _LoopWriter:
             if parent not in self.needs:
                 continue
             for t_, factor in output_seeds(self.network, self.term.name, self.out, parent, inv_b):
+                if factor == 0:
+                    continue
                 if graph[parent].kind == "param":
                     self._param_share(parent, t_, factor, seed_lines, None)
                 else:  # the output reads the first state: its adjoint enters the loop
@@ -432,7 +434,7 @@ class _LoopWriter:
         ones, so a parameter-free gate g = tanh(h) looks constant at step 1 and only at step 2 lies
         between a parameter and the loss."""
         graph = self.graph
-        needs = _nodes_needing_adjoints(graph)
+        needs = _nodes_needing_adjoints(graph) & _reaching(graph, graph.loss.name)
         bases = {graph[n].base for n in needs if graph[n].base is not None}
         return needs | {n for n in self.step if graph[n].base in bases}
 
@@ -469,7 +471,8 @@ class _LoopWriter:
             loop.append(f"        {symbol.name} = S{symbol.name}[t]")
         within: dict[str, list[str]] = {n: [] for n in self.step}
         for s in rec.states:
-            within[rec.name(s, 1)].append(g_carry[s] + (f" + {self.seed_of[s]}[t]" if self.per_step and carry[s] and not self.windowed else ""))
+            if rec.name(s, 1) in self.needs:  # a state that never reaches the loss carries nothing
+                within[rec.name(s, 1)].append(g_carry[s] + (f" + {self.seed_of[s]}[t]" if self.per_step and carry[s] and not self.windowed else ""))
         next_carry: dict[str, list[str]] = {s: [] for s in rec.states}
         joined: dict[sp.Symbol, dict] = {}  # vector -> {stacked matrix: its share of the carried adjoint}
         for name in reversed(self.step):
@@ -484,6 +487,8 @@ class _LoopWriter:
                     continue
                 pnode = graph[parent]
                 for t_ in local_jacobian(graph, name, parent).terms:
+                    if t_.factor == 0:  # a step's derivative (Heaviside, sign): nothing flows back
+                        continue
                     factor = g * self._with_kept(t_.factor)
                     if pnode.kind == "param":
                         self._param_share(parent, t_, factor, targets, "t")
@@ -681,6 +686,18 @@ def _gate_block(graph, rec, step, step_exprs, stacks, slices, hoisted, x, params
     width = sum(graph[m.name].shape[0] for m in rows)
     columns = (graph[x.name].shape[0], graph[vector.name].shape[0])
     return _GateBlock(vector, columns, rows, width, gates, {g.hoisted for g in gates.values()})
+
+
+def _reaching(graph, node: str) -> set[str]:
+    """``node`` and every node with a path to it: only these can carry its gradient (a state that
+    never reaches the loss gets no adjoint, not a zero one times an infinite factor)."""
+    seen, todo = {node}, [node]
+    while todo:
+        for parent in graph.parents(todo.pop()):
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return seen
 
 
 def _shape_of(graph, expr) -> tuple:

@@ -300,3 +300,19 @@ def test_a_state_that_never_reaches_the_loss_gets_no_adjoint(form):
         _, grads = net.compile(form=form).value_and_grad({"a": 0.5, "W_hy": 1.0, "b_y": 0.0},
                                                           np.ones((2, 3)), np.array([1.0, 0.0]))
     assert grads["a"] == 0.0
+
+
+def test_a_long_unrolled_network_compiles_its_long_sums():
+    # The shared weight's gradient sums a share from each of 3000 steps: one chain of + was too deep
+    # for Python's compiler (RecursionError). The per-step loss of a long sequence is such a sum too.
+    from rnnsym.numeric.codegen import sum_code
+
+    assert sum_code(["a", "b"]) == "a + b" and sum_code([f"c{i}" for i in range(40)]).startswith("sum((c0, c1,")
+    namespace = {}
+    exec(compile(f"value = {sum_code([str(i) for i in range(5000)])}", "<test>", "exec"), namespace)
+    assert namespace["value"] == sum(range(5000))
+    net = rs.elman_rnn(steps=200, outputs="all", output_activation="identity", loss="mse")
+    loop, unrolled = net.compile(form="loop"), net.compile(form="unrolled")
+    from rnnsym.numeric.gradcheck import random_point
+    params, X, Y = random_point(net, batch=2, seed=0)
+    assert unrolled.value_and_grad(params, X, Y)[0] == pytest.approx(loop.value_and_grad(params, X, Y)[0], rel=1e-12)

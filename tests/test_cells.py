@@ -282,3 +282,11 @@ def test_jacobians_derived_once_per_cell_equal_direct_differentiation(kind):
                 assert net.jacobian(child, parent) == local_jacobian(net.graph, child, parent), (child, parent)
                 checked += 1
     assert checked > 20
+
+
+def test_a_cell_message_about_hundreds_of_symbols_gives_a_count_not_a_list():
+    h, x = sp.symbols("h x")
+    many = sp.symbols("q0:700")
+    with pytest.raises(rs.RnnsymError, match=r"undeclared symbol\(s\) q0, q1, .*, …, q99 \(700 in all\)") as info:
+        rs.Cell(state=h, input=x, params=[], update=sum(many) + h)
+    assert len(str(info.value)) < 300

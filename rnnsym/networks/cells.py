@@ -16,7 +16,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from .. import functions
-from ..errors import RnnsymError, choose, positive_int
+from ..errors import RnnsymError, choose, listed, positive_int
 from ..engine.truncation import check_truncation
 from ..functions import MatVec
 from ..graph import Graph
@@ -90,15 +90,15 @@ class Cell:
             if not isinstance(s, sp.Symbol):
                 raise RnnsymError(f"cell states, input, params and gate names must be SymPy Symbols, got {s!r}")
         if len(updates) != len(states):
-            raise RnnsymError(f"the cell has {len(states)} state(s) ({', '.join(map(str, states))}) "
+            raise RnnsymError(f"the cell has {len(states)} state(s) ({listed(states)}) "
                               f"but {len(updates)} update(s): every state needs exactly one update")
         names = [s.name for s in symbols]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise RnnsymError(f"cell symbol names must be distinct; repeated: {', '.join(duplicates)}")
+            raise RnnsymError(f"cell symbol names must be distinct; repeated: {listed(duplicates)}")
         reserved = sorted(set(names) & set(RESERVED))
         if reserved:
-            raise RnnsymError(f"cell symbol name(s) {', '.join(reserved)} are reserved for the readout and loss")
+            raise RnnsymError(f"cell symbol name(s) {listed(reserved)} are reserved for the readout and loss")
         for s in symbols:
             if not s.name.isidentifier():
                 raise RnnsymError(f"cell symbol name {s.name!r} must be letters, digits and underscores")
@@ -143,11 +143,11 @@ class Cell:
             raise RnnsymError(f"{where} must be a SymPy expression, got {expr!r}")
         undeclared = sorted(s.name for s in expr.free_symbols if s not in known)
         if undeclared:
-            raise RnnsymError(f"{where} uses undeclared symbol(s) {', '.join(undeclared)}; "
+            raise RnnsymError(f"{where} uses undeclared symbol(s) {listed(undeclared)}; "
                               "declare them as state, input, params or gates")
         unknown = sorted({type(f).__name__ for f in expr.atoms(AppliedUndef)})
         if unknown:
-            raise RnnsymError(f"{where} uses {', '.join(unknown)}, a function with no known derivative; "
+            raise RnnsymError(f"{where} uses {listed(unknown)}, a function with no known derivative; "
                               "use SymPy functions or rnnsym.functions (sigmoid, relu)")
         piece = functions.unsupported_function(expr)
         if piece is not None:

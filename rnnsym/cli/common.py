@@ -24,7 +24,8 @@ def network_options(command):
         click.option("--activation", type=click.Choice(list(functions.ACTIVATIONS)), default="tanh",
                      show_default=True, help="Hidden activation f."),
         click.option("--output-activation", type=click.Choice(list(functions.OUTPUT_ACTIVATIONS)), default="sigmoid",
-                     show_default=True, help="Output activation g."),
+                     show_default=True, help="Output activation g (softmax: with --loss cross_entropy, "
+                                             "--net elman|lstm|gru and --output-size >= 2)."),
         click.option("--loss", type=click.Choice(list(functions.LOSSES)), default="bce", show_default=True,
                      help="Loss L(o(T+1), Y)."),
         click.option("--shared-bias", is_flag=True, help="One hidden bias b for every step."),

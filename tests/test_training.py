@@ -412,3 +412,9 @@ def test_cross_entropy_training_reports_accuracy_and_learns_three_classes():
     assert result.history["val_accuracy"][-1] > 0.8
     with pytest.raises(rs.RnnsymError, match="class label 3.0 is not one of 0 … 2"):
         rs.train(net, (x, np.where(y == 0, 3, y)), epochs=1)
+
+
+def test_a_diverged_run_with_patience_says_it_kept_the_best_epochs_parameters():
+    net = rs.seed_rnn(steps=4, output_activation="identity", loss="mse")
+    result = rs.train(net, "sentiment", lr=1.0, batch_size=100, epochs=60, size=100, patience=50)
+    assert result.diverged and result.stop_reason.endswith(f"kept the parameters of the best epoch {result.best_epoch}")

@@ -310,8 +310,9 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
                     row = {"epoch": epoch, **evaluate(state["params"])}
                 failure = _diverged(row, state["history"]["train_loss"][0])
             if failure is not None:
-                state = dict(good, stop_reason=f"{failure}; kept the parameters of epoch {good['epoch']}",
-                             diverged=True)
+                # With patience the result is the best epoch's parameters, else the last good epoch's.
+                kept = (f"the best epoch {good['best_epoch']}" if config["patience"] else f"epoch {good['epoch']}")
+                state = dict(good, stop_reason=f"{failure}; kept the parameters of {kept}", diverged=True)
                 break
             state["epoch"] = epoch
             state["elapsed"] = time.perf_counter() - started

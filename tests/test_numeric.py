@@ -170,3 +170,28 @@ def test_trace_gives_every_node_value(seed4):
     values = seed4.compile().trace(params, x, y)
     assert np.allclose(values["o5"], seed4.compile().forward(params, x))
     assert values["o0"] == 0 and np.array_equal(values["x2"], x[:, 1])
+
+
+def test_a_large_network_is_checked_on_a_sample_and_along_one_direction():
+    net = rs.lstm(steps=3, input_size=4, hidden_size=6)
+    report = rs.gradcheck(net, max_entries=20)
+    assert report.ok and report.checked == 20 and report.rows[-1].name == "(all, one direction)"
+    assert "20 entries drawn at random were checked one by one" in report.table()
+    assert rs.gradcheck(rs.seed_rnn(steps=4)).checked is None  # few entries: every one of them
+
+
+def test_the_direction_row_catches_a_wrong_entry_the_sample_missed(monkeypatch):
+    net = rs.elman_rnn(steps=3, input_size=2, hidden_size=4)
+    compiled = net.compile()
+    real = compiled.value_and_grad
+
+    def wrong(params, x, y):  # one entry of W_hh off by 0.05
+        loss, grads = real(params, x, y)
+        grads["W_hh"] = grads["W_hh"].copy()
+        grads["W_hh"][3, 3] += 0.05
+        return loss, grads
+
+    monkeypatch.setattr(compiled, "value_and_grad", wrong)
+    report = rs.gradcheck(net, max_entries=1)
+    assert [r.name for r in report.rows][0] != "W_hh" and not report.ok
+    assert report.rows[-1].name == "(all, one direction)" and report.rows[-1].rel_error > 1e-3

@@ -27,12 +27,21 @@ class PathLimitError(RnnsymError):
 
 def descendants(graph: Graph, start: str) -> set[str]:
     """``start`` and every node whose value depends on it."""
+    return _closure(start, graph.children)
+
+
+def ancestors(graph: Graph, start: str) -> set[str]:
+    """``start`` and every node its value depends on (only these can carry its gradient)."""
+    return _closure(start, graph.parents)
+
+
+def _closure(start: str, neighbours) -> set[str]:
     seen, todo = {start}, [start]
     while todo:
-        for child in graph.children(todo.pop()):
-            if child not in seen:
-                seen.add(child)
-                todo.append(child)
+        for n in neighbours(todo.pop()):
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
     return seen
 
 

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import sympy as sp
 
 from ..engine.local import local_jacobian
+from ..engine.paths import ancestors
 from ..functions import DERIVATIVE_RULES, MatVec, sigmoid
 from .codegen import _Emitter, _nodes_needing_adjoints, output_seeds
 from .compiled import CompiledNetwork
@@ -434,7 +435,8 @@ class _LoopWriter:
         ones, so a parameter-free gate g = tanh(h) looks constant at step 1 and only at step 2 lies
         between a parameter and the loss."""
         graph = self.graph
-        needs = _nodes_needing_adjoints(graph) & _reaching(graph, graph.loss.name)
+        needs = _nodes_needing_adjoints(graph) & ancestors(graph, graph.loss.name)  # a state that never
+        # reaches the loss gets no adjoint (a zero one times an infinite factor would be NaN)
         bases = {graph[n].base for n in needs if graph[n].base is not None}
         return needs | {n for n in self.step if graph[n].base in bases}
 
@@ -686,18 +688,6 @@ def _gate_block(graph, rec, step, step_exprs, stacks, slices, hoisted, x, params
     width = sum(graph[m.name].shape[0] for m in rows)
     columns = (graph[x.name].shape[0], graph[vector.name].shape[0])
     return _GateBlock(vector, columns, rows, width, gates, {g.hoisted for g in gates.values()})
-
-
-def _reaching(graph, node: str) -> set[str]:
-    """``node`` and every node with a path to it: only these can carry its gradient (a state that
-    never reaches the loss gets no adjoint, not a zero one times an infinite factor)."""
-    seen, todo = {node}, [node]
-    while todo:
-        for parent in graph.parents(todo.pop()):
-            if parent not in seen:
-                seen.add(parent)
-                todo.append(parent)
-    return seen
 
 
 def _shape_of(graph, expr) -> tuple:

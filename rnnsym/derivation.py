@@ -15,6 +15,7 @@ from .engine.paths import (DEFAULT_FACTOR_LIMIT, DEFAULT_PATH_LIMIT, PathLimitEr
                            enumerate_paths, path_term, path_totals, truncation_cuts)
 from .engine.truncation import dropped_by_source, path_is_cut, windows
 from .errors import RnnsymError
+from .progress import progress
 from .records import (Applied, Chain, ComponentOf, Delta, Elided, Equation, JacobianItem, Partial, Product, Step,
                       Sum, Total, Update)
 
@@ -268,7 +269,7 @@ def recursive_view(network, target: str, cuts=frozenset(), full: bool = True
         gap = Equation(Elided(len(middle), Delta(middle[0]), Delta(middle[-1])), ())
         order = [*order[:SHOWN_FIRST], gap, *order[-SHOWN_LAST:]]
     equations = [name if isinstance(name, Equation) else Equation(Delta(name), (rhs(name),))
-                 for name in _progress(order, "recursive view", "equation")]
+                 for name in progress(order, "recursive view", "equation")]
     dropped = sorted((c, p) for c, p in cuts if c in relevant and c in alive)
     # The loss's own adjoint is 1 by definition (δL = ∂L/∂L): it has no children to sum over.
     equations.append(Equation(Total(loss, target), (sp.S.One if target == loss else rhs(target),)))
@@ -463,18 +464,6 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
     return derivation
 
 
-# Work over more items than this shows a progress bar on stderr, when stderr is a terminal.
-PROGRESS_AFTER = 2000
-
-
-def _progress(items, what: str, unit: str):
-    """``items``, with a progress bar on stderr while they are worked through when there are many
-    (the full recursive view at T = 20000 takes half a minute); nothing when stderr is not a terminal."""
-    if len(items) < PROGRESS_AFTER:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=what, unit=unit, disable=None, leave=False)  # disable=None: a terminal only
 
 
 def _paths(n: int) -> str:

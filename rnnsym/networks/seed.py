@@ -13,6 +13,7 @@ from .. import functions
 from ..errors import RnnsymError, choose, positive_int
 from ..graph import Graph, gc_paused
 from ..network import Network
+from ..progress import progress
 
 
 @gc_paused()  # tens of thousands of SymPy objects at large T: see gc_paused
@@ -60,7 +61,7 @@ def seed_rnn(
 
     previous = graph.add("o0", "constant", value=0, step=0, role="default previous output, always 0")
     layer = _layer_builder(f)
-    for t in _progress(range(1, T + 1)):
+    for t in progress(range(1, T + 1), "building the network", "step", after=5000):
         previous = graph.add(
             f"o{t}", "hidden", layer(w, xs[t - 1], ws[t - 1], previous, bs[t - 1]),
             step=t, role=f"hidden output of layer {t}",
@@ -116,12 +117,3 @@ def _layer_builder(f):
 
 def _product(a: sp.Symbol, b: sp.Symbol) -> sp.Expr:
     return sp.Mul(*sorted((a, b), key=_args_sortkey), evaluate=False)
-
-
-def _progress(steps: range):
-    """The steps, with a progress bar on stderr for a long sequence when stderr is a terminal."""
-    if len(steps) < 5000:
-        return steps
-    from tqdm import tqdm
-
-    return tqdm(steps, desc="building the network", unit="step", disable=None, leave=False)

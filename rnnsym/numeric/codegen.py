@@ -19,6 +19,7 @@ import sympy as sp
 from ..engine.local import Jacobian, local_jacobian
 from ..engine.truncation import windows
 from ..functions import FUSED_OUTPUT_GRADIENTS
+from ..progress import progress
 from .compiled import CompiledNetwork
 from .printer import RUNTIME, CodePrinter, stable
 
@@ -191,7 +192,7 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
                     seed_targets += share(out_name, parent, local_jacobian(graph, out_name, parent),
                                           lambda t, factors=factors: factors[t], contributions)
         backward.extend(em.lines(seed_targets))
-        for name in reversed(list(graph.nodes)):
+        for name in progress(list(reversed(graph.nodes)), "compiling", "node"):
             node = graph[name]
             if node.kind != "hidden" or name not in needs or name not in contributions:
                 continue

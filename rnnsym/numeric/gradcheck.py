@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import RnnsymError
+from ..progress import progress
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def gradcheck(network, params=None, x=None, y=None, *, batch: int = 4, seed: int
         rng = np.random.default_rng(seed)
         entries = [entries[i] for i in sorted(rng.choice(len(entries), size=max_entries, replace=False))]
     worst: dict[str, GradcheckRow] = {}
-    for name, index in _progress(entries):
+    for name, index in progress(entries, "gradient check", "entry", after=50):
         numeric = _stencil(lambda k: f.loss({**params, name: _moved(params[name], index, k * eps)}, x, y), eps)
         err = relative_error(float(np.asarray(grads[name])[index]), numeric)
         if name not in worst or err >= worst[name].rel_error:
@@ -183,12 +184,3 @@ def _direction_row(f, params, grads, x, y, eps: float, seed: int) -> GradcheckRo
     numeric = _stencil(lambda k: f.loss({n: np.asarray(params[n], dtype=float) + k * eps * direction[n]
                                          for n in f.param_names}, x, y), eps)
     return GradcheckRow("(all, one direction)", analytic, numeric, relative_error(analytic, numeric))
-
-
-def _progress(items: list):
-    """A progress bar on stderr, on a terminal only, when the check is long."""
-    if len(items) < 50:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc="gradient check", unit="entry", disable=None, leave=False)

@@ -15,6 +15,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import RnnsymError, choose, positive_int
+from .graph import ParamRole
 
 # The bound on each activation's derivative (γ): tanh' ≤ 1, σ' ≤ 1/4, relu' ≤ 1.
 DERIVATIVE_BOUNDS = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "identity": 1.0}
@@ -51,7 +52,7 @@ class GradientFlow:
 
 
 def _state_nodes(network) -> tuple[str, ...]:
-    rec = getattr(network, "recurrence", None)
+    rec = network.recurrence
     if rec is not None:
         return tuple(rec.name(rec.states[0], t) for t in range(1, network.steps + 1))
     hidden = sorted((n for n in network.graph.of_kind("hidden")), key=lambda n: n.step)
@@ -62,7 +63,7 @@ def _recurrent_weight(network):
     """The recurrent weight(s) whose size bounds the Jacobian product, or None where the bound does
     not apply (an LSTM's or GRU's gated, additive state)."""
     if network.name == "seed":
-        return [n.name for n in network.graph.of_kind("param") if n.role.startswith("recurrent weight")]
+        return [n.name for n in network.graph.of_kind("param") if n.param_role is ParamRole.RECURRENT_WEIGHT]
     if network.name == "elman":
         return ["W_hh"]
     return None
@@ -175,12 +176,13 @@ def scaled_params(network, scale: float, seed: int = 0) -> dict:
     params = {}
     for node in network.graph.of_kind("param"):
         shape = node.shape
-        if node.role.startswith("recurrent weight"):
+        recurrent = node.param_role is ParamRole.RECURRENT_WEIGHT
+        if recurrent and shape == ():
             params[node.name] = float(scale)
-        elif len(shape) == 2 and shape[0] == shape[1] and node.name.startswith("W_h") and node.name != "W_hy":
+        elif recurrent and len(shape) == 2 and shape[0] == shape[1]:
             q, r = np.linalg.qr(rng.normal(size=shape))
             params[node.name] = scale * q * np.sign(np.diag(r))
-        elif node.name.startswith("b"):
+        elif node.param_role.is_bias:
             params[node.name] = np.zeros(shape) if shape else 0.0
         else:
             fan_in = shape[-1] if shape else 1

@@ -9,15 +9,75 @@ from __future__ import annotations
 import gc
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Iterable, Iterator
 
 import sympy as sp
 
 from .errors import RnnsymError
 
-# What a node is. Leaves have no expression; a constant leaf has a fixed value (o0 = 0).
-LEAF_KINDS = ("input", "param", "target", "constant")
-COMPUTED_KINDS = ("hidden", "output", "loss_term", "loss")
+
+class _TextEnum(str, Enum):
+    """An enum whose members are their text: ``NodeKind.HIDDEN == "hidden"`` and
+    ``f"{NodeKind.HIDDEN}" == "hidden"`` (a plain ``(str, Enum)`` formats as ``NodeKind.HIDDEN``
+    from Python 3.11 on), so code and pages that compare or print the text keep working."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+class NodeKind(_TextEnum):
+    """What a node is. Leaves have no expression; a constant leaf has a fixed value (o0 = 0)."""
+
+    INPUT = "input"
+    PARAM = "param"
+    TARGET = "target"
+    CONSTANT = "constant"
+    HIDDEN = "hidden"
+    OUTPUT = "output"
+    LOSS_TERM = "loss_term"
+    LOSS = "loss"
+
+
+LEAF_KINDS = (NodeKind.INPUT, NodeKind.PARAM, NodeKind.TARGET, NodeKind.CONSTANT)
+COMPUTED_KINDS = (NodeKind.HIDDEN, NodeKind.OUTPUT, NodeKind.LOSS_TERM, NodeKind.LOSS)
+
+
+class ParamRole(_TextEnum):
+    """What a parameter does, which initialisers and the gradient-flow bound act on. Set by the
+    network constructors, never guessed from a name (a user's ``beta`` is not a bias)."""
+
+    INPUT_WEIGHT = "input weight"
+    RECURRENT_WEIGHT = "recurrent weight"  # carries a state from one step to the next
+    BIAS = "bias"
+    READOUT_WEIGHT = "readout weight"
+    READOUT_BIAS = "readout bias"
+    CELL_PARAMETER = "cell parameter"  # anything else a cell computes with: an ordinary weight
+
+    @property
+    def is_bias(self) -> bool:
+        return self in (ParamRole.BIAS, ParamRole.READOUT_BIAS)
+
+
+def node_kind(kind) -> NodeKind:
+    """``kind`` as a NodeKind; an unknown one is a one-line error naming the allowed kinds."""
+    try:
+        return NodeKind(kind)
+    except ValueError:
+        allowed = ", ".join(k.value for k in NodeKind)
+        raise RnnsymError(f"unknown node kind {kind!r}; allowed: {allowed}") from None
+
+
+def param_role(role) -> ParamRole:
+    """``role`` (a ParamRole or its text, such as ``"bias"``) as a ParamRole; an unknown one is a
+    one-line error naming the allowed roles."""
+    try:
+        return ParamRole(role)
+    except ValueError:
+        allowed = ", ".join(repr(r.value) for r in ParamRole)
+        raise RnnsymError(f"unknown parameter role {role!r}; allowed: {allowed}") from None
 
 
 @dataclass(frozen=True)
@@ -25,7 +85,7 @@ class Node:
     """One node of the unrolled network."""
 
     name: str
-    kind: str
+    kind: NodeKind
     symbol: sp.Symbol
     expr: sp.Expr | None = None  # local expression in parent symbols; None for leaves
     value: float | None = None  # for constants
@@ -34,6 +94,7 @@ class Node:
     shape: tuple[int, ...] = ()  # () scalar, (n,) vector, (n, m) matrix (parameters only)
     reduce: str | None = None  # a loss term's reduction over output components: "mean" or "sum"
     base: str | None = None  # the cell symbol this node instantiates ("h" for h3), for derive-once caching
+    param_role: ParamRole | None = None  # what a parameter does (None for every other kind)
 
 
 @dataclass
@@ -45,9 +106,16 @@ class Graph:
     _children: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _position: dict[str, int] = field(default_factory=dict, repr=False)  # insertion (topological) order
 
-    def add(self, name: str, kind: str, expr: sp.Expr | None = None, **extra) -> sp.Symbol:
+    def add(self, name: str, kind: NodeKind | str, expr: sp.Expr | None = None, **extra) -> sp.Symbol:
+        """Add a node and return its symbol. A parameter's ``param_role`` defaults to an ordinary
+        cell parameter; other kinds take none."""
         if name in self.nodes:
             raise RnnsymError(f"duplicate node name {name!r}")
+        kind = node_kind(kind)
+        if kind is NodeKind.PARAM:
+            extra["param_role"] = param_role(extra.get("param_role") or ParamRole.CELL_PARAMETER)
+        elif extra.get("param_role") is not None:
+            raise RnnsymError(f"node {name!r} is of kind {kind}, not a parameter: it takes no param_role")
         symbol = sp.Symbol(name)
         # free_symbols walks the whole expression each time it is asked: ask once.
         used = {s.name for s in expr.free_symbols} if expr is not None else set()
@@ -68,7 +136,7 @@ class Graph:
     def __contains__(self, name: str) -> bool:
         return name in self.nodes
 
-    def of_kind(self, *kinds: str) -> list[Node]:
+    def of_kind(self, *kinds: NodeKind | str) -> list[Node]:
         return [n for n in self.nodes.values() if n.kind in kinds]
 
     @property

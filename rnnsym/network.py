@@ -1,6 +1,7 @@
 """A Network: an unrolled graph plus the names people ask about, and the three ways in."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -11,18 +12,43 @@ from .errors import RnnsymError, listed
 from .graph import Graph
 
 
+def step_name(base: str, t: int) -> str:
+    """The node of cell symbol ``base`` at step ``t``: ``h3``, or ``h1_3`` where ``base`` ends in a digit."""
+    return f"{base}_{t}" if base[-1].isdigit() else f"{base}{t}"
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """How an unrolled cell names its nodes step by step. Every step is an instance of step 1, so
+    code generation and derivations work on that one step (derive once per cell)."""
+
+    states: tuple[str, ...]  # base names: ("h", "c")
+    gates: tuple[str, ...]  # ("i", "f", "g", "o")
+    input: str  # "x"
+    params: tuple[str, ...]  # the cell's own parameters (the readout's are W_hy, b_y)
+    bidirectional: bool = False
+
+    def name(self, base: str, t: int) -> str:
+        """The node of ``base`` at step ``t``: ``name("h", 3) == "h3"``."""
+        return step_name(base, t)
+
+
 class Network:
     """An unrolled recurrent network, ready for symbolic queries, derivations and compiling.
 
     Built by a constructor such as :func:`rnnsym.seed_rnn`; not usually made directly.
+    ``recurrence`` says how a network unrolled from one shared cell names its steps; it is None
+    for the seed network, whose recurrent weights differ per step.
     """
 
-    def __init__(self, graph: Graph, *, name: str, steps: int, options: dict[str, Any], title: str):
+    def __init__(self, graph: Graph, *, name: str, steps: int, options: dict[str, Any], title: str,
+                 recurrence: Recurrence | None = None):
         self.graph = graph
         self.name = name
         self.steps = steps
         self.options = dict(options)
         self.title = title
+        self.recurrence = recurrence
         self._locals: dict[tuple[str, str], sp.Expr] = {}
         self._derivations: dict[str, Any] = {}
 
@@ -133,7 +159,7 @@ class Network:
 
     def _template_of(self, child: str, parent: str):
         """The step-1 edge that (child, parent) instantiates, and the renaming from step 1 to its step."""
-        rec = getattr(self, "recurrence", None)
+        rec = self.recurrence
         node, other = self.graph[child], self.graph[parent]
         if rec is None or node.base is None or node.step in (None, 1) or node.base.endswith("_reverse"):
             return None

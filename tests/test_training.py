@@ -103,6 +103,68 @@ def test_init_schemes_shapes_biases_and_orthogonal_recurrent_matrix():
     assert normal["W_hh"].std() == pytest.approx(0.05, rel=0.02)
 
 
+def _cell_with_beta(**roles):
+    import sympy as sp
+
+    h, x, u, beta, b = sp.symbols("h x u beta b")
+    return rs.Cell(state=h, input=x, update=sp.tanh(rs.matvec(u, h) + beta * x + b), params=[u, beta, b],
+                   shapes={h: 2, u: (2, 2)}, **roles)
+
+
+def test_a_user_cell_parameter_called_beta_is_not_zero_initialised():
+    # Roles come from the constructor, not the name: a cell's undeclared parameters are ordinary weights.
+    params = init_params(rs.unroll(_cell_with_beta(), steps=2), "xavier", rng=np.random.default_rng(0))
+    assert float(params["beta"]) != 0.0 and float(params["b"]) != 0.0
+    assert not params["b_y"].any()
+
+
+def test_a_user_cell_declares_its_bias_and_recurrent_matrix():
+    import sympy as sp
+
+    net = rs.unroll(_cell_with_beta(roles={sp.Symbol("b"): "bias", sp.Symbol("u"): "recurrent weight"}), steps=2)
+    params = init_params(net, "orthogonal", rng=np.random.default_rng(0))
+    assert float(params["b"]) == 0.0 and float(params["beta"]) != 0.0
+    assert recurrent_param_names(net) == ("u",) and np.allclose(params["u"].T @ params["u"], np.eye(2))
+
+
+def test_a_square_readout_is_not_initialised_as_a_recurrent_matrix():
+    # output_size == hidden_size made W_hy square; its name starts with W_h, so it was taken for recurrent.
+    net = rs.elman_rnn(steps=2, hidden_size=3, output_size=3)
+    assert recurrent_param_names(net) == ("W_hh",)
+    params = init_params(net, "orthogonal", rng=np.random.default_rng(0))
+    assert not np.allclose(params["W_hy"].T @ params["W_hy"], np.eye(3))
+
+
+# Sums of each nonzero parameter drawn by init_params(net, scheme, rng=default_rng(3)), recorded with
+# the code before parameter roles were typed: the built-in networks must start exactly where they did.
+BEFORE_ROLES = [
+    (lambda: rs.seed_rnn(steps=3), "orthogonal",
+     {"w": -1.435353389331, "w0": -1.0, "w1": 1.0, "w2": -1.0, "w3": -1.405979625953}),
+    (lambda: rs.seed_rnn(steps=3, shared_bias=True), "xavier",
+     {"w": -1.435353389331, "w0": -0.911715149188, "w1": 1.043645361521, "w2": 0.284617641834,
+      "w3": -1.405979625953}),
+    (lambda: rs.elman_rnn(steps=3, input_size=2, hidden_size=3), "orthogonal",
+     {"W_ih": -1.680080322429, "W_hh": -2.158706060526, "W_hy": 0.952889784848}),
+    (lambda: rs.lstm(steps=3, input_size=2, hidden_size=3), "xavier",
+     {"W_ii": -1.680080322429, "W_if": -1.325471593933, "W_ig": 1.411546767934, "W_io": -0.928336432783,
+      "W_hi": 0.168736805791, "W_hf": 1.474168622386, "W_hg": 1.788665447367, "W_ho": -0.891464542059,
+      "W_hy": 0.439368269389}),
+    (lambda: rs.gru(steps=3, input_size=2, hidden_size=3), "orthogonal",
+     {"W_ir": -1.680080322429, "W_iz": -1.325471593933, "W_in": 1.411546767934, "W_hr": 2.912981488739,
+      "W_hz": -1.128345977429, "W_hn": -2.197083731108, "W_hy": 0.809724012999}),
+]
+
+
+@pytest.mark.parametrize("make, scheme, sums", BEFORE_ROLES, ids=["seed", "seed-shared-bias", "elman", "lstm", "gru"])
+def test_built_in_networks_start_from_the_same_parameters_and_zero_biases(make, scheme, sums):
+    net = make()
+    params = init_params(net, scheme, rng=np.random.default_rng(3))
+    nonzero = {n: float(np.sum(v)) for n, v in params.items() if np.any(v)}
+    assert nonzero == pytest.approx(sums, abs=1e-11)
+    biases = [n for n in net.param_names if n not in sums]
+    assert biases and all(n.startswith("b") and not params[n].any() for n in biases)
+
+
 def test_seed_recurrent_weights_are_found_by_role(seed_net):
     assert recurrent_param_names(seed_net) == ("w0", "w1", "w2", "w3")
     with pytest.raises(RnnsymError, match="unknown initialisation 'he'"):

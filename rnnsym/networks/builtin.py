@@ -12,6 +12,7 @@ import sympy as sp
 from .. import functions
 from ..errors import positive_int
 from ..functions import sigmoid
+from ..graph import ParamRole
 from .cells import Cell, matvec, unroll
 
 
@@ -29,6 +30,12 @@ def _weights(prefix_in: str, prefix_h: str, gates: str, I: int, H: int):
             syms[kind] = sp.Symbol(kind)
             shapes[syms[kind]] = shape
     return syms, shapes
+
+
+def _param_roles(params: dict) -> dict:
+    """What each PyTorch-named parameter does: ``W_i?`` input weights, ``W_h?`` recurrent, ``b_*`` biases."""
+    kinds = {"W_i": ParamRole.INPUT_WEIGHT, "W_h": ParamRole.RECURRENT_WEIGHT, "b_i": ParamRole.BIAS, "b_h": ParamRole.BIAS}
+    return {symbol: kinds[name[:3]] for name, symbol in params.items()}
 
 
 def _gate(p, letter, x, h):
@@ -72,6 +79,7 @@ def elman_rnn(steps: int, input_size: int = 1, hidden_size: int = 1, output_size
     W_ih, W_hh, b_ih, b_hh = sp.symbols("W_ih W_hh b_ih b_hh")
     cell = Cell(state=h, input=x, update=f(matvec(W_ih, x) + b_ih + matvec(W_hh, h) + b_hh),
                 params=[W_ih, W_hh, b_ih, b_hh], name="elman",
+                roles=_param_roles({"W_ih": W_ih, "W_hh": W_hh, "b_ih": b_ih, "b_hh": b_hh}),
                 shapes={h: H, x: I, W_ih: (H, I), W_hh: (H, H), b_ih: H, b_hh: H})
     return unroll(cell, steps, output_size=O, output_activation=output_activation, loss=loss, outputs=outputs,
                   truncate=truncate, bidirectional=bidirectional, title="an Elman RNN (torch.nn.RNN)",
@@ -96,7 +104,8 @@ def lstm(steps: int, input_size: int = 1, hidden_size: int = 1, output_size: int
              g_: act(_gate(p, "g", x, h)), o_: sigmoid(_gate(p, "o", x, h))}
     c_next = f_ * c + i_ * g_
     cell = Cell(state=(h, c), input=x, update=(o_ * act(c_next), c_next), params=_order(p, "ifgo"),
-                gates=gates, shapes={**shapes, h: H, c: H, x: I, i_: H, f_: H, g_: H, o_: H}, name="lstm")
+                gates=gates, shapes={**shapes, h: H, c: H, x: I, i_: H, f_: H, g_: H, o_: H}, name="lstm",
+                roles=_param_roles(p))
     return unroll(cell, steps, output_size=O, output_activation=output_activation, loss=loss, outputs=outputs,
                   truncate=truncate, bidirectional=bidirectional, title="an LSTM (torch.nn.LSTM)",
                   options=dict(activation=activation, hidden_size=H), param_roles=_roles("ifgo"), **kwargs)
@@ -115,7 +124,7 @@ def gru(steps: int, input_size: int = 1, hidden_size: int = 1, output_size: int 
     gates = {r_: sigmoid(_gate(p, "r", x, h)), z_: sigmoid(_gate(p, "z", x, h)),
              n_: act(matvec(p["W_in"], x) + p["b_in"] + r_ * (matvec(p["W_hn"], h) + p["b_hn"]))}
     cell = Cell(state=h, input=x, update=(1 - z_) * n_ + z_ * h, params=_order(p, "rzn"), gates=gates,
-                shapes={**shapes, h: H, x: I, r_: H, z_: H, n_: H}, name="gru")
+                shapes={**shapes, h: H, x: I, r_: H, z_: H, n_: H}, name="gru", roles=_param_roles(p))
     return unroll(cell, steps, output_size=O, output_activation=output_activation, loss=loss, outputs=outputs,
                   truncate=truncate, bidirectional=bidirectional, title="a GRU (torch.nn.GRU)",
                   options=dict(activation=activation, hidden_size=H), param_roles=_roles("rzn"), **kwargs)

@@ -19,26 +19,11 @@ from .. import functions
 from ..errors import RnnsymError, choose, listed, positive_int
 from ..engine.truncation import check_truncation
 from ..functions import MatVec
-from ..graph import Graph
-from ..network import Network
+from ..graph import Graph, ParamRole, param_role
+from ..network import Network, Recurrence
+from ..network import step_name as _step_name
 
 RESERVED = ("y", "Y", "L", "W_hy", "b_y")
-
-
-@dataclass(frozen=True)
-class Recurrence:
-    """How an unrolled cell names its nodes step by step. Every step is an instance of step 1, so
-    code generation and derivations work on that one step (derive once per cell)."""
-
-    states: tuple[str, ...]  # base names: ("h", "c")
-    gates: tuple[str, ...]  # ("i", "f", "g", "o")
-    input: str  # "x"
-    params: tuple[str, ...]  # the cell's own parameters (the readout's are W_hy, b_y)
-    bidirectional: bool = False
-
-    def name(self, base: str, t: int) -> str:
-        """The node of ``base`` at step ``t``: ``name("h", 3) == "h3"``."""
-        return _step_name(base, t)
 
 
 def matvec(matrix: sp.Symbol, vector: sp.Symbol) -> sp.Expr:
@@ -62,6 +47,11 @@ class Cell:
 
     ``gates`` names intermediate values (computed in order, each becomes a node per step, as the
     LSTM's i, f, g, o do); several states are given as tuples, and the first feeds the readout.
+
+    ``roles`` says what a parameter does (a :class:`~rnnsym.graph.ParamRole` or its text:
+    ``"input weight"``, ``"recurrent weight"``, ``"bias"``, ``"cell parameter"``), which the
+    initialisers use: a bias starts at zero, a recurrent matrix can start orthogonal. A parameter not
+    named there is a ``"cell parameter"``, an ordinary weight, whatever its name.
     """
 
     state: sp.Symbol | tuple
@@ -71,6 +61,7 @@ class Cell:
     gates: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict)
     shapes: Mapping[sp.Symbol, int | tuple] = field(default_factory=dict)
     name: str = "cell"
+    roles: Mapping[sp.Symbol, ParamRole | str] = field(default_factory=dict)
     gate_shapes: dict = field(init=False, repr=False, default_factory=dict)  # inferred while validating
 
     def __post_init__(self):
@@ -82,6 +73,21 @@ class Cell:
         shapes = {s: ((v,) if isinstance(v, int) else tuple(v)) for s, v in dict(self.shapes).items()}
         object.__setattr__(self, "shapes", shapes)
         self._validate(states, updates)
+        object.__setattr__(self, "roles", self._checked_roles())
+
+    def _checked_roles(self) -> dict:
+        """``roles`` with ParamRole values; a role for something that is not a parameter of the cell,
+        or a readout's role, is a one-line error."""
+        roles = {}
+        for symbol, role in dict(self.roles).items():
+            if symbol not in self.params:
+                raise RnnsymError(f"roles names {symbol}, which is not a parameter of the cell; "
+                                  f"parameters: {listed(self.params)}")
+            role = param_role(role)
+            if role in (ParamRole.READOUT_WEIGHT, ParamRole.READOUT_BIAS):
+                raise RnnsymError(f"{symbol} cannot have role {role.value!r}: the readout W_hy, b_y is added by unroll")
+            roles[symbol] = role
+        return roles
 
     # ---- checks, all before anything is computed ---------------------------------------------------
     def _validate(self, states, updates) -> None:
@@ -176,10 +182,6 @@ class Cell:
         return vectors.pop() if vectors else ()
 
 
-def _step_name(name: str, t: int) -> str:
-    return f"{name}_{t}" if name[-1].isdigit() else f"{name}{t}"
-
-
 def _step_of(name: str, base: str) -> int | None:
     """The step t for which ``name == _step_name(base, t)``, or None."""
     rest = name[len(base):] if name.startswith(base) else ""
@@ -219,21 +221,24 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
     xs = [graph.add(_step_name(cell.input.name, t), "input", step=t, shape=in_shape, role=f"input at step {t}",
                     base=cell.input.name)
           for t in range(1, T + 1)]
+    kinds = {p: cell.roles.get(p, ParamRole.CELL_PARAMETER) for p in cell.params}
     for p in cell.params:
-        graph.add(p.name, "param", shape=shapes.get(p, ()), role=roles.get(p.name, "cell parameter"))
+        graph.add(p.name, "param", shape=shapes.get(p, ()), role=roles.get(p.name, "cell parameter"),
+                  param_role=kinds[p])
     directions = [("", cell, range(1, T + 1))]
     if bidirectional:
         directions.append(("_reverse", cell, range(T, 0, -1)))
         for p in cell.params:
             graph.add(p.name + "_reverse", "param", shape=shapes.get(p, ()),
-                      role=roles.get(p.name, "cell parameter") + ", reverse direction")
+                      role=roles.get(p.name, "cell parameter") + ", reverse direction", param_role=kinds[p])
     h_shape = shapes.get(cell.state[0], ())
     y_shape = (output_size,) if (h_shape or output_size > 1) else ()
     w_shape = (output_size, h_shape[0]) if h_shape else y_shape
-    graph.add("W_hy", "param", shape=w_shape, role="readout weight")
+    graph.add("W_hy", "param", shape=w_shape, role="readout weight", param_role=ParamRole.READOUT_WEIGHT)
     if bidirectional:
-        graph.add("W_hy_reverse", "param", shape=w_shape, role="readout weight, reverse direction")
-    b_y = graph.add("b_y", "param", shape=y_shape, role="readout bias")
+        graph.add("W_hy_reverse", "param", shape=w_shape, role="readout weight, reverse direction",
+                  param_role=ParamRole.READOUT_WEIGHT)
+    b_y = graph.add("b_y", "param", shape=y_shape, role="readout bias", param_role=ParamRole.READOUT_BIAS)
 
     first_states: dict[str, dict[int, sp.Symbol]] = {}
     for suffix, c, order in directions:
@@ -295,10 +300,10 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
         opts["step_reduction"] = step_reduction
     if truncate is not None:
         opts["truncate"] = truncate
-    network = Network(graph, name=name or cell.name, steps=T, options=opts, title=title or f"a {cell.name} network")
-    network.recurrence = Recurrence(tuple(s.name for s in cell.state), tuple(g.name for g in cell.gates),
-                                    cell.input.name, tuple(p.name for p in cell.params), bidirectional)
-    return network
+    recurrence = Recurrence(tuple(s.name for s in cell.state), tuple(g.name for g in cell.gates),
+                            cell.input.name, tuple(p.name for p in cell.params), bidirectional)
+    return Network(graph, name=name or cell.name, steps=T, options=opts, title=title or f"a {cell.name} network",
+                   recurrence=recurrence)
 
 
 def _rename(expr: sp.Expr, symbols: dict) -> sp.Expr:

@@ -11,7 +11,7 @@ from sympy.core.basic import _args_sortkey
 
 from .. import functions
 from ..errors import RnnsymError, choose, positive_int
-from ..graph import Graph, gc_paused
+from ..graph import Graph, ParamRole, gc_paused
 from ..network import Network
 from ..progress import progress
 
@@ -45,18 +45,20 @@ def seed_rnn(
 
     graph = Graph()
     xs = [graph.add(f"x{t}", "input", step=t, role=f"input word {t}") for t in range(1, T + 1)]
-    w = graph.add("w", "param", role="input weight, shared by every step")
+    w = graph.add("w", "param", role="input weight, shared by every step", param_role=ParamRole.INPUT_WEIGHT)
     ws = [
-        graph.add(f"w{t}", "param", step=t + 1, role=f"recurrent weight carrying o{t} into layer {t + 1}")
+        graph.add(f"w{t}", "param", step=t + 1, role=f"recurrent weight carrying o{t} into layer {t + 1}",
+                  param_role=ParamRole.RECURRENT_WEIGHT)
         for t in range(T)
     ]
-    w_out = graph.add(f"w{T}", "param", step=T + 1, role="output-layer weight")
+    w_out = graph.add(f"w{T}", "param", step=T + 1, role="output-layer weight", param_role=ParamRole.READOUT_WEIGHT)
     if shared_bias:
-        b = graph.add("b", "param", role="hidden bias, shared by every step")
+        b = graph.add("b", "param", role="hidden bias, shared by every step", param_role=ParamRole.BIAS)
         bs = [b] * T
     else:
-        bs = [graph.add(f"b{t}", "param", step=t, role=f"bias of layer {t}") for t in range(1, T + 1)]
-    b_out = graph.add(f"b{T + 1}", "param", step=T + 1, role="output-layer bias")
+        bs = [graph.add(f"b{t}", "param", step=t, role=f"bias of layer {t}", param_role=ParamRole.BIAS)
+              for t in range(1, T + 1)]
+    b_out = graph.add(f"b{T + 1}", "param", step=T + 1, role="output-layer bias", param_role=ParamRole.READOUT_BIAS)
     target = graph.add("Y", "target", role="the target")
 
     previous = graph.add("o0", "constant", value=0, step=0, role="default previous output, always 0")

@@ -28,7 +28,7 @@ IN2 = "        "  # the loop body's indent
 
 
 def loop_supported(network) -> bool:
-    rec = getattr(network, "recurrence", None)
+    rec = network.recurrence
     return rec is not None and not rec.bidirectional
 
 

@@ -8,9 +8,10 @@
   the other weights are ``xavier``. A scalar recurrent weight (the seed's ``w0 … w(T-1)``) is a
   1 × 1 orthogonal matrix: ±1.
 
-Which parameter is which is read from the network, not from a list of networks: a bias's name
-starts with ``b``; a recurrent matrix is a square parameter whose name starts with ``W_h``
-(PyTorch's naming) or a parameter whose role says "recurrent weight" (the seed network).
+Which parameter is which is read from each parameter's :class:`~rnnsym.graph.ParamRole`, set by the
+network's constructor (a user cell declares it in ``Cell(roles=...)``), never guessed from its name:
+biases (``bias``, ``readout bias``) start at zero; ``recurrent weight`` is the recurrent rule; every
+other parameter, a user's ``beta`` included, is an ordinary weight.
 
 >>> import numpy as np, rnnsym as rs
 >>> params = init_params(rs.seed_rnn(steps=2), "orthogonal", rng=np.random.default_rng(0))
@@ -22,22 +23,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import RnnsymError, choose
+from ..graph import ParamRole
 
 
-def is_bias(name: str) -> bool:
-    return name.startswith("b")
+def param_roles(net) -> dict[str, ParamRole]:
+    """Each parameter's role, in the network's parameter order."""
+    return {name: net.graph[name].param_role for name in net.param_names}
 
 
 def recurrent_param_names(net) -> tuple[str, ...]:
     """The parameters that carry a state from one step to the next."""
-    names = []
-    nodes = getattr(getattr(net, "graph", None), "nodes", {})
-    for name, shape in net.param_shapes.items():
-        role = getattr(nodes.get(name), "role", "") or ""
-        square = len(shape) == 2 and shape[0] == shape[1]
-        if (name.startswith("W_h") and square) or role.startswith("recurrent weight"):
-            names.append(name)
-    return tuple(names)
+    return tuple(name for name, role in param_roles(net).items() if role is ParamRole.RECURRENT_WEIGHT)
 
 
 def _fans(shape: tuple) -> tuple[int, int]:
@@ -83,13 +79,12 @@ def init_params(net, scheme: str = "xavier", *, scale: float = 0.5, rng=None) ->
         raise RnnsymError(f"init scale must be a positive number, got {scale!r}")
     rng = rng if rng is not None else np.random.default_rng(0)
     ordinary, recurrent_rule = INITIALIZERS[scheme]
-    recurrent = set(recurrent_param_names(net))
     params = {}
-    for name in net.param_names:  # a stable order, so a seed always gives the same draw
+    for name, role in param_roles(net).items():  # a stable order, so a seed always gives the same draw
         shape = tuple(net.param_shapes.get(name, ()))
-        if is_bias(name):
+        if role.is_bias:
             params[name] = np.zeros(shape)
         else:
-            rule = recurrent_rule if name in recurrent else ordinary
+            rule = recurrent_rule if role is ParamRole.RECURRENT_WEIGHT else ordinary
             params[name] = np.asarray(rule(shape, rng, float(scale)), dtype=float)
     return params

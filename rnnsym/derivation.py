@@ -13,6 +13,7 @@ import sympy as sp
 
 from .engine.paths import (DEFAULT_FACTOR_LIMIT, DEFAULT_PATH_LIMIT, PathLimitError, PathTerm, descendants,
                            enumerate_paths, path_term, path_totals, truncation_cuts)
+from .display import Displayable, render
 from .engine.truncation import dropped_by_source, path_is_cut, windows
 from .errors import RnnsymError
 from .progress import progress
@@ -24,7 +25,7 @@ from .records import (Applied, Chain, ComponentOf, Delta, Elided, Equation, Jaco
 EXPANDED_STEP_MAX_NODES = 40
 
 
-class Derivation:
+class Derivation(Displayable):
     """``dL/d(target)`` for one parameter, node or input of a network, step by step.
 
     >>> d = rnnsym.seed_rnn(steps=4).derive("w3")
@@ -142,42 +143,24 @@ class Derivation:
         batch = np.shape(x)[0]
         return [float(np.sum(np.broadcast_to(v, (batch,))) / batch) for v in self._term_function(values)]
 
-    # ---- renderings: a recursive view longer than a screenful shows its ends unless full=True ----
+    # ---- renderings (printers, through rnnsym.display): a recursive view longer than a screenful ----
+    # shows its ends unless full=True
     def text(self, full: bool = False) -> str:
-        from .printing.text import derivation_text
-
-        return derivation_text(self.full() if full else self)
+        return render(self.full() if full else self, "text")
 
     __str__ = text
 
     def latex(self, full: bool = False) -> str:
-        from .printing.latex import derivation_latex
-
-        return derivation_latex(self.full() if full else self)
+        return render(self.full() if full else self, "latex")
 
     def mathml(self, full: bool = False) -> str:
-        from .printing.mathml import derivation_mathml
-
-        return derivation_mathml(self.full() if full else self)
+        return render(self.full() if full else self, "mathml")
 
     def markdown(self, full: bool = False) -> str:
-        from .printing.markdown import derivation_markdown
-
-        return derivation_markdown(self.full() if full else self)
+        return render(self.full() if full else self, "markdown")
 
     def to_dict(self, full: bool = False) -> dict:
-        from .printing.data import derivation_dict
-
-        return derivation_dict(self.full() if full else self)
-
-    def _repr_latex_(self) -> str:
-        return "$\\displaystyle " + self.latex() + "$"
-
-    def _repr_html_(self) -> str:
-        from .printing.html import derivation_html
-
-        return derivation_html(self)
-
+        return render(self.full() if full else self, "data")
 
 def _path_label(graph, path: tuple[str, ...]) -> str:
     if len(path) < 2:

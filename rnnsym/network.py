@@ -7,6 +7,7 @@ from typing import Any
 
 import sympy as sp
 
+from .display import Displayable
 from .engine import local_partial
 from .errors import RnnsymError, listed
 from .graph import Graph
@@ -33,12 +34,13 @@ class Recurrence:
         return step_name(base, t)
 
 
-class Network:
+class Network(Displayable):
     """An unrolled recurrent network, ready for symbolic queries, derivations and compiling.
 
     Built by a constructor such as :func:`rnnsym.seed_rnn`; not usually made directly.
     ``recurrence`` says how a network unrolled from one shared cell names its steps; it is None
-    for the seed network, whose recurrent weights differ per step.
+    for the seed network, whose recurrent weights differ per step. In a notebook a network shows
+    its unrolled picture and equations (rnnsym.display).
     """
 
     def __init__(self, graph: Graph, *, name: str, steps: int, options: dict[str, Any], title: str,
@@ -242,14 +244,3 @@ class Network:
             build = compile_loop if form == "loop" else compile_network
             cache[(truncate, form)] = build(self, truncate)
         return cache[(truncate, form)]
-
-    # ---- notebook display (rnnsym.docs): the unrolled picture and the equations -----------------
-    def _repr_svg_(self) -> str:
-        from .docs.svg import picture_svg
-
-        return picture_svg(self)
-
-    def _repr_html_(self) -> str:
-        from .docs.pages import network_fragment
-
-        return network_fragment(self)

@@ -106,3 +106,59 @@ def test_recurrence_is_a_declared_field_none_for_the_seed_network():
     assert rs.lstm(steps=2).recurrence == Recurrence(("h", "c"), ("i", "f", "g", "o"), "x",
                                                      tuple(rs.lstm(steps=1).param_names[:-2]))
 
+
+# ---- layers: the core never imports the presentation side -------------------------------------------
+LOWER = ["rnnsym.graph", "rnnsym.functions", "rnnsym.records", "rnnsym.engine", "rnnsym.engine.local",
+         "rnnsym.engine.paths", "rnnsym.engine.truncation", "rnnsym.engine.adjoints", "rnnsym.derivation",
+         "rnnsym.network", "rnnsym.networks", "rnnsym.numeric", "rnnsym.numeric.codegen", "rnnsym.numeric.loop",
+         "rnnsym.numeric.compiled", "rnnsym.numeric.gradcheck", "rnnsym.display"]
+PRESENTATION = ("rnnsym.printing", "rnnsym.docs", "rnnsym.training", "rnnsym.cli", "rnnsym.flow")
+
+# rnnsym/__init__.py imports everything for users, so the package is stood in for by a bare module
+# with the same __path__: only what ``module`` itself imports is loaded.
+PROBE = """
+import importlib, importlib.util, json, sys, types
+package = types.ModuleType("rnnsym")
+package.__path__ = list(importlib.util.find_spec("rnnsym").submodule_search_locations)  # found, not run
+sys.modules["rnnsym"] = package
+importlib.import_module(sys.argv[1])
+print(json.dumps(sorted(n for n in sys.modules if n.startswith(tuple(sys.argv[2].split(","))))))
+"""
+
+
+@pytest.mark.parametrize("module", LOWER)
+def test_a_lower_layer_module_imports_no_printer_docs_or_training(module):
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", PROBE, module, ",".join(PRESENTATION)],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_the_probe_sees_a_presentation_import():
+    # The probe above can fail: a printer module is found when it is imported.
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", PROBE, "rnnsym.printing.text", ",".join(PRESENTATION)],
+                         capture_output=True, text=True, check=True)
+    assert "rnnsym.printing.text" in json.loads(out.stdout)
+
+
+def test_notebook_display_goes_through_the_one_display_hook():
+    from rnnsym.derivation import Derivation
+    from rnnsym.display import Displayable, render
+
+    assert issubclass(Network, Displayable) and issubclass(Derivation, Displayable)
+    for cls in (Network, Derivation):  # no class defines its own notebook hooks
+        assert not {"_repr_html_", "_repr_svg_", "_repr_latex_"} & set(vars(cls))
+    net = rs.seed_rnn(steps=2)
+    d = net.derive("w1")
+    assert net._repr_svg_().startswith("<svg") and "<" in net._repr_html_() and net._repr_latex_() is None
+    assert d._repr_latex_() == "$\\displaystyle " + d.latex() + "$" and d._repr_svg_() is None
+    assert d._repr_html_() == render(d, "html") and d.text() == render(d, "text")
+    with pytest.raises(RnnsymError, match="no 'svg' rendering for a Derivation; it has: data, html, latex, "):
+        render(d, "svg")

@@ -211,12 +211,6 @@ class Network(Displayable):
                 values[node.symbol] = node.expr.xreplace(values)
         return values
 
-    def gradient_flow(self, params=None, x=None, y=None, **options):
-        """Per-step gradient sizes and the vanishing/exploding condition: see rnnsym.flow."""
-        from .flow import gradient_flow
-
-        return gradient_flow(self, params, x, y, **options)
-
     # ---- numbers ----------------------------------------------------------------------------------
     def compile(self, truncate: int | None = None, form: str = "auto"):
         """NumPy functions ``forward`` and ``value_and_grad`` over a batch (see CompiledNetwork).

@@ -162,3 +162,36 @@ def test_notebook_display_goes_through_the_one_display_hook():
     assert d._repr_html_() == render(d, "html") and d.text() == render(d, "text")
     with pytest.raises(RnnsymError, match="no 'svg' rendering for a Derivation; it has: data, html, latex, "):
         render(d, "svg")
+
+
+CORE = ["graph.py", "functions.py", "records.py", "derivation.py", "network.py", "errors.py", "progress.py",
+        "display.py", "engine", "numeric", "networks"]
+
+
+def _imports(path):
+    """Every rnnsym module ``path`` imports, at module level or inside a function, resolved."""
+    import ast
+
+    package = path.parent.relative_to(RNNSYM.parent).parts
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = list(package[:len(package) - (node.level - 1)]) if node.level else []
+            found.add(".".join(base + ([node.module] if node.module else [])))
+            found.update(".".join(base + [a.name]) for a in node.names if not node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {name for name in found if name.startswith("rnnsym")}
+
+
+RNNSYM = __import__("pathlib").Path(rs.__file__).parent
+
+
+@pytest.mark.parametrize("part", CORE)
+def test_the_core_never_reaches_up_even_inside_a_function(part):
+    # Stronger than the fresh-interpreter probe: a lazy import inside a method is a cycle too
+    # (derivation -> printing/html -> docs/svg -> derivation; network -> flow -> networks -> network).
+    paths = [RNNSYM / part] if part.endswith(".py") else sorted((RNNSYM / part).rglob("*.py"))
+    upward = {str(p.relative_to(RNNSYM)): sorted(n for n in _imports(p) if n.startswith(PRESENTATION))
+              for p in paths}
+    assert {p: names for p, names in upward.items() if names} == {}

@@ -150,14 +150,31 @@ class Network(Displayable):
         if (child, parent) in cache:
             return cache[(child, parent)]
         template = self._template_of(child, parent)
-        if template is None:
-            result = local_jacobian(self.graph, child, parent)
-        else:
+        if template is not None:
             (t_child, t_parent), rename = template
             base = self.jacobian(t_child, t_parent)
             result = type(base)(child, parent, tuple(term.renamed(rename) for term in base.terms))
+        else:
+            result = self._same_shape_jacobian(child, parent) or local_jacobian(self.graph, child, parent)
         cache[(child, parent)] = result
         return result
+
+    def _same_shape_jacobian(self, child: str, parent: str):
+        """``∂child/∂parent`` renamed from an edge already differentiated whose child has the same
+        expression up to a renaming of its symbols (the seed network's layers: ``o_t = tanh(b_t +
+        w_(t−1)·o_(t−1) + w·x_t)``, whose weights differ per step so no cell template applies).
+        Differentiation commutes with a one-to-one renaming, so this is exact; None when no such edge
+        is known yet (the edge is then differentiated and remembered)."""
+        from .engine.local import local_jacobian
+
+        key, symbols = _structure(self.graph, child, parent)
+        seen = self.__dict__.setdefault("_structures", {})
+        if key in seen:
+            first, first_symbols = seen[key]
+            rename = dict(zip(first_symbols, symbols))
+            return type(first)(child, parent, tuple(term.renamed(rename) for term in first.terms))
+        seen[key] = (local_jacobian(self.graph, child, parent), symbols)
+        return seen[key][0]
 
     def _template_of(self, child: str, parent: str):
         """The step-1 edge that (child, parent) instantiates, and the renaming from step 1 to its step."""
@@ -238,3 +255,18 @@ class Network(Displayable):
             build = compile_loop if form == "loop" else compile_network
             cache[(truncate, form)] = build(self, truncate)
         return cache[(truncate, form)]
+
+
+def _structure(graph: Graph, child: str, parent: str):
+    """A key that equal for two edges exactly when their child expressions, kinds and shapes agree
+    up to a one-to-one renaming of symbols (the child's own symbol and the parent's included), and the
+    symbols in the order the key numbers them."""
+    node = graph[child]
+    order = [node.symbol, graph[parent].symbol]
+    for s in sp.preorder_traversal(node.expr):
+        if isinstance(s, sp.Symbol) and s not in order:
+            order.append(s)
+    placeholders = {s: sp.Symbol(f"_{i}") for i, s in enumerate(order)}
+    shapes = tuple(graph[s.name].shape if s.name in graph.nodes else None for s in order)
+    key = (node.kind, node.reduce, shapes, sp.srepr(node.expr.xreplace(placeholders)))
+    return key, order

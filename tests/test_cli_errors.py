@@ -7,6 +7,7 @@ Kinds of failure: a bad value, an input that cannot be read, an output that cann
 ``nobody`` because root ignores file modes), and damaged state (a checkpoint, a model file, a
 site folder).
 """
+import functools
 import json
 import os
 import shutil
@@ -25,6 +26,17 @@ CELLS = (
 
 SETPRIV = shutil.which("setpriv")
 AS_NOBODY = [SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+
+
+@functools.lru_cache(maxsize=1)
+def _nobody_cannot_run_rnnsym() -> str:
+    """Why the user nobody cannot run this interpreter with rnnsym (a virtual environment or a
+    checkout in a folder only root may read), or "" when it can."""
+    if not AS_NOBODY:
+        return ""
+    probe = subprocess.run([*AS_NOBODY, sys.executable, "-c", "import rnnsym"], capture_output=True, text=True,
+                           cwd="/", timeout=120)
+    return "" if probe.returncode == 0 else f"the user nobody cannot import rnnsym here: {probe.stderr.strip()[-200:]}"
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +197,8 @@ def _contents(world: Path) -> dict:
 def test_every_failure_is_one_line_exit_2_and_loses_nothing(trained_run, args, fragment, prepare, as_nobody):
     if as_nobody and os.geteuid() == 0 and SETPRIV is None:
         pytest.skip("needs setpriv to run as a user that file modes apply to")
+    if as_nobody and _nobody_cannot_run_rnnsym():
+        pytest.skip(_nobody_cannot_run_rnnsym())
     world = _world(trained_run)
     try:
         if prepare is not None:

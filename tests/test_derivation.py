@@ -167,3 +167,21 @@ def test_recursive_view_of_the_seed_network(seed4):
 def test_derivation_of_the_loss_itself_and_of_the_target(seed4):
     assert seed4.derive("L").expr == 1
     assert sp.simplify(seed4.derive("Y").expr - (sp.log(1 - o5) - sp.log(o5))) == 0
+
+
+def test_edges_of_the_same_shape_are_differentiated_once_and_renamed_exactly(monkeypatch):
+    from rnnsym.engine import local as local_module
+
+    calls = []
+    real = local_module.local_jacobian
+    monkeypatch.setattr(local_module, "local_jacobian", lambda g, c, p: calls.append((c, p)) or real(g, c, p))
+    net = rs.seed_rnn(steps=8)
+    edges = [(c, p) for c in net.graph.nodes for p in net.graph.parents(c) if net.graph[c].expr is not None]
+    for child, parent in edges:
+        renamed = net.jacobian(child, parent)
+        direct = real(net.graph, child, parent)
+        assert [sp.simplify(a.factor - b.factor) for a, b in zip(renamed.terms, direct.terms)] == [0] * len(direct.terms)
+        assert [(a.matrix, a.outer) for a in renamed.terms] == [(b.matrix, b.outer) for b in direct.terms]
+    # Layers 2 … 8 share one shape (o1 reads the constant o0 = 0 as a symbol too): far fewer
+    # differentiations than edges.
+    assert len(calls) < len(edges) / 2, (len(calls), len(edges))

@@ -55,8 +55,6 @@ class _Emitter:
                                             if n.kind != "param" and (n.kind, n.shape) != ("constant", ())})
         self._symbols: dict[str, sp.Dummy] = {}
         self._temps = (self.symbol(f"_t{i}") for i in itertools.count())
-        self._node_of = {name: node.symbol for node in graph.nodes.values()
-                         for name in [self.names[node.symbol]]}
 
     def symbol(self, name: str, like: sp.Expr | tuple | None = None) -> sp.Dummy:
         """The compiler's value printed as ``name`` (the same Dummy each time it is asked for);
@@ -66,16 +64,9 @@ class _Emitter:
         if name not in self._symbols:
             self._symbols[name] = sp.Dummy(name)
             self.names[self._symbols[name]] = name
-            if like is None and name.startswith("g_"):
-                like = self._adjoint_of(name[2:])
             if like is not None:
                 self.printer.declare(self._symbols[name], like if isinstance(like, tuple) else self.printer.info(like))
         return self._symbols[name]
-
-    def _adjoint_of(self, rest: str) -> sp.Symbol | None:
-        """``g_<node>…`` is the adjoint of a node and has its shape: the node of the longest
-        generated name that ``rest`` starts with (a suffix names the walk it belongs to)."""
-        return next((self._node_of[rest[:k]] for k in range(len(rest), 2, -1) if rest[:k] in self._node_of), None)
 
     def code(self, expr: sp.Expr) -> str:
         return self.printer.doprint(expr)
@@ -196,7 +187,7 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
             node = graph[name]
             if node.kind != "hidden" or name not in needs or name not in contributions:
                 continue
-            g = em.symbol(f"g_{names[node.symbol]}{tag}")
+            g = em.symbol(f"g_{names[node.symbol]}{tag}", like=node.symbol)  # an adjoint has its node's shape
             adjoint_parts.setdefault(name, []).append(g.name)
             backward.append(f"    {g.name} = {sum_code(contributions.pop(name))}")
             node_targets = []

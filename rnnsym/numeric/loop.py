@@ -480,7 +480,7 @@ class _LoopWriter:
         for name in reversed(self.step):
             if not within[name]:
                 continue
-            g = em.symbol(f"g_{names[graph[name].symbol]}")
+            g = em.symbol(f"g_{names[graph[name].symbol]}", like=graph[name].symbol)
             self.current = name
             loop.append(f"        {g.name} = {' + '.join(within[name])}")
             targets = []

@@ -432,7 +432,8 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
         return Derivation(network, target, None, steps, recursive, path_count=n_paths, path_limit=path_limit,
                           cuts=cuts)
 
-    paths = [p for p in enumerate_paths(graph, target, limit=path_limit) if not path_is_cut(p, network, truncate)]
+    cut_by = windows(network, truncate)
+    paths = [p for p in enumerate_paths(graph, target, limit=path_limit) if not path_is_cut(p, cut_by)]
     if network.is_scalar:
         prefixes: dict = {}
         terms = [path_term(graph, p, local=network._local, prefixes=prefixes) for p in paths]

@@ -54,9 +54,10 @@ def truncation_cuts(network, truncate: int | None) -> set[tuple[str, str]]:
     return set().union(*(w.cuts for w in windows(network, truncate) or ()))
 
 
-def path_is_cut(path: tuple[str, ...], network, truncate: int | None) -> bool:
-    """Whether a chain-rule path (loss first) crosses the window edge of its own loss term."""
-    for window in windows(network, truncate) or ():
+def path_is_cut(path: tuple[str, ...], windows_: tuple[Window, ...] | None) -> bool:
+    """Whether a chain-rule path (loss first) crosses the window edge of its own loss term
+    (``windows_``: what :func:`windows` gives, worked out once for all the paths)."""
+    for window in windows_ or ():
         if window.source in path[:2] and any((a, b) in window.cuts for a, b in zip(path, path[1:])):
             return True
     return False

@@ -14,6 +14,7 @@ import sympy as sp
 from .engine.paths import (DEFAULT_FACTOR_LIMIT, DEFAULT_PATH_LIMIT, PathLimitError, PathTerm, descendants,
                            enumerate_paths, path_term, path_totals, truncation_cuts)
 from .display import Displayable, render
+from .engine.rules import RULES, TermKind, kind_of
 from .engine.truncation import dropped_by_source, path_is_cut, windows
 from .errors import RnnsymError
 from .progress import progress
@@ -229,9 +230,9 @@ def recursive_view(network, target: str, cuts=frozenset(), full: bool = True
     def shares(n: str, children) -> list:
         items = []
         for c in children:
-            summed = graph[n].shape == () and graph[c].shape != ()
             for term in network.jacobian(c, n).terms:
-                items.append(Applied(term, None if c == loss else c, scalar=scalar, summed=summed))
+                kind = kind_of(term, graph[n].shape, graph[c].shape)
+                items.append(Applied(term, None if c == loss else c, kind, scalar=scalar))
         return items
 
     def rhs(n: str):
@@ -276,6 +277,10 @@ def component_view(network, equations) -> tuple[Equation, ...]:
     def delta(node, index):
         return sp.IndexedBase(sp.Symbol(f"delta_{node}"))[index] if node is not None else sp.S.One
 
+    def size(a):
+        return lambda matrix: graph[matrix.name].shape[0] if matrix is not None else (
+            graph[a.delta].shape[0] if a.delta else 1)
+
     out = []
     for eq in equations:
         if isinstance(eq.lhs, Elided):  # the gap of an elided view stays where it is
@@ -285,25 +290,15 @@ def component_view(network, equations) -> tuple[Equation, ...]:
         applied = [a for a in items if not isinstance(a, Elided)]
         if any(not isinstance(a, Applied) or a.term.softmax is not None for a in applied):
             continue
-        outer = any(a.term.outer is not None for a in applied)
+        outer = any(a.kind is TermKind.WEIGHT for a in applied)
+        own = _I if outer else _J  # a weight's gradient is indexed [i, j], a vector's [j]
         terms = []
         for a in items:
             if isinstance(a, Elided):
                 terms.append(a)
                 continue
-            t = a.term
-            if t.outer is not None:
-                terms.append(indexed(t.factor, _I) * delta(a.delta, _I) * sp.IndexedBase(t.outer.name)[_J])
-            elif t.matrix is not None:
-                size = graph[t.matrix.name].shape[0]
-                body = sp.IndexedBase(t.matrix.name)[_I, _J] * indexed(t.factor, _I) * delta(a.delta, _I)
-                terms.append(sp.Sum(body, (_I, 1, size)))
-            elif a.summed:
-                size = graph[a.delta].shape[0] if a.delta else 1
-                terms.append(sp.Sum(indexed(t.factor, _I) * delta(a.delta, _I), (_I, 1, size)))
-            else:
-                index = _I if outer else _J
-                terms.append(indexed(t.factor, index) * delta(a.delta, index))
+            x_at = lambda i, a=a: indexed(a.term.factor, i) * delta(a.delta, i)  # noqa: E731
+            terms.append(RULES[a.kind].component(a.term, x_at, size(a), own))
         shape = graph[eq.lhs.node].shape if isinstance(eq.lhs, Delta) else graph[eq.lhs.wrt].shape
         index = {0: None, 1: "j", 2: "i, j"}[len(shape)] if not outer else "i, j"
         lhs = ComponentOf(eq.lhs, index) if index else eq.lhs

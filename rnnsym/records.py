@@ -10,6 +10,8 @@ from typing import Union
 
 import sympy as sp
 
+from .engine.rules import Adjoint, TermKind, share
+
 
 @dataclass(frozen=True)
 class Partial:
@@ -77,15 +79,20 @@ class JacobianItem:
 
 @dataclass(frozen=True)
 class Applied:
-    """A local Jacobian term applied backward to a child's adjoint, in textbook column-vector form:
-    ``diag(f)·δ`` (elementwise), ``Wᵀ·diag(f)·δ`` (through ``W·v``), ``diag(f)·δ·vᵀ`` (a weight's
-    share), ``Σ(f ⊙ δ)`` for a scalar feeding a vector; ``f·δ`` when everything is scalar.
-    ``delta`` is None for the loss itself (δ_L = 1)."""
+    """A local Jacobian term applied backward to a child's adjoint: its share of the parent's
+    adjoint, by the rule for its ``kind`` (rnnsym.engine.rules): ``diag(f)·δ``, ``Wᵀ·diag(f)·δ``,
+    ``diag(f)·δ·vᵀ``, ``Σ(diag(f)·δ)``; ``f·δ`` when everything is scalar. ``delta`` is None for
+    the loss itself (δ_L = 1)."""
 
     term: object
     delta: str | None
+    kind: TermKind
     scalar: bool = False
-    summed: bool = False
+
+    @property
+    def share(self) -> sp.Expr:
+        """The share as an expression of the rule table's operations (what the printers print)."""
+        return share(self.term, self.kind, sp.S.One if self.delta is None else Adjoint(self.delta))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import re
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
+from ..engine.rules import Adjoint, Coupled, Diag, Outer, Summed, TransposeTimes
 from ..records import Applied, Chain, Delta, Equation, JacobianItem, Partial, Product, Step, Sum, Total, Update
 from .base import StepPrinter, positive_terms_first, prose_names, step_notes
 
@@ -129,20 +130,33 @@ class TextPrinter(StepPrinter):
         return " + ".join(parts)
 
     def _print_Applied(self, a: Applied):
-        t, delta = a.term, ("" if a.delta is None else f"δ{text_name(a.delta)}")
-        if a.scalar:
-            f = expr_text(t.factor)
-            if not delta:
-                return f
-            return delta if t.factor == 1 else f"{delta}·({f})" if t.factor.is_Add else f"{delta}·{f}"
-        if not delta and t.matrix is None and t.outer is None and t.softmax is None:
-            return expr_text(t.factor)  # the loss's gradient vector itself
-        core = (self._left(t) + delta).rstrip("·") or "1"
-        if t.matrix is not None:
-            return f"{text_name(t.matrix.name)}ᵀ·{core}"
-        if t.outer is not None:
-            return f"{core}·{text_name(t.outer.name)}ᵀ"
-        return f"Σ({core})" if a.summed else core
+        """A share, printed from the rule table's operations (rnnsym.engine.rules)."""
+        e = a.share
+        if isinstance(e, TransposeTimes):
+            return f"{text_name(e.args[0].name)}ᵀ·{self._carried(e.args[1], a.scalar) or '1'}"
+        if isinstance(e, Outer):
+            return f"{self._carried(e.args[0], a.scalar) or '1'}·{text_name(e.args[1].name)}ᵀ"
+        if isinstance(e, Summed):
+            return f"Σ({self._carried(e.args[0], a.scalar) or '1'})"
+        if not isinstance(e, (Adjoint, Diag, Coupled)):
+            return expr_text(e)  # the loss's own gradient (no δ before it)
+        return self._carried(e, a.scalar) or "1"
+
+    def _carried(self, x, scalar: bool) -> str:
+        """``diag(f)·δ`` (``δ·f`` for scalars), behind a softmax coupling; "1" for δ_L alone."""
+        if isinstance(x, Adjoint):
+            return f"δ{text_name(x.name)}"
+        if isinstance(x, Coupled):
+            o = text_name(x.args[0].name)
+            return f"(diag({o}) − {o}·{o}ᵀ)·{self._carried(x.args[1], scalar)}".rstrip("·")
+        if isinstance(x, Diag):
+            f, delta = x.args
+            if scalar:
+                return f"{self._carried(delta, scalar)}·({expr_text(f)})" if f.is_Add else f"{self._carried(delta, scalar)}·{expr_text(f)}"
+            return f"diag({expr_text(f)})·{self._carried(delta, scalar)}"
+        if x == 1:
+            return "" if not scalar else "1"
+        return expr_text(x) if scalar else f"diag({expr_text(x)})"
 
     def _print_Update(self, u: Update):
         return f"{text_name(u.param)} − η·d{text_name(u.loss)}/d{text_name(u.param)}"

@@ -1,0 +1,125 @@
+"""The backward rules: how each kind of local Jacobian term carries an adjoint back, in one table.
+
+A local Jacobian ``∂c/∂p`` is a sum of terms (rnnsym.engine.local.JacobianTerm), and every term is
+one of a few kinds. Applied backward to the child's adjoint ``δc`` (textbook column vectors):
+
+=================  ======================================  ==========================================
+kind               the term                                its share of the parent's adjoint
+=================  ======================================  ==========================================
+``ELEMENTWISE``    ``diag(f)``                             ``diag(f)·δc``  (``f·δc`` for scalars)
+``SUMMED``         a scalar parent of a vector child       ``Σ(diag(f)·δc)``
+``THROUGH_MATRIX`` ``diag(f)·W`` (p is v in ``W·v``)       ``Wᵀ·diag(f)·δc``
+``WEIGHT``         ``diag(f)·[·]·vᵀ`` (p is W in ``W·v``)  ``diag(f)·δc·vᵀ``
+=================  ======================================  ==========================================
+
+A softmax output puts its coupling ``(diag(o) − o·oᵀ)`` in front of any of them (fused with
+cross-entropy it cancels to ``o − Y``). A share is a SymPy expression built from the operations
+below; the derivation's printers and every code emitter print those operations, so this table is
+the only place that knows how a kind of term is applied.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable
+
+import sympy as sp
+
+from .local import JacobianTerm
+
+
+# ---- the operations a share is made of (kept unevaluated: printers and emitters print them) --------
+class Diag(sp.Function):
+    """``diag(f)·x``: ``f ⊙ x`` elementwise (``f·x`` for scalars)."""
+
+    nargs = 2
+
+
+class Coupled(sp.Function):
+    """``(diag(o) − o·oᵀ)·x``: the softmax output ``o``'s coupling of its components."""
+
+    nargs = 2
+
+
+class Summed(sp.Function):
+    """``Σ x``: a vector summed over its components (a scalar feeding every component)."""
+
+    nargs = 1
+
+
+class TransposeTimes(sp.Function):
+    """``Wᵀ·x``: an adjoint carried back through ``W·v``."""
+
+    nargs = 2
+
+
+class Outer(sp.Function):
+    """``x·vᵀ``: a weight's share, the outer product of the carried adjoint and the vector W multiplies."""
+
+    nargs = 2
+
+
+class Adjoint(sp.Symbol):
+    """``δn``, the adjoint of the node named ``name``, as it appears in a share."""
+
+
+class TermKind(Enum):
+    ELEMENTWISE = "elementwise"
+    SUMMED = "summed"
+    THROUGH_MATRIX = "through matrix"
+    WEIGHT = "weight"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One kind of term: the textbook formula of its share, how it applies to the carried value
+    ``x = diag(f)·δc`` (returns the share), and its component form for the component view:
+    ``component(term, x_at, size, own)`` with ``x_at(i)`` the carried value's component i,
+    ``size(matrix)`` the number of rows summed over (the child's size for ``None``) and ``own`` the
+    index of the left-hand side's component."""
+
+    formula: str
+    apply: Callable[[JacobianTerm, sp.Expr], sp.Expr]
+    component: Callable[[JacobianTerm, Callable, Callable, sp.Symbol], sp.Expr]
+
+
+_I, _J = sp.symbols("i j", integer=True)
+
+RULES: dict[TermKind, Rule] = {
+    TermKind.ELEMENTWISE: Rule("δp += diag(f)·δc", lambda t, x: x, lambda t, x_at, size, own: x_at(own)),
+    TermKind.SUMMED: Rule("δp += Σ(diag(f)·δc)", lambda t, x: Summed(x),
+                          lambda t, x_at, size, own: sp.Sum(x_at(_I), (_I, 1, size(None)))),
+    TermKind.THROUGH_MATRIX: Rule(
+        "δv += Wᵀ·diag(f)·δc", lambda t, x: TransposeTimes(t.matrix, x),
+        lambda t, x_at, size, own: sp.Sum(sp.IndexedBase(t.matrix.name)[_I, _J] * x_at(_I), (_I, 1, size(t.matrix)))),
+    TermKind.WEIGHT: Rule("dW += diag(f)·δc·vᵀ", lambda t, x: Outer(x, t.outer),
+                          lambda t, x_at, size, own: x_at(_I) * sp.IndexedBase(t.outer.name)[_J]),
+}
+
+
+def kind_of(term: JacobianTerm, parent_shape: tuple, child_shape: tuple) -> TermKind:
+    """The kind of ``term`` in ``∂child/∂parent``."""
+    if term.outer is not None:
+        return TermKind.WEIGHT
+    if term.matrix is not None:
+        return TermKind.THROUGH_MATRIX
+    return TermKind.SUMMED if parent_shape == () and child_shape != () else TermKind.ELEMENTWISE
+
+
+def carried(term: JacobianTerm, delta: sp.Expr, factor: sp.Expr | None = None) -> sp.Expr:
+    """What the term passes on before its kind's rule: ``diag(f)·δc``, behind the softmax coupling.
+    ``factor`` replaces the term's own (an output's fused loss factor)."""
+    f = term.factor if factor is None else factor
+    x = delta if f == 1 else Diag(f, delta) if delta != 1 else f
+    return Coupled(term.softmax, x) if term.softmax is not None else x
+
+
+def share(term: JacobianTerm, kind: TermKind, delta: sp.Expr, factor: sp.Expr | None = None) -> sp.Expr:
+    """The term's share of the parent's adjoint (or gradient), given the child's adjoint ``delta``."""
+    return RULES[kind].apply(term, carried(term, delta, factor))
+
+
+def elementwise(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with ``Diag(f, x)`` written as the product ``f*x`` (for a code printer, which
+    treats every product as elementwise)."""
+    return expr.replace(lambda e: isinstance(e, Diag), lambda e: sp.Mul(*e.args))

@@ -1,21 +1,33 @@
-"""Scale and speed: rnnsym against a hand-written NumPy BPTT, the naive SymPy approach and PyTorch.
+"""Scale and speed: rnnsym against a hand-written NumPy BPTT, the naive SymPy approach, PyTorch,
+``torch.compile`` and JAX.
 
-    python benchmarks/bench_speed.py                      # the full table (a few minutes)
+    python benchmarks/bench_speed.py                      # the full table (several minutes)
     python benchmarks/bench_speed.py --quick              # small sizes, seconds (run by the tests)
     python benchmarks/bench_speed.py --markdown docs/benchmarks.md
+    python benchmarks/bench_speed.py --contention         # BLAS threads 1 vs 2, second core busy or not
 
 Every case runs in a fresh subprocess, so its peak memory (the process's maximum resident set,
 Python, SymPy and NumPy included) is its own. All numbers are float64, batch on the leading
-axis, many-to-one with a sigmoid output and binary cross-entropy; times are the best of several
-runs. "build + compile" is unrolling the network and compiling it (the cell's step is
-differentiated once inside); ratios compare measurements made in the same run.
+axis, many-to-one with a sigmoid output and binary cross-entropy. Each case's contenders (rnnsym
+and its peers) are timed in turns, one call each per round, and each gets the median of its
+rounds, so that load which comes and goes on the machine falls on all of them alike. "build +
+compile" is unrolling the network and compiling it (the cell's step is differentiated once
+inside); ratios compare measurements made in the same run.
+
+The peers written here by hand (``torch.compile`` of an eager loop over the cell, JAX
+``jit(value_and_grad)`` of a ``lax.scan``) take the cell from its standard equations, as a careful
+user of each would: gate weights stacked, every step's input product taken before the loop. They
+are optional; a peer that is not installed, or that fails to compile, is named in the table.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +47,12 @@ CASES = {
                    quick=dict(steps=8, batch=32), compile_limit=10.0, torch_speedup=1.0),
 }
 SLOPE_STEPS = (10, 30, 100, 300, 1000)
+# torch.compile unrolls a Python loop into one graph: at T = 100 that compiles in about half a
+# minute; at T = 1000 Inductor gave up after three (RecursionError in its memory planner, torch
+# 2.13), so a longer loop compiles the step alone and loops over it eagerly.
+WHOLE_LOOP_MAX_STEPS = 100
+# Peers in the order of the table's columns: (result key, label).
+PEERS = (("hand", "hand NumPy"), ("torch", "PyTorch"), ("torch_compile", "torch.compile"), ("jax", "JAX"))
 
 
 def best(fn, repeat: int) -> float:
@@ -44,6 +62,20 @@ def best(fn, repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def interleaved(contenders: dict, repeat: int) -> dict[str, float]:
+    """The median time of each contender, timed in turns: every round calls each once, in an order
+    rotated by one from the last round's, so no contender always follows the same neighbour."""
+    names = list(contenders)
+    times = {name: [] for name in names}
+    for round_ in range(repeat):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            contenders[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def peak_mb() -> float:
@@ -85,9 +117,168 @@ def torch_case(kind, params, x, y):
         out, _ = module(tx)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(readout(out[:, -1]), ty)
         loss.backward()
-        return loss.item()
+        return loss.item(), None  # its gradients are stacked per module: the loss is checked
 
     return step
+
+
+def torch_loop_loss(kind: str, compile_step: bool = False):
+    """The loss of the network written from the cell's equations as an eager PyTorch loop (``loss(x,
+    y, p)`` with p the parameters by rnnsym's names). ``compile_step``: torch.compile the step alone
+    (for loops too long to unroll into one graph)."""
+    import torch
+
+    def elman_step(p_t, h, W_hh):
+        return torch.tanh(p_t + h @ W_hh.T)
+
+    def lstm_step(p_t, h, c, W_h):
+        i, f, g, o = (p_t + h @ W_h.T).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    step = elman_step if kind == "elman" else lstm_step
+    if compile_step:
+        step = torch.compile(step)
+
+    def loss(x, y, p):
+        if kind == "elman":
+            W_i, W_h, b = p["W_ih"], p["W_hh"], p["b_ih"] + p["b_hh"]
+        else:
+            W_i, W_h = (torch.cat([p[prefix + g] for g in "ifgo"]) for prefix in ("W_i", "W_h"))
+            b = torch.cat([p["b_i" + g] + p["b_h" + g] for g in "ifgo"])
+        P = x @ W_i.T + b  # every step's input product at once
+        h = x.new_zeros(x.shape[0], W_h.shape[1])
+        c = h
+        for t in range(x.shape[1]):
+            if kind == "elman":
+                h = step(P[:, t], h, W_h)
+            else:
+                h, c = step(P[:, t], h, c, W_h)
+        z = h @ p["W_hy"].T + p["b_y"]
+        return torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+
+    return loss
+
+
+def torch_loop_case(kind, params, x, y, compiled: bool = True):
+    """A step of the eager loop (``torch_loop_loss``) under torch.compile, or plain where
+    ``compiled`` is false; float64, CPU, gradients by ``loss.backward()``. Returns the step and
+    the form compiled."""
+    import torch
+
+    torch.set_num_threads(2)
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    tx, ty = torch.tensor(x), torch.tensor(y).reshape(-1, 1)
+    steps = x.shape[1]
+    whole = steps <= WHOLE_LOOP_MAX_STEPS
+    loss_fn = torch_loop_loss(kind, compile_step=compiled and not whole)
+    if compiled and whole:
+        loss_fn = torch.compile(loss_fn)
+
+    def step():
+        for v in p.values():
+            v.grad = None
+        loss = loss_fn(tx, ty, p)
+        loss.backward()
+        return loss.item(), {k: v.grad for k, v in p.items()}
+
+    form = "whole loop" if whole else f"the step; T = {steps} is too long to unroll"
+    return step, form if compiled else "eager"
+
+
+def jax_case(kind, params, x, y):
+    """``jax.jit(jax.value_and_grad(loss))`` with the loss a ``lax.scan`` over the cell; float64."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    from jax import lax
+
+    def loss(p, x, y):
+        if kind == "elman":
+            W_i, W_h, b = p["W_ih"], p["W_hh"], p["b_ih"] + p["b_hh"]
+        else:
+            W_i, W_h = (jnp.concatenate([p[prefix + g] for g in "ifgo"]) for prefix in ("W_i", "W_h"))
+            b = jnp.concatenate([p["b_i" + g] + p["b_h" + g] for g in "ifgo"])
+        P = jnp.swapaxes(x, 0, 1) @ W_i.T + b  # time-major for the scan; all input products at once
+        zeros = jnp.zeros((x.shape[0], W_h.shape[1]))
+
+        def elman_step(h, p_t):
+            return jnp.tanh(p_t + h @ W_h.T), None
+
+        def lstm_step(state, p_t):
+            h, c = state
+            i, f, g, o = jnp.split(p_t + h @ W_h.T, 4, axis=1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            return (jax.nn.sigmoid(o) * jnp.tanh(c), c), None
+
+        if kind == "elman":
+            h, _ = lax.scan(elman_step, zeros, P)
+        else:
+            (h, _), _ = lax.scan(lstm_step, (zeros, zeros), P)
+        z = h @ p["W_hy"].T + p["b_y"]
+        return jnp.mean(jnp.logaddexp(0.0, z) - y * z)
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    jp = {k: jnp.asarray(v) for k, v in params.items()}
+    jx, jy = jnp.asarray(x), jnp.asarray(y).reshape(-1, 1)
+
+    def step():
+        value, grads = jax.block_until_ready(value_and_grad(jp, jx, jy))
+        return float(value), grads
+
+    return step
+
+
+def agrees(reference: tuple, answer: tuple) -> bool:
+    """A peer's (loss, gradients) against rnnsym's, to rounding; gradients where the peer gives them
+    by parameter name."""
+    import numpy as np
+
+    (loss, grads), (value, theirs) = reference, answer
+    if abs(value - loss) > 1e-9 * max(1.0, abs(loss)):
+        return False
+    for name, g in (theirs or {}).items():
+        g = np.asarray(g).reshape(np.shape(grads[name]))
+        if not np.allclose(g, grads[name], rtol=1e-6, atol=1e-9 * max(1.0, float(np.abs(grads[name]).max()))):
+            return False
+    return True
+
+
+def peer_steps(kind, params, x, y, reference, quick: bool) -> tuple[dict, dict]:
+    """Every peer's step, checked against rnnsym's answer and warmed up (compiled) outside the
+    timing; and, by peer, what the table says about it (compile time, form, or why it is absent)."""
+    import handwritten
+
+    if kind == "elman":
+        hand = handwritten.elman_scalar if params["W_hh"].shape == (1, 1) else handwritten.elman_matrix
+    else:
+        hand = handwritten.lstm
+    makers = {"hand": lambda: (lambda: hand(params, x, y)),
+              "torch": lambda: torch_case(kind, params, x, y),
+              "torch_compile": lambda: torch_loop_case(kind, params, x, y),
+              "jax": lambda: jax_case(kind, params, x, y)}
+    steps, notes = {}, {}
+    for name, make in makers.items():
+        if name == "torch_compile" and quick:  # tens of seconds of compiling: the full run only
+            notes[name] = {"absent": "full run only"}
+            continue
+        start = time.perf_counter()
+        try:
+            made = make()
+            step, form = made if isinstance(made, tuple) else (made, None)
+            answer = step()  # compiles, where the peer compiles
+        except ImportError:
+            notes[name] = {"absent": "not installed"}
+            continue
+        except Exception as error:  # a peer that cannot compile here is reported, not fatal
+            notes[name] = {"absent": f"failed: {type(error).__name__}: {str(error).strip().splitlines()[0][:80]}"}
+            continue
+        if not agrees(reference, answer):
+            raise AssertionError(f"{name} disagrees with rnnsym: loss {answer[0]!r} against {reference[0]!r}")
+        notes[name] = {"first_call_s": time.perf_counter() - start, "form": form}
+        steps[name] = step
+    return steps, notes
 
 
 def run_case(name: str, quick: bool) -> dict:
@@ -115,29 +306,111 @@ def run_case(name: str, quick: bool) -> dict:
     rng = np.random.default_rng(1)
     params = {k: rng.normal(0.0, (0.5 if k.startswith("W_h") else 1.0) / math.sqrt(shape[-1] if shape else 1), size=shape)
               for k, shape in net.param_shapes.items()}
-    repeat = 2 if quick else 5
-    result["ours_s"] = best(lambda: f.value_and_grad(params, x, y), repeat)
-    loss, _ = f.value_and_grad(params, x, y)
-    result["peak_mb"] = peak_mb()
+    reference = f.value_and_grad(params, x, y)  # also sizes its workspaces: part of its memory
+    result["peak_mb"] = peak_mb()  # before any peer is loaded into this process
     from rnnsym.numeric.printer import kernels_in_use
 
     result["activations"] = kernels_in_use()  # the C extension, or NumPy where it is not built
-    import handwritten
-
-    if kind == "elman":
-        hand = handwritten.elman_scalar if options.get("hidden_size", 1) == 1 else handwritten.elman_matrix
-    else:
-        hand = handwritten.lstm
-    result["hand_s"] = best(lambda: hand(params, x, y), repeat)
-    assert abs(hand(params, x, y)[0] - loss) < 1e-9 * max(1.0, abs(loss))
-    try:
-        step = torch_case(kind, params, x, y)
-    except ImportError:
-        result["torch_s"] = None
-    else:
-        assert abs(step() - loss) < 1e-9 * max(1.0, abs(loss))
-        result["torch_s"] = best(step, repeat)
+    steps, result["peers"] = peer_steps(kind, params, x, y, reference, quick)
+    times = interleaved({"ours": lambda: f.value_and_grad(params, x, y), **steps}, 3 if quick else 9)
+    for contender, seconds in times.items():
+        result[f"{contender}_s"] = seconds
     return result
+
+
+# The other process of the contention measurement: one thread kept busy in NumPy, never in BLAS.
+HOG = "import numpy\na = numpy.ones(4096)\nwhile True:\n    numpy.sin(a, out=a)\n"
+
+
+class busy_core:
+    """While inside, another process keeps one core busy (on a 2-core machine, the second)."""
+
+    def __enter__(self):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        self.process = subprocess.Popen([sys.executable, "-c", HOG], env=env)
+        time.sleep(0.5)  # past its start-up, into the loop
+        return self
+
+    def __exit__(self, *exc):
+        self.process.kill()
+        self.process.wait()
+
+
+def products(kind: str, steps: int, batch: int, input_size: int = 1, hidden_size: int = 1) -> dict:
+    """The BLAS calls of the case's compiled code, by what they do: (a shape, b shape), a @ b."""
+    if hidden_size == 1:  # a scalar cell broadcasts; only the weight gradients reach BLAS (ddot)
+        return {f"weight gradient, dot of {steps * batch:,} numbers": ((steps * batch,), (steps * batch,))}
+    gates = hidden_size * (4 if kind == "lstm" else 1)
+    rows = steps * batch
+    return {f"step product ({batch}×{hidden_size})·({hidden_size}×{gates})": ((batch, hidden_size), (hidden_size, gates)),
+            f"input products ({rows}×{input_size})·({input_size}×{gates})": ((rows, input_size), (input_size, gates)),
+            f"weight gradient ({gates}×{rows})·({rows}×{hidden_size})": ((gates, rows), (rows, hidden_size))}
+
+
+def run_contention(name: str, quick: bool) -> dict:
+    """rnnsym's value_and_grad, and each BLAS product it makes, with BLAS limited to 1 and to 2
+    threads, the machine quiet and with another process busy on one core."""
+    import numpy as np
+    from threadpoolctl import ThreadpoolController
+
+    from rnnsym.numeric.gradcheck import random_point
+
+    spec = CASES[name]
+    options = dict(spec["net"])
+    batch = spec["batch"]
+    if quick:
+        options["steps"], batch = spec["quick"]["steps"], spec["quick"]["batch"]
+    kind = options.pop("kind")
+    net = build(kind, **options)
+    f = net.compile()
+    params, x, y = random_point(net, batch=batch, seed=0)
+    rng = np.random.default_rng(2)
+    calls = {"value_and_grad": lambda: f.value_and_grad(params, x, y)}
+    for label, (a, b) in products(kind, options["steps"], batch, options.get("input_size", 1),
+                                  options.get("hidden_size", 1)).items():
+        left, right = rng.normal(size=a), rng.normal(size=b)
+        calls[label] = lambda left=left, right=right: left @ right
+    controller = ThreadpoolController()
+    rows = {label: {} for label in calls}
+    for busy in (False, True):
+        with busy_core() if busy else contextlib.nullcontext():
+            for label, call in calls.items():
+                for threads, seconds in _by_threads(controller, call, 3 if quick else 7).items():
+                    rows[label][f"{'busy' if busy else 'quiet'}{threads}"] = seconds
+    return {"case": name, "steps": options["steps"], "batch": batch, "rows": rows}
+
+
+def _by_threads(controller, call, repeat: int) -> dict[int, float]:
+    """Median time of one call with BLAS limited to 1 and to 2 threads, in turns. A fast call is
+    timed as many calls in a row (at least 20 ms each turn), its time divided by their number."""
+    call()
+    start = time.perf_counter()
+    call()
+    n = max(1, int(0.02 / max(time.perf_counter() - start, 1e-7)))
+    times = {1: [], 2: []}
+    for round_ in range(repeat):
+        for threads in ((1, 2) if round_ % 2 == 0 else (2, 1)):
+            with controller.limit(limits=threads, user_api="blas"):
+                start = time.perf_counter()
+                for _ in range(n):
+                    call()
+                times[threads].append((time.perf_counter() - start) / n)
+    return {threads: statistics.median(t) for threads, t in times.items()}
+
+
+def contention_table(results: dict) -> list[list[str]]:
+    rows = [["case: call", "quiet, 1 thread", "quiet, 2 threads", "busy, 1 thread", "busy, 2 threads", "busy: 2 / 1"]]
+    for name in CASES:
+        r = results[name]
+        for label, t in r["rows"].items():
+            rows.append([f"{name} (T = {r['steps']}, batch {r['batch']}): {label}",
+                         *(_duration(t[key]) for key in ("quiet1", "quiet2", "busy1", "busy2")),
+                         f"{t['busy2'] / t['busy1']:.2f}"])
+    return rows
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.1f} µs"
 
 
 def run_seed() -> dict:
@@ -219,6 +492,7 @@ def table(results: dict, quick: bool) -> list[tuple[str, str, str]]:
                      f"unroll {r['unroll_s']:.2f} s, derive the step + compile {r['compile_s'] - r['unroll_s']:.2f} s  "
                      + _target(r["compile_s"] < spec["compile_limit"], f"< {spec['compile_limit']:g} s", quick)))
         rows.append((f"{label}: value_and_grad", f"{r['ours_s'] * 1e3:.1f} ms", ""))
+        peers = r["peers"]
         if r.get("hand_s"):
             ratio = r["ours_s"] / r["hand_s"]
             goal = spec.get("hand_limit")
@@ -230,8 +504,10 @@ def table(results: dict, quick: bool) -> list[tuple[str, str, str]]:
             rows.append((f"{label}: PyTorch CPU autograd", f"{r['torch_s'] * 1e3:.1f} ms",
                          f"PyTorch / rnnsym = {speedup:.2f}"
                          + (f"  {_target(speedup >= goal, f'≥ {goal}', quick)}" if goal else "")))
-        elif "torch_speedup" in spec:
-            rows.append((f"{label}: PyTorch CPU autograd", "not installed", ""))
+        else:
+            rows.append((f"{label}: PyTorch CPU autograd", peers["torch"]["absent"], ""))
+        for key, title in (("torch_compile", "torch.compile of the eager loop"), ("jax", "JAX jit(value_and_grad(lax.scan))")):
+            rows.append(_peer_row(f"{label}: {title}", r, key, quick))
         limit = spec.get("memory_limit")
         rows.append((f"{label}: peak memory (whole process)", f"{r['peak_mb']:.0f} MB",
                      _target(r["peak_mb"] < limit, f"< {limit} MB", quick) if limit else ""))
@@ -249,6 +525,30 @@ def table(results: dict, quick: bool) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _peer_row(measure: str, r: dict, key: str, quick: bool) -> tuple[str, str, str]:
+    """A compiled peer: its time, rnnsym's against it (the issue's target: rnnsym leads) and what
+    its first call (the compile) took."""
+    peer = r["peers"][key]
+    if "absent" in peer:
+        return measure, peer["absent"], ""
+    ratio = r["ours_s"] / r[f"{key}_s"]
+    form = f" ({peer['form']})" if peer.get("form") else ""
+    return (measure, f"{r[f'{key}_s'] * 1e3:.1f} ms",
+            f"rnnsym / peer = {ratio:.2f}  {_target(ratio < 1.0, '< 1', quick)}; "
+            f"first call{form} {peer['first_call_s']:.1f} s")
+
+
+def peer_table(results: dict) -> list[list[str]]:
+    """rnnsym's time against each peer's in one line per case, and the ratios rnnsym / peer."""
+    rows = [["case", "rnnsym ms", *(f"{title} ms" for _, title in PEERS), *(f"/ {title}" for _, title in PEERS)]]
+    for name in CASES:
+        r = results[name]
+        times = [f"{r[f'{key}_s'] * 1e3:.1f}" if r.get(f"{key}_s") else "—" for key, _ in PEERS]
+        ratios = [f"{r['ours_s'] / r[f'{key}_s']:.2f}" if r.get(f"{key}_s") else "—" for key, _ in PEERS]
+        rows.append([name, f"{r['ours_s'] * 1e3:.1f}", *times, *ratios])
+    return rows
+
+
 def _target(ok: bool, text: str, quick: bool) -> str:
     if quick:
         return f"target {text} (full run)"
@@ -259,10 +559,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    parser.add_argument("--contention", action="store_true",
+                        help="only rnnsym with BLAS threads 1 vs 2, the second core quiet or busy")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:  # one case, in this (fresh) process
-        if args.case == "seed4":
+        if args.contention:
+            out = run_contention(args.case, args.quick)
+        elif args.case == "seed4":
             out = run_seed()
         elif args.case == "slope":
             out = run_slope(args.quick)
@@ -273,21 +577,55 @@ def main(argv=None) -> None:
         print(json.dumps(out))
         return
     flag = ["--quick"] if args.quick else []
+    if args.contention:
+        contention(flag, args.markdown)
+        return
     results = {name: in_subprocess(["--case", name, *flag]) for name in ("seed4", *CASES, "slope", "naive")}
     rows = table(results, args.quick)
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'result':>22}  note")
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>22}  {note}")
+    peers = peer_table(results)
+    print("\nrnnsym against its peers: median ms, then rnnsym / peer (below 1: rnnsym is faster)")
+    print_grid(peers)
     if args.markdown:
-        from rnnsym.files import atomic_write_text
-
         lines = ["| measure | result | note |", "| --- | --- | --- |"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
-        atomic_write_text(args.markdown, "\n".join(lines) + "\n")
+        write_markdown(args.markdown, lines + [""] + markdown_grid(peers))
     missed = [r for r in rows if "MISSED" in r[2]]
     if missed:
         sys.exit(1)
 
+
+def contention(flag: list[str], markdown: str | None) -> None:
+    try:
+        import threadpoolctl  # noqa: F401  (the subprocesses limit BLAS threads with it)
+    except ImportError:
+        print("contention: threadpoolctl not installed (pip install threadpoolctl)")
+        return
+    results = {name: in_subprocess(["--case", name, "--contention", *flag]) for name in CASES}
+    grid = contention_table(results)
+    print("rnnsym under CPU contention: median time of one call, BLAS limited to 1 or 2 threads, "
+          "with another process busy on one core or not")
+    print_grid(grid)
+    if markdown:
+        write_markdown(markdown, markdown_grid(grid))
+
+
+def print_grid(grid: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in grid) for i in range(len(grid[0]))]
+    for row in grid:
+        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+
+
+def markdown_grid(grid: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(grid[0]) + " |", "|" + " --- |" * len(grid[0])] + ["| " + " | ".join(r) + " |" for r in grid[1:]]
+
+
+def write_markdown(path: str, lines: list[str]) -> None:
+    from rnnsym.files import atomic_write_text
+
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 if __name__ == "__main__":
     main()

@@ -14,9 +14,10 @@ import sympy as sp
 from .engine.paths import (DEFAULT_FACTOR_LIMIT, DEFAULT_PATH_LIMIT, PathLimitError, PathTerm, descendants,
                            enumerate_paths, path_term, path_totals, truncation_cuts)
 from .display import Displayable, render
-from .engine.rules import RULES, TermKind, kind_of
+from .engine.rules import RULES, TermKind
 from .engine.truncation import dropped_by_source, path_is_cut, windows
 from .errors import RnnsymError
+from .program.build import view_shares
 from .progress import progress
 from .records import (Applied, Chain, ComponentOf, Delta, Elided, Equation, JacobianItem, Partial, Product, Step,
                       Sum, Total, Update)
@@ -133,14 +134,15 @@ class Derivation(Displayable):
 
         For a shared weight the values show each path's share; only their sum is the gradient.
         """
-        from .numeric.codegen import expression_function
+        from .numeric.emit import expression_function
 
         if not self.scalar:
             raise RnnsymError("per-path values are given for scalar networks; a vector network's path "
                               "terms are Jacobian products (use the recursive view)")
+        compiled = self.network.compile(form="unrolled")  # node values from the program's own trace
         if not hasattr(self, "_term_function"):
-            self._term_function = expression_function(self.network.graph, self.terms)
-        values = self.network.compile(form="unrolled").trace(params, x, y)
+            self._term_function = expression_function(compiled.program, self.network.graph, self.terms)
+        values = compiled.trace(params, x, y)
         batch = np.shape(x)[0]
         return [float(np.sum(np.broadcast_to(v, (batch,))) / batch) for v in self._term_function(values)]
 
@@ -227,13 +229,9 @@ def recursive_view(network, target: str, cuts=frozenset(), full: bool = True
         """The children whose adjoints flow into n's."""
         return [c for c in graph.children(n) if c in relevant and c in alive and (c, n) not in cuts]
 
-    def shares(n: str, children) -> list:
-        items = []
-        for c in children:
-            for term in network.jacobian(c, n).terms:
-                kind = kind_of(term, graph[n].shape, graph[c].shape)
-                items.append(Applied(term, None if c == loss else c, kind, scalar=scalar))
-        return items
+    def shares(n: str, children) -> list:  # the program's shares (rnnsym.program), printed as records
+        return [Applied(s.term, None if s.child == loss else s.child, s.kind, scalar=scalar)
+                for s in view_shares(network, n, children)]
 
     def rhs(n: str):
         children = sources(n)

@@ -239,7 +239,7 @@ class Network(Displayable):
         """
         from .engine.truncation import check_truncation
         from .errors import choose
-        from .numeric.codegen import compile_network
+        from .numeric.emit import compile_network
         from .numeric.loop import compile_loop, loop_supported
 
         choose("form", form, ("auto", "loop", "unrolled"))

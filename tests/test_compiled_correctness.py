@@ -305,7 +305,7 @@ def test_a_state_that_never_reaches_the_loss_gets_no_adjoint(form):
 def test_a_long_unrolled_network_compiles_its_long_sums():
     # The shared weight's gradient sums a share from each of 3000 steps: one chain of + was too deep
     # for Python's compiler (RecursionError). The per-step loss of a long sequence is such a sum too.
-    from rnnsym.numeric.codegen import sum_code
+    from rnnsym.numeric.emit import sum_code
 
     assert sum_code(["a", "b"]) == "a + b" and sum_code([f"c{i}" for i in range(40)]).startswith("sum((c0, c1,")
     namespace = {}

@@ -10,7 +10,7 @@ import rnnsym as rs
 from rnnsym.flow import compare_lstm_elman, condition_statement, flow_sweep, plot_flow, scaled_params
 from rnnsym.graph import Graph
 from rnnsym.network import Network
-from rnnsym.numeric.codegen import expression_function
+from rnnsym.numeric.emit import expression_function
 from rnnsym.numeric.gradcheck import random_point
 
 
@@ -89,7 +89,7 @@ def test_symbolic_product_evaluated_equals_the_numeric_jacobian_product():
     product = np.eye(3)
     for k in range(3, 6):
         (term,) = net.jacobian(f"h{k}", f"h{k - 1}").terms
-        factor = np.asarray(expression_function(net.graph, [term.factor])(values)[0]).reshape(-1)
+        factor = np.asarray(expression_function(net.compile(form="unrolled").program, net.graph, [term.factor])(values)[0]).reshape(-1)
         product = (np.diag(factor) @ params["W_hh"]) @ product
     # The numeric Jacobian ∂h_5/∂h_2: move h_2 by a probe and watch h_5.
     def probe(name, expr, add):

@@ -133,9 +133,10 @@ def test_generated_source_is_inspectable_and_uses_generated_names(seed4):
     source = seed4.compile().source
     assert "def value_and_grad(x, y, n_w, n_w0" in source
     assert "n_o4 = _tanh(" in source
-    # tanh' = 1 - o**2 reuses the forward value instead of recomputing tanh.
-    backward_pass = source.split("def value_and_grad")[1].split("\ndef ")[0]
-    assert backward_pass.count("_tanh(") == 4
+    # The forward pass is written once, and tanh' = 1 - o**2 reuses its values instead of recomputing tanh.
+    assert source.count("_tanh(") == 4
+    backward_pass = source.split("def _backward")[1].split("\ndef ")[0]
+    assert "_forward(x, " in backward_pass and "_tanh(" not in backward_pass
 
 
 def test_matches_pytorch_autograd():

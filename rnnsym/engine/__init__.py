@@ -1,7 +1,9 @@
-"""The backward walk: local partials, chain-rule paths (the article's view) and adjoints (the
-recursive view). Pure math over a Graph; it never imports a printer."""
+"""The backward walk's mathematics: local partials and Jacobian terms, chain-rule paths (the
+article's view), truncation windows and the table of backward rules (rnnsym.engine.rules). The
+recursive view is the adjoint program built from these (rnnsym.program). Pure math over a Graph;
+it never imports a printer."""
 from .local import local_partial
 from .paths import PathLimitError, count_paths, enumerate_paths, path_term
-from .adjoints import adjoints
+from .rules import RULES, TermKind
 
-__all__ = ["local_partial", "PathLimitError", "count_paths", "enumerate_paths", "path_term", "adjoints"]
+__all__ = ["local_partial", "PathLimitError", "count_paths", "enumerate_paths", "path_term", "RULES", "TermKind"]

@@ -66,6 +66,8 @@ class CompiledNetwork:
         x = self._x(x)
         value, grads = self._value_and_grad(x, self._y(y, x), *self._params(params))
         self.workspaces.trim()
+        if isinstance(grads, dict):  # by the gradients' generated names
+            grads = [grads[self.gradient_keys[name]] for name in self.param_names]
         return float(value), {  # copies: parameters tied in the code (b_ih, b_hh) share one array
             name: np.array(g, dtype=float).reshape(np.shape(params[name]))
             for name, g in zip(self.param_names, grads)

@@ -18,9 +18,11 @@ from typing import NamedTuple
 import sympy as sp
 
 from ..engine.local import local_jacobian
-from ..engine.paths import ancestors
+from ..engine.rules import TermKind, elementwise, kind_of, share
 from ..functions import DERIVATIVE_RULES, MatVec, sigmoid
-from .codegen import _Emitter, _nodes_needing_adjoints, output_seeds
+from ..program.build import nodes_needing_adjoints
+from ..program.passes import fused_factor
+from .lines import LineEmitter
 from .compiled import CompiledNetwork
 from .printer import RUNTIME, stable
 
@@ -45,7 +47,7 @@ class _LoopWriter:
 
     def __init__(self, network, truncate: int | None):
         self.network, self.graph, self.rec, self.T = network, network.graph, network.recurrence, network.steps
-        self.em = _Emitter(self.graph)
+        self.em = LineEmitter(self.graph)
         self.names = self.em.names
         self.params = [n.name for n in self.graph.of_kind("param")]
         self.k = self.T if truncate is None else min(truncate, self.T)
@@ -387,19 +389,22 @@ class _LoopWriter:
         seed_lines: list = []
         state_of = {rec.name(s, t): s for s in rec.states for t in (1, T)}
         carry: dict[str, list[str]] = {s: [] for s in rec.states}  # adjoints flowing into the loop
+        loss = graph.loss  # the loss term's weight in it: 1/T for a mean over steps
+        weight = sp.S.One if self.term.name == loss.name else loss.expr.diff(self.term.symbol)
         for parent in graph.parents(self.out):
             if parent not in self.needs:
                 continue
-            for t_, factor in output_seeds(self.network, self.term.name, self.out, parent, inv_b):
-                if factor == 0:
+            for t_ in self.network.jacobian(self.out, parent).terms:
+                kind = kind_of(t_, graph[parent].shape, self.out_node.shape)
+                term, factor = fused_factor(self.network, t_, self.out, self.term.name)
+                seed = inv_b * weight
+                if factor * seed == 0:
                     continue
                 if graph[parent].kind == "param":
-                    self._param_share(parent, t_, factor, seed_lines, None)
+                    self._param_share(parent, term, kind, factor * seed, seed_lines, None)
                 else:  # the output reads the first state: its adjoint enters the loop
                     name = f"_s{next(self.counter)}"
-                    wrap = (em.printer.backward_product("{}", t_.matrix) if t_.matrix is not None else
-                            "numpy.sum({}, axis=-1)" if graph[parent].shape == () and self.out_node.shape != () else "{}")
-                    seed_lines.append((name, factor, wrap))
+                    seed_lines.append((name, elementwise(share(term, kind, seed, factor)), "{}"))
                     carry[state_of[parent]].append(name)
         backward += em.lines(seed_lines)
         # Named after the state's node (its generated name), never after the user's name alone.
@@ -435,24 +440,25 @@ class _LoopWriter:
         ones, so a parameter-free gate g = tanh(h) looks constant at step 1 and only at step 2 lies
         between a parameter and the loss."""
         graph = self.graph
-        needs = _nodes_needing_adjoints(graph) & ancestors(graph, graph.loss.name)  # a state that never
-        # reaches the loss gets no adjoint (a zero one times an infinite factor would be NaN)
+        needs = nodes_needing_adjoints(graph)  # a state that never reaches the loss gets no adjoint
+        # (a zero one times an infinite factor would be NaN)
         bases = {graph[n].base for n in needs if graph[n].base is not None}
         return needs | {n for n in self.step if graph[n].base in bases}
 
-    def _param_share(self, p: str, term, factor, lines: list, t: str | None) -> None:
-        """A parameter's share: inside the loop it is stored per step, reduced after the loop."""
+    def _param_share(self, p: str, term, kind: TermKind, factor, lines: list, t: str | None) -> None:
+        """A parameter's share (``factor``: the carried ``diag(f)·δ``): inside the loop it is stored per
+        step and reduced after the loop, over all steps at once (a weight's: one outer product)."""
         shape = self.graph[p].shape
         if t is None:  # outside the loop: the readout's parameters, from (batch, ...) or (T, batch, ...) arrays
             name = f"_r{next(self.counter)}"
             lines.append((name, factor, "{}"))
-            if term.outer is not None:
+            if kind is TermKind.WEIGHT:
                 self.grads[p].append(f"_outer({name}, {self.readout_view[term.outer.name]})")
             else:
                 self.grads[p].append(f"_total({name}, {len(shape)})")
             return
         leaf = None
-        if term.outer is None and shape == ():
+        if kind is not TermKind.WEIGHT and shape == ():
             # A scalar weight times a stored value (w·x, u·h): keep the common factor, dot it later.
             for arg in sp.Mul.make_args(factor):
                 if isinstance(arg, sp.Symbol) and arg.name in (self.x1, *self.prev, *self.step):
@@ -491,23 +497,18 @@ class _LoopWriter:
                 for t_ in local_jacobian(graph, name, parent).terms:
                     if t_.factor == 0:  # a step's derivative (Heaviside, sign): nothing flows back
                         continue
+                    kind = kind_of(t_, pnode.shape, graph[name].shape)
                     factor = g * self._with_kept(t_.factor)
                     if pnode.kind == "param":
-                        self._param_share(parent, t_, factor, targets, "t")
+                        self._param_share(parent, t_, kind, factor, targets, "t")
                         continue
                     c = f"_c{next(self.counter)}"
                     vector = graph[parent].symbol
-                    if t_.matrix is not None and parent in self.prev and vector in self.stacks:
+                    if kind is TermKind.THROUGH_MATRIX and parent in self.prev and vector in self.stacks:
                         targets.append((c, factor, "{}"))  # joined below: one product with the stacked matrix
                         joined.setdefault(vector, {})[t_.matrix] = c
                         continue
-                    if t_.matrix is not None:
-                        wrap = em.printer.backward_product("{}", t_.matrix)
-                    elif pnode.shape == () and graph[name].shape != ():
-                        wrap = "numpy.sum({}, axis=-1)"
-                    else:
-                        wrap = "{}"
-                    targets.append((c, factor, wrap))
+                    targets.append((c, elementwise(share(t_, kind, g, self._with_kept(t_.factor))), "{}"))
                     (next_carry[self.prev[parent]] if parent in self.prev else within[parent]).append(c)
             loop += em.lines(targets, indent=IN2)
         return loop, next_carry, joined

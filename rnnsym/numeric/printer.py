@@ -4,7 +4,9 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
+from ..engine.rules import Coupled, Diag, Outer, Summed, TransposeTimes
 from ..functions import MatVec, sigmoid, softmax
+from ..program.ir import OverBatch
 
 
 class softplus(sp.Function):
@@ -88,6 +90,16 @@ class CodePrinter(NumPyPrinter):
             matrix, vector = expr.args
             rows = self._shapes.get(matrix, self._info.get(matrix, (None, None))[1])
             return (self.info(vector)[0], rows[:1] if rows else None)
+        if isinstance(expr, TransposeTimes):  # Wᵀ·x: W's columns
+            matrix, x = expr.args
+            return (self.info(x)[0], self._shapes[matrix][1:])
+        if isinstance(expr, Outer):  # x·vᵀ, summed over the batch by the product
+            return (False, self.info(expr.args[0])[1] + self.info(expr.args[1])[1])
+        if isinstance(expr, Summed):
+            return (self.info(expr.args[0])[0], ())
+        if isinstance(expr, OverBatch):
+            inner = self.info(expr.args[0])[1]
+            return (False, inner if isinstance(expr.args[0], Outer) or int(expr.args[1]) else ())
         infos = [self.info(a) for a in expr.args if isinstance(a, sp.Expr)]
         flags = [b for b, _ in infos]
         batched = True if True in flags else (None if None in flags else False)
@@ -153,6 +165,32 @@ class CodePrinter(NumPyPrinter):
     def backward_product(self, left: str, matrix: sp.Symbol) -> str:
         """``left @ W``: an adjoint carried back through ``W·v``."""
         return backward_product(left, self._print(matrix), self._shapes.get(matrix, ()))
+
+    # ---- the rule table's operations (rnnsym.engine.rules), batch first ---------------------------------
+    def _print_Diag(self, expr):
+        return self._print(sp.Mul(*expr.args))
+
+    def _print_TransposeTimes(self, expr):  # Wᵀ·x for a batch of rows x: x @ W
+        matrix, x = expr.args
+        return backward_product(self._print(x), self._print(matrix), self._shapes.get(matrix, ()))
+
+    def _print_Outer(self, expr):  # Σ over the batch of x·vᵀ: xᵀ @ v
+        x, v = expr.args
+        return f"({self._print(x)}).T @ {self._print(v)}"
+
+    def _print_Summed(self, expr):
+        return f"numpy.sum({self._print(expr.args[0])}, axis=-1)"
+
+    def _print_Coupled(self, expr):  # (diag(o) − o·oᵀ)·x, row by row
+        o, x = (self._print(a) for a in expr.args)
+        return f"({o} * (({x}) - numpy.sum({o} * ({x}), axis=-1, keepdims=True)))"
+
+    def _print_OverBatch(self, expr):
+        share, ndim = expr.args
+        if isinstance(share, Outer):  # the product already sums over the batch
+            return self._print(share)
+        inner = share.args[0] if isinstance(share, Summed) and not ndim else share  # a scalar sums it all anyway
+        return f"numpy.sum({self._print(inner)})" if not ndim else f"numpy.sum({self._print(share)}, axis=0)"
 
     def _print_softmax(self, expr):
         return f"_softmax({self._print(expr.args[0])})"

@@ -1,0 +1,73 @@
+"""Lines of NumPy for the loop form (rnnsym.numeric.loop): SymPy expressions printed under
+generated names, with the subexpressions they share computed once.
+
+The unrolled form is printed from the adjoint program instead (rnnsym.numeric.emit); the loop form
+still writes its own lines through this class.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+
+import sympy as sp
+
+from .printer import CodePrinter
+
+_SAFE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
+
+
+def generated_names(graph) -> dict[sp.Symbol, str]:
+    """``o5`` → ``n_o5``; a name that is not plain letters and digits gets ``n_<index>``.
+
+    The two namespaces of generated source: every identifier made from a node's name starts with
+    ``n_`` (and the map is one-to-one: ``n_<letter>…`` from a name, ``n_<digits>`` from an index),
+    and nothing else the compiler writes does. So no user name can ever stand for a generated value.
+    """
+    return {
+        node.symbol: f"n_{node.name}" if _SAFE.fullmatch(node.name) else f"n_{i}"
+        for i, node in enumerate(graph.nodes.values())
+    }
+
+
+class LineEmitter:
+    """Prints SymPy expressions as lines of NumPy under generated names, sharing subexpressions.
+
+    The compiler's own values (temporaries, adjoints, buffers) are ``sp.Dummy`` symbols: a Dummy
+    equals no other symbol, so a user's parameter named ``_t0`` or ``g_n_h1`` is never mistaken for
+    the compiler's value of that name, in substitutions, in ``cse`` or in the name table."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.names = generated_names(graph)
+        # Every value but a parameter's and a scalar constant's (a float) carries the batch axis.
+        self.printer = CodePrinter(self.names, {n.symbol: n.shape for n in graph.nodes.values()},
+                                   batched={n.symbol for n in graph.nodes.values()
+                                            if n.kind != "param" and (n.kind, n.shape) != ("constant", ())})
+        self._symbols: dict[str, sp.Dummy] = {}
+        self._temps = (self.symbol(f"_t{i}") for i in itertools.count())
+
+    def symbol(self, name: str, like: sp.Expr | tuple | None = None) -> sp.Dummy:
+        """The compiler's value printed as ``name`` (the same Dummy each time it is asked for);
+        ``like``: an expression of the same shape, batched or not, or that as ``(batched, shape)``
+        (the printer needs to know)."""
+        assert not name.startswith("n_"), name  # that namespace belongs to the nodes
+        if name not in self._symbols:
+            self._symbols[name] = sp.Dummy(name)
+            self.names[self._symbols[name]] = name
+            if like is not None:
+                self.printer.declare(self._symbols[name], like if isinstance(like, tuple) else self.printer.info(like))
+        return self._symbols[name]
+
+    def code(self, expr: sp.Expr) -> str:
+        return self.printer.doprint(expr)
+
+    def lines(self, targets: list[tuple[str, sp.Expr, str]], indent: str = "    ") -> list[str]:
+        """``target = wrap(expr)`` for each (target, expr, wrap); ``wrap`` holds ``{}`` for the code."""
+        replacements, reduced = sp.cse([e for _, e, _ in targets], symbols=self._temps, order="none")
+        out = []
+        for temp, value in replacements:
+            self.printer.declare(temp, self.printer.info(value))
+            out.append(f"{indent}{self.names[temp]} = {self.code(value)}")
+        for (target, _, wrap), value in zip(targets, reduced):
+            out.append(f"{indent}{target} = {wrap.format(self.code(value))}")
+        return out

@@ -1,0 +1,254 @@
+"""The one backward program: the rule table, the program built from a graph, each pass, and the
+recursive view printed from the program."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import rnnsym as rs
+from rnnsym.engine.local import JacobianTerm
+from rnnsym.engine.paths import descendants
+from rnnsym.engine.rules import (RULES, Adjoint, Coupled, Diag, Outer, Summed, TermKind, TransposeTimes, elementwise,
+                                 kind_of, share)
+from rnnsym.functions import MatVec
+from rnnsym.numeric.emit import NumPyEmitter
+from rnnsym.numeric.gradcheck import random_point
+from rnnsym.numeric.compiled import CompiledNetwork
+from rnnsym.numeric.printer import RUNTIME, CodePrinter
+from rnnsym.printing.text import TextPrinter
+from rnnsym.program import Accumulate, Compute, Role, build_program
+from rnnsym.program.passes import (common_subexpressions, fold_constants, fold_zeros, fuse_loss, inline_single_use,
+                                   live_statements, lower_products, schedule)
+from rnnsym.records import Applied, Delta, Equation, Sum, Total
+
+
+# ---- the rule table: each kind's share is the transposed Jacobian applied to δ ------------------------------
+def _evaluate(expr, values: dict, shapes: dict):
+    """``expr`` evaluated by the compiler's printer, for one example (a batch of one row)."""
+    names = {s: s.name for s in values}
+    printer = CodePrinter(names, shapes, batched={s for s in values if s.name.startswith("v")})
+    code = printer.doprint(elementwise(expr))
+    return eval(code, {"numpy": np, **RUNTIME}, {s.name: v for s, v in values.items()})  # our own printed code
+
+
+def test_every_kind_of_term_has_one_rule():
+    assert set(RULES) == set(TermKind)
+    assert all(rule.formula.count("+=") == 1 for rule in RULES.values())
+
+
+def test_each_rule_is_the_transposed_jacobian_applied_to_the_adjoint():
+    rng = np.random.default_rng(0)
+    n, m = 3, 4
+    f, d, v = (rng.normal(size=n), rng.normal(size=n), rng.normal(size=m))
+    W = rng.normal(size=(n, m))
+    F, D, V, M = sp.symbols("vf vd vv M")
+    values = {F: f[None], D: d[None], V: v[None], M: W}
+    shapes = {F: (n,), D: (n,), V: (m,), M: (n, m)}
+    term = JacobianTerm
+    # c = f ⊙ p: J = diag(f)
+    got = _evaluate(share(term(F), TermKind.ELEMENTWISE, D), values, shapes)
+    assert np.allclose(got[0], np.diag(f).T @ d)
+    # c = f ⊙ (W·p): J = diag(f)·W
+    got = _evaluate(share(term(F, matrix=M), TermKind.THROUGH_MATRIX, D), values, shapes)
+    assert np.allclose(got[0], (np.diag(f) @ W).T @ d)
+    # c = f ⊙ (W·v), the parent W: dW[i, j] = Σ_k δ_k ∂c_k/∂W[i, j] = δ_i f_i v_j
+    got = _evaluate(share(term(F, outer=V), TermKind.WEIGHT, D), values, shapes)
+    assert np.allclose(got, np.outer(f * d, v))
+    # c = f · s for a scalar s: J is the column f
+    got = _evaluate(share(term(F), TermKind.SUMMED, D), values, shapes)
+    assert np.allclose(got, f @ d)
+
+
+def test_the_softmax_coupling_is_the_softmax_jacobian():
+    rng = np.random.default_rng(1)
+    z, d = rng.normal(size=4), rng.normal(size=4)
+    o = np.exp(z) / np.exp(z).sum()
+    O, D = sp.symbols("vo vd")
+    got = _evaluate(Coupled(O, D), {O: o[None], D: d[None]}, {O: (4,), D: (4,)})
+    jacobian = np.diag(o) - np.outer(o, o)
+    assert np.allclose(got[0], jacobian.T @ d)
+
+
+def test_the_kinds_of_an_elman_step():
+    net = rs.elman_rnn(steps=3, input_size=2, hidden_size=3)
+    graph = net.graph
+
+    def kinds(child, parent):
+        return [kind_of(t, graph[parent].shape, graph[child].shape) for t in net.jacobian(child, parent).terms]
+
+    assert kinds("h2", "h1") == [TermKind.THROUGH_MATRIX]
+    assert kinds("h2", "W_hh") == [TermKind.WEIGHT]
+    assert kinds("h2", "b_hh") == [TermKind.ELEMENTWISE]
+
+
+def test_a_scalar_parameter_of_a_vector_cell_sums_its_share():
+    h, x, a = sp.symbols("h x a")
+    cell = rs.Cell(state=h, input=x, params=[a], update=sp.tanh(a * x + h), shapes={h: 2, x: 2})
+    net = rs.unroll(cell, steps=2)
+    (term,) = net.jacobian("h2", "a").terms
+    assert kind_of(term, (), (2,)) is TermKind.SUMMED
+    assert isinstance(share(term, TermKind.SUMMED, Adjoint("h2")), Summed)
+
+
+# ---- the program: data, printed, compared ----------------------------------------------------------------------
+def test_the_program_is_the_recursive_view_one_sum_per_node():
+    net = rs.seed_rnn(steps=3)
+    program = build_program(net)
+    adjoints = {s.node: s for s in program.adjoints()}
+    assert set(adjoints) == {"L", "o4", "o3", "o2", "o1"} - {"L"}
+    (into_o2,) = adjoints["o2"].shares
+    assert (into_o2.child, into_o2.kind) == ("o3", TermKind.ELEMENTWISE)
+    gradients = program.gradients()
+    assert [s.child for s in gradients["w"].shares] == ["o1", "o2", "o3"]  # one share per step that reads w, in graph order
+    assert program.text() == build_program(net).text()  # built the same way twice, it reads the same
+    assert "d_o2 = " in program.text() and "dL_dw = " in program.text()
+
+
+def _program_view(network, program, target: str) -> list[Equation]:
+    """The recursive view, printed from the program's statements (independently of the derivation)."""
+    graph, loss = network.graph, network.graph.loss.name
+    relevant = descendants(graph, target)
+    equations = []
+    for s in program.adjoints():
+        if s.node in relevant and s.node != target:
+            items = tuple(Applied(x.term, None if x.child == loss else x.child, x.kind, scalar=network.is_scalar)
+                          for x in s.shares)
+            equations.append(Equation(Delta(s.node), (items[0] if len(items) == 1 else Sum(items),)))
+    final = program.gradients()[target].shares
+    items = tuple(Applied(x.term, None if x.child == loss else x.child, x.kind, scalar=network.is_scalar)
+                  for x in final)
+    equations.append(Equation(Total(loss, target), (items[0] if len(items) == 1 else Sum(items),)))
+    return equations
+
+
+@pytest.mark.parametrize("build, target", [
+    (lambda: rs.seed_rnn(steps=4), "w"),
+    (lambda: rs.seed_rnn(steps=4), "w2"),
+    (lambda: rs.elman_rnn(steps=3, input_size=2, hidden_size=2), "W_hh"),
+    (lambda: rs.lstm(steps=2, input_size=2, hidden_size=2), "W_hf"),
+    (lambda: rs.gru(steps=2, input_size=1, hidden_size=2, outputs="all", output_size=2, output_activation="softmax",
+                    loss="cross_entropy"), "b_hn"),
+])
+def test_the_recursive_view_printed_from_the_program_is_the_derivations(build, target):
+    net = build()
+    printer = TextPrinter()
+    derived = [printer.doprint(eq) for eq in net.derive(target).full().recursive]
+    printed = [printer.doprint(eq) for eq in _program_view(net, build_program(net), target)]
+    assert printed == derived
+
+
+# ---- each pass keeps every gradient, and does its own job ------------------------------------------------------
+NETWORKS = {
+    "seed": lambda: rs.seed_rnn(steps=4),
+    "elman": lambda: rs.elman_rnn(steps=3, input_size=2, hidden_size=3),
+    "lstm": lambda: rs.lstm(steps=3, input_size=2, hidden_size=2),
+    "gru-softmax-all": lambda: rs.gru(steps=3, input_size=2, hidden_size=2, outputs="all", output_size=3,
+                                      output_activation="softmax", loss="cross_entropy"),
+}
+PIPELINE = [("fuse_loss", None), ("fold_constants", fold_constants), ("schedule", schedule),
+            ("lower_products", lower_products), ("common_subexpressions", common_subexpressions),
+            ("inline_single_use", inline_single_use)]
+
+
+def _gradients(network, program, params, x, y):
+    emitter = NumPyEmitter(program, network)
+    compiled = CompiledNetwork(network, emitter.source(), RUNTIME)
+    compiled.gradient_keys = emitter.gradient_keys
+    return compiled.value_and_grad(params, x, y)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.parametrize("truncate", [None, 2])
+def test_every_pass_keeps_the_loss_and_every_gradient(name, truncate):
+    net = NETWORKS[name]()
+    params, x, y = random_point(net, batch=3, seed=4)
+    program = build_program(net, truncate)
+    reference = _gradients(net, program, params, x, y)  # the plain program: no pass at all
+    expected = net.compile(truncate=truncate, form="unrolled").value_and_grad(params, x, y)
+    for pass_name, apply in PIPELINE:
+        program = fuse_loss(program, net) if apply is None else apply(program)
+        assert program.passes[-1] == pass_name
+        value, grads = _gradients(net, program, params, x, y)
+        assert value == pytest.approx(reference[0], rel=1e-12)
+        for p in net.param_names:
+            np.testing.assert_allclose(grads[p], reference[1][p], rtol=1e-9, atol=1e-13, err_msg=f"{pass_name}: {p}")
+            np.testing.assert_allclose(grads[p], expected[1][p], rtol=1e-9, atol=1e-13)
+
+
+def test_fusing_leaves_no_adjoint_of_an_output_or_a_loss_term():
+    net = NETWORKS["gru-softmax-all"]()
+    fused = fuse_loss(build_program(net), net)
+    kinds = {net.graph[s.node].kind for s in fused.adjoints()}
+    assert kinds == {"hidden"}
+    seed = next(x for s in fused.backward if isinstance(s, Accumulate) for x in s.shares if x.child == "y3")
+    assert not seed.expr.has(Coupled)  # softmax with cross-entropy: o − Y, no coupling left
+    assert (net.graph["y3"].symbol - net.graph["Y3"].symbol) in elementwise(seed.expr).atoms(sp.Add)
+
+
+def test_folding_writes_the_zero_initial_state_in_and_drops_what_it_zeroes():
+    net = rs.seed_rnn(steps=3)
+    folded = fold_constants(fuse_loss(build_program(net), net))
+    o1 = next(s for s in folded.forward if isinstance(s, Compute) and s.target == net.graph["o1"].symbol)
+    assert net.graph["o0"].symbol not in o1.expr.free_symbols
+    assert folded.gradients()["w0"] is None  # ∂o1/∂w0 = o0·(…) = 0: nothing reaches w0
+
+
+def test_fold_zeros_zeroes_every_operation_of_a_zero():
+    W, f, v = sp.symbols("W f v")
+    assert fold_zeros(TransposeTimes(W, Diag(f, sp.S.Zero))) == 0
+    assert fold_zeros(Outer(Diag(f, Adjoint("h")), sp.S.Zero)) == 0
+    assert fold_zeros(sp.tanh(MatVec(W, sp.S.Zero) + f)) == sp.tanh(f)
+    assert fold_zeros(Summed(Diag(f, Adjoint("h")))) == Summed(Diag(f, Adjoint("h")))
+
+
+def test_scheduling_computes_each_share_after_its_adjoint_and_before_its_sum():
+    net = NETWORKS["lstm"]()
+    program = schedule(fold_constants(fuse_loss(build_program(net), net)))
+    defined = {program.scale} | {s.symbol for s in program.values.values() if s.role is not Role.ADJOINT
+                                 and s.role is not Role.SHARE and s.role is not Role.GRADIENT}
+    for s in program.backward:
+        reads = s.expr.free_symbols if isinstance(s, Compute) else {x.expr for x in s.shares}
+        assert reads <= defined, s
+        defined.add(s.target)
+
+
+def test_common_subexpressions_compute_each_nodes_local_delta_once():
+    net = NETWORKS["elman"]()
+    program = common_subexpressions(lower_products(schedule(fold_constants(fuse_loss(build_program(net), net)))))
+    h2, d_h2 = net.graph["h2"].symbol, next(s.target for s in program.adjoints() if s.node == "h2")
+    local_delta = d_h2 * (1 - h2**2)
+    holders = [s for s in program.backward if isinstance(s, Compute) and s.expr == local_delta]
+    assert len(holders) == 1 and program.values[holders[0].target].role is Role.TEMP
+    others = [s for s in program.backward if isinstance(s, Compute) and s is not holders[0]]
+    assert not any(s.expr.has(local_delta) for s in others)
+
+
+def test_a_share_read_once_is_written_into_its_sum():
+    net = NETWORKS["seed"]()
+    program = inline_single_use(common_subexpressions(lower_products(schedule(
+        fold_constants(fuse_loss(build_program(net), net))))))
+    shares = [s for s in program.backward if isinstance(s, Compute) and program.values[s.target].role is Role.SHARE]
+    assert shares == []
+
+
+def test_live_statements_keep_only_what_is_read():
+    net = rs.seed_rnn(steps=3)
+    program = build_program(net)
+    needed = {net.graph["o2"].symbol}
+    kept = {program.values[s.target].node for s in live_statements(program.forward, needed)}
+    assert kept == {"x1", "x2", "o0", "o1", "o2"}
+
+
+# ---- the source a reader recognises ---------------------------------------------------------------------------------
+def test_generated_code_uses_the_derivations_names_and_returns_gradients_by_name():
+    source = rs.lstm(steps=3, input_size=2, hidden_size=2).compile(form="unrolled").source
+    assert "d_h2 = " in source and "d_c2 = " in source  # δh₂, δc₂
+    assert "dL_dW_hf = " in source and "'dL_dW_hf': dL_dW_hf" in source
+    assert "g_" not in source
+
+
+def test_the_unrolled_seed_network_at_fifty_steps_is_short():
+    source = rs.seed_rnn(steps=50).compile(form="unrolled").source
+    assert len(source.splitlines()) < 400
+    assert source.count("_tanh(") == 50  # the forward pass is written once

@@ -85,7 +85,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 # Names the compiler itself writes, and shapes of them: the strategy leans on these.
 _GENERATED_LOOKING = ["S_XH", "_Q", "_P0", "_t0", "_t1", "_t2", "n_h1", "g_n_h1", "_c3", "_X", "_D0", "_g_n_h1",
                       "_inv_batch", "_B", "_ws", "_W0", "_M0", "_GB", "_G0", "_F0", "S_G", "_z_out", "_loss",
-                      "_per_example", "_r0", "_s2", "_d0", "_seed_n_h1", "numpy", "t", "n_3", "n_a", "_WC", "_WX"]
+                      "_per_example", "_r0", "_s2", "_d0", "_seed_n_h1", "numpy", "t", "n_3", "n_a", "_WC", "_WX",
+                      "d_h1", "d_h2", "dL_da", "dL_du", "d_h1_in_L2", "_u0", "_c0", "_carried0", "_next_n_h0",
+                      "_z_n_y", "_forward", "_backward", "value", "grads", "adjoint_values", "_DS0", "x", "y"]
 _identifier = st.one_of(st.sampled_from(_GENERATED_LOOKING),
                         st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True))
 _X_NAMES = np.random.default_rng(3).normal(size=(3, 4)), np.array([1.0, 0.0, 1.0])

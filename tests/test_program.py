@@ -252,3 +252,36 @@ def test_the_unrolled_seed_network_at_fifty_steps_is_short():
     source = rs.seed_rnn(steps=50).compile(form="unrolled").source
     assert len(source.splitlines()) < 400
     assert source.count("_tanh(") == 50  # the forward pass is written once
+
+
+# ---- the loop form: the step's program, lowered into a loop ------------------------------------------------------
+def _loop_writer(network):
+    from rnnsym.numeric.loop import _LoopWriter
+
+    writer = _LoopWriter(network, None)
+    writer.source()
+    return writer
+
+
+@pytest.mark.parametrize("build", [lambda: rs.lstm(steps=4, input_size=2, hidden_size=2),
+                                   lambda: rs.gru(steps=4, input_size=2, hidden_size=2)])
+def test_the_loop_forms_step_program_is_a_step_of_the_unrolled_program(build):
+    net = build()
+    step = _loop_writer(net).back.step_program
+    unrolled = {s.node: s for s in build_program(net).backward if isinstance(s, Accumulate)}
+    graph = net.graph
+    for s in step.backward:
+        node = graph[s.node]
+        if node.kind != "hidden" or node.step != 1 or s.node not in {n for n in graph.nodes if graph[n].step == 1}:
+            continue
+        middle = unrolled[f"{node.base}2"]  # the same node two steps before the last: every child inside the step
+        within = {(graph[x.child].base, x.kind) for x in middle.shares if graph[x.child].step == 2}
+        assert {(graph[x.child].base, x.kind) for x in s.shares} == within, s.node
+
+
+def test_the_loop_body_loads_only_what_it_reads_and_folds_its_indices():
+    source = rs.lstm(steps=5, input_size=2, hidden_size=3).compile(form="loop").source
+    backward_loop = source.split("for t in range(4, -1, -1):")[1]
+    assert "= x[:, t" not in backward_loop  # the gate block's input products are all after the loop
+    assert "n_h0 = " not in source.split("for t in range(5):")[1].split("\n    n_")[0]  # the block reads h from S_XH
+    assert "+ 1]" not in source.replace("[t + 1]", "")  # S_n_h1[4 + 1] is S_n_h1[5]

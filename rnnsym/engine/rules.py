@@ -110,16 +110,23 @@ def carried(term: JacobianTerm, delta: sp.Expr, factor: sp.Expr | None = None) -
     """What the term passes on before its kind's rule: ``diag(f)·δc``, behind the softmax coupling.
     ``factor`` replaces the term's own (an output's fused loss factor)."""
     f = term.factor if factor is None else factor
+    if f == 0 or delta == 0:  # a step's derivative (Heaviside, sign): nothing flows back
+        return sp.S.Zero
     x = delta if f == 1 else Diag(f, delta) if delta != 1 else f
     return Coupled(term.softmax, x) if term.softmax is not None else x
 
 
 def share(term: JacobianTerm, kind: TermKind, delta: sp.Expr, factor: sp.Expr | None = None) -> sp.Expr:
     """The term's share of the parent's adjoint (or gradient), given the child's adjoint ``delta``."""
-    return RULES[kind].apply(term, carried(term, delta, factor))
+    x = carried(term, delta, factor)
+    return sp.S.Zero if x == 0 else RULES[kind].apply(term, x)
 
 
 def elementwise(expr: sp.Expr) -> sp.Expr:
     """``expr`` with ``Diag(f, x)`` written as the product ``f*x`` (for a code printer, which
     treats every product as elementwise)."""
-    return expr.replace(lambda e: isinstance(e, Diag), lambda e: sp.Mul(*e.args))
+    diagonals = expr.atoms(Diag)
+    while diagonals:  # one substitution for all of them (a Diag inside another is met on the next round)
+        expr = expr.xreplace({d: sp.Mul(*d.args) for d in diagonals})
+        diagonals = expr.atoms(Diag)
+    return expr

@@ -38,6 +38,8 @@ class CompiledNetwork:
         self.workspaces = Workspaces()
         namespace = {"numpy": np, **runtime, "_workspace": self.workspaces}
         exec(compile(source, filename, "exec"), namespace)  # our own generated source, no user text
+        self._namespace, self._filename = namespace, filename
+        self.traces: dict = {}  # name -> a function giving the source of a trace, compiled when first used
         self._forward = namespace["forward"]
         self._loss = namespace["loss"]
         self._value_and_grad = namespace["value_and_grad"]
@@ -76,6 +78,8 @@ class CompiledNetwork:
     def adjoints(self, params: Mapping, x, y):
         """Per-example adjoints ``∂L/∂node`` of the batch-mean loss, for every hidden node, and each
         parameter's share from each node that uses it (``{param: [(node, share)]}``)."""
+        if self._adjoints is None and "adjoints" in self.traces:
+            self._adjoints = self._compile_trace("adjoints")
         if self._adjoints is None:
             raise RnnsymError("adjoints are traced by the unrolled form: use network.compile(form='unrolled')")
         x = self._x(x)
@@ -91,6 +95,16 @@ class CompiledNetwork:
         values = self._trace(x, self._y(y, x), *self._params(params))
         names = [n.name for n in self.network.graph.nodes.values() if n.kind not in ("loss", "loss_term")]
         return dict(zip(names, values))
+
+    def _compile_trace(self, name: str):
+        """A trace's function, written and compiled the first time it is asked for (the parameters'
+        shares, one by one, cost as much to print as the rest of the source); its source is appended
+        to ``source``."""
+        code = self.traces.pop(name)()
+        self.source += "\n" + code
+        exec(compile(self.source, self._filename, "exec"), self._namespace)  # our own generated source
+        linecache.cache[self._filename] = (len(self.source), None, self.source.splitlines(True), self._filename)
+        return self._namespace[name]
 
     # ---- input checks: a clear error before anything is computed ----------------------------------
     def _params(self, params: Mapping) -> list:

@@ -30,6 +30,7 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
     compiled.program = program
     compiled.gradient_keys = emitter.gradient_keys
     compiled.adjoint_nodes, compiled.share_nodes = emitter.traced
+    compiled.traces["adjoints"] = emitter.adjoints_source
     return compiled
 
 
@@ -76,14 +77,22 @@ class NumPyEmitter:
             f"({''.join(self.names[s.target] + ', ' for s in adjoint_values)}), ({kept},)", "",
             f"def value_and_grad(x, y, {args}):",
             f"    value, grads, _, _ = _backward(x, y, {args})", "    return value, grads", "",
-            f"def adjoints(x, y, {args}):",
-            f"    _, _, adjoint_values, ({kept},) = _backward(x, y, {args})",
-            f"    ({''.join(self.names[s.target] + ', ' for s in adjoint_values)}) = adjoint_values",
-            *self._reads(p.loss), f"    {self.names[p.scale]} = 1.0 / {BATCH}",
-            f"    return adjoint_values, ({self._shares_by_param()},)", "",
             f"def trace(x, y, {args}):", unpack, *self._left_to_trace(), *self._reads(p.loss),
             f"    return ({self._traced_nodes()},)", "",
         ])
+
+    def adjoints_source(self) -> str:
+        """The trace of every adjoint and of each parameter's shares, node by node (for the
+        gradient-flow analysis): written only when first asked for."""
+        p, values = self.program, self.program.values
+        args = ", ".join(values[self.network.graph[n].symbol].name for n in p.params)
+        adjoint_values = [s for s in p.backward if isinstance(s, Accumulate) and values[s.target].role is Role.ADJOINT]
+        return "\n".join([
+            f"def adjoints(x, y, {args}):",
+            f"    _, _, adjoint_values, ({', '.join(self.kept)},) = _backward(x, y, {args})",
+            f"    ({''.join(self.names[s.target] + ', ' for s in adjoint_values)}) = adjoint_values",
+            *self._reads(p.loss), f"    {self.names[p.scale]} = 1.0 / {BATCH}",
+            f"    return adjoint_values, ({shares_by_param(self)},)", ""])
 
     # ---- forward --------------------------------------------------------------------------------------
     def _forward(self) -> list[str]:
@@ -110,7 +119,8 @@ class NumPyEmitter:
 
     def _left_to_trace(self) -> list[str]:
         """The inputs and constants the forward pass does not read, for the trace of every node."""
-        left = [s for s in self.program.forward if s not in self.forward]
+        computed = {id(s) for s in self.forward}
+        left = [s for s in self.program.forward if id(s) not in computed]
         return self._reads(left) + [self._fill(s) for s in left if isinstance(s, Fill)]
 
     def _fill(self, s: Fill) -> str:
@@ -216,16 +226,6 @@ class NumPyEmitter:
             out[name] = (key, self.names[acc.target] if acc else (f"numpy.zeros({shape})" if shape else "0.0"))
         return out
 
-    def _shares_by_param(self) -> str:
-        """Each parameter's shares, node by node, as the simplified program has them (the trace
-        recomputes them from the adjoints; the gradient itself never keeps them apart)."""
-        groups = []
-        for acc in self.simplified.gradients().values():
-            shares = [self.code(elementwise(OverBatch(x.expr, len(self.program.values[acc.target].shape))))
-                      for x in acc.shares] if acc else []
-            groups.append("(" + "".join(c + ", " for c in shares) + ")")
-        return ", ".join(groups)
-
     def _traced_nodes(self) -> str:
         graph = self.network.graph
         return ", ".join(self.names[n.symbol] for n in graph.nodes.values() if n.kind not in ("loss", "loss_term"))
@@ -243,6 +243,17 @@ def expression_function(program: Program, graph, exprs: list[sp.Expr]):
     exec(compile(source, "<rnnsym expression>", "exec"), namespace)  # generated from SymPy, no user text
     order = list(graph.nodes)
     return lambda values: namespace["evaluate"]([values.get(n) for n in order])
+
+
+def shares_by_param(emitter: NumPyEmitter) -> str:
+    """Each parameter's shares, node by node, as the simplified program has them (the trace
+    recomputes them from the adjoints; the gradient itself never keeps them apart)."""
+    groups = []
+    for acc in emitter.simplified.gradients().values():
+        shares = [emitter.code(elementwise(OverBatch(x.expr, len(emitter.program.values[acc.target].shape))))
+                  for x in acc.shares] if acc else []
+        groups.append("(" + "".join(c + ", " for c in shares) + ")")
+    return ", ".join(groups)
 
 
 def sum_comment(program: Program, graph, s: Accumulate) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from ..engine.rules import Coupled, Diag, Outer, Summed, TransposeTimes
-from ..functions import MatVec, sigmoid, softmax
+from ..engine.rules import Outer, Summed, TransposeTimes
+from ..functions import MatVec, relu, sigmoid, softmax
 from ..program.ir import OverBatch
 
 
@@ -36,6 +36,25 @@ def stable(expr: sp.Expr) -> sp.Expr:
             lambda e: isinstance(e, softplus) and e.args[0].could_extract_minus_sign(),
             lambda e: softplus(-e.args[0]) + e.args[0]))
     return expr
+
+
+class Columns(sp.Function):
+    """``array[..., start:stop]``: a block of columns of one of the compiler's arrays (a gate's part
+    of a stacked product)."""
+
+    nargs = 3
+
+
+class AtStep(sp.Function):
+    """``array[t]``: the current step's slice of a (T, batch, ...) array."""
+
+    nargs = 1
+
+
+# Functions written straight into an array (``out=``), and those that run in place.
+_INTO = {sp.tanh: "_tanh({}, out={})", sigmoid: "_sigmoid({}, out={})", sp.exp: "numpy.exp({}, out={})",
+         relu: "numpy.maximum({}, 0.0, out={})"}
+_IN_PLACE = {sp.tanh: "_tanh_", sigmoid: "_sigmoid_"}
 
 
 class _Column(sp.Function):
@@ -90,6 +109,10 @@ class CodePrinter(NumPyPrinter):
             matrix, vector = expr.args
             rows = self._shapes.get(matrix, self._info.get(matrix, (None, None))[1])
             return (self.info(vector)[0], rows[:1] if rows else None)
+        if isinstance(expr, Columns):
+            return (self.info(expr.args[0])[0], (int(expr.args[2]) - int(expr.args[1]),))
+        if isinstance(expr, AtStep):
+            return self.info(expr.args[0])
         if isinstance(expr, TransposeTimes):  # Wᵀ·x: W's columns
             matrix, x = expr.args
             return (self.info(x)[0], self._shapes[matrix][1:])
@@ -165,6 +188,25 @@ class CodePrinter(NumPyPrinter):
     def backward_product(self, left: str, matrix: sp.Symbol) -> str:
         """``left @ W``: an adjoint carried back through ``W·v``."""
         return backward_product(left, self._print(matrix), self._shapes.get(matrix, ()))
+
+    def _print_Columns(self, expr):
+        array, start, stop = expr.args
+        return f"{self._print(array)}[..., {int(start)}:{int(stop)}]"
+
+    def _print_AtStep(self, expr):
+        return f"{self._print(expr.args[0])}[t]"
+
+    def writes_into(self, expr: sp.Expr) -> bool:
+        """Whether ``expr`` is a function :meth:`call_into` can write into an array."""
+        return expr.func in _INTO
+
+    def call_into(self, expr: sp.Expr, out: str) -> str:
+        """``f(z)`` written into the array ``out`` (no temporary)."""
+        return _INTO[expr.func].format(self.doprint(expr.args[0]), out)
+
+    def in_place(self, func, array: str) -> str | None:
+        """``f`` applied to ``array`` in place, or None where there is no in-place form."""
+        return f"{_IN_PLACE[func]}({array})" if func in _IN_PLACE else None
 
     # ---- the rule table's operations (rnnsym.engine.rules), batch first ---------------------------------
     def _print_Diag(self, expr):

@@ -16,7 +16,7 @@ from ..engine.rules import Coupled, Diag, Outer, Summed, TransposeTimes, element
 from ..functions import MatVec
 from ..graph import NodeKind
 from .build import fused_gradient
-from .ir import Accumulate, Compute, Fill, OverBatch, Program, Read, Role, Value
+from .ir import Accumulate, Compute, Fill, OverBatch, Program, Role, Value
 
 
 def simplify(program: Program, network) -> Program:
@@ -99,8 +99,9 @@ def fold_constants(program: Program) -> Program:
                  and (program.values[s.target].shape == () or s.value == 0)}
     fold = {c: sp.Float(v) if v != int(v) else sp.Integer(int(v)) for c, v in constants.items()}
 
-    def folded(expr):
-        return fold_zeros(expr.xreplace(fold)) if fold or expr.has(*_ZERO_IF) else expr
+    def folded(expr, known=fold):
+        new = expr.xreplace(known)
+        return expr if new is expr else fold_zeros(new)  # only a folded value makes a new zero
 
     forward = tuple(replace(s, expr=folded(s.expr)) if isinstance(s, Compute) else s for s in program.forward)
     loss = tuple(replace(s, expr=folded(s.expr)) if isinstance(s, Compute) else s for s in program.loss)
@@ -109,7 +110,7 @@ def fold_constants(program: Program) -> Program:
     for s in program.backward:
         shares = []
         for x in s.shares:
-            expr = folded(x.expr.xreplace(zero))
+            expr = folded(x.expr, {**fold, **zero})
             if expr != 0:
                 shares.append(replace(x, expr=expr))
         if shares:
@@ -120,10 +121,11 @@ def fold_constants(program: Program) -> Program:
 
 
 # ---- schedule: shares computed as soon as their child's adjoint is known ----------------------------------
-def schedule(program: Program) -> Program:
+def schedule(program: Program, reduce_gradients: bool = True) -> Program:
     """Every share gets a value of its own, computed right after the adjoint it carries (the shares
     out of one node together, which is what lets them share work), and the sums read those values.
-    A parameter's share is summed over the batch where it is computed."""
+    A parameter's share is summed over the batch where it is computed (``reduce_gradients``; the loop
+    form stores it per example and step instead, and reduces it after the loop)."""
     values = dict(program.values)
     adjoints = {s.target for s in program.backward if values[s.target].role is Role.ADJOINT}
     out_of: dict = {}  # adjoint -> the shares that carry it, as Compute statements
@@ -135,7 +137,7 @@ def schedule(program: Program) -> Program:
             number = next(numbers)
             symbol = sp.Dummy(f"s{number}")
             parent = values[acc.target]
-            if parent.role is Role.GRADIENT:
+            if parent.role is Role.GRADIENT and reduce_gradients:
                 expr = OverBatch(x.expr, len(parent.shape))
                 values[symbol] = Value(symbol, f"_s{number}", Role.SHARE, parent.shape, False, acc.node)
             else:

@@ -1,0 +1,361 @@
+"""The loop form's backward pass: the adjoint program of one step, lowered into a loop over time.
+
+The step's program is built by the same function as the unrolled program and the derivation's
+recursive view (rnnsym.program.build.adjoint_shares: each node's adjoint as the sum of its rule-table
+shares) and made fast by the same passes (schedule, lower_products, common_subexpressions). The
+lowering then decides where each value lives: a step node's adjoint is a local of the loop body,
+the shares into the previous states are the adjoints carried to the step before, and a parameter's
+shares are stored per step and reduced once after the loop, over all steps and examples together
+(a weight's: one matrix product). The shares of a stack's weights (the LSTM's four gates) go side
+by side into one buffer, so that the carried adjoint and the weights' gradients are single products.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..engine.rules import Outer, Summed, TransposeTimes, elementwise, kind_of, share
+from ..program.build import adjoint_shares, nodes_needing_adjoints
+from ..program.ir import Accumulate, Compute, OverBatch, Program, Role, Value
+from ..program.passes import common_subexpressions, fold_zeros, fused_factor, lower_products, schedule
+
+IN2 = "        "  # the loop body's indent
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A parameter's share in one step, stored per step and reduced after the loop: ``value`` is what
+    is stored, ``kind`` how it is reduced ("outer" with ``leaf``'s values, "dot" with ``leaf``'s,
+    "total" over every axis but the parameter's ``ndim``)."""
+
+    param: str
+    value: sp.Expr
+    kind: str
+    leaf: str | None
+    ndim: int
+
+
+class LoopBackward:
+    """Writes the backward pass of a loop form (``w``: the rnnsym.numeric.loop writer, whose forward
+    pass is written)."""
+
+    def __init__(self, w):
+        self.w = w
+        self.graph, self.em, self.names = w.graph, w.em, w.names
+        self.needs = template_needs(w)
+        self.grads: dict[str, list[str]] = {p: [] for p in w.params}
+        self.counter = itertools.count()
+
+    # ---- the whole backward pass -------------------------------------------------------------------------
+    def lines(self) -> list[str]:
+        """The seeds at the output, the loop from the last step back (truncated BPTT stops after k
+        steps), then the reductions of the stored parameter shares."""
+        w, graph, rec, T = self.w, self.graph, self.w.rec, self.w.T
+        inv_b = self.em.symbol("_inv_batch")
+        backward = [f"    {inv_b.name} = 1.0 / _B"]
+        seeds, carry = self._seeds(inv_b)
+        backward += seeds
+        state_id = {s: self.names[graph[rec.name(s, 1)].symbol] for s in rec.states}  # generated names only
+        self.g_carry = {s: f"_g_{state_id[s]}" for s in rec.states}
+        self.seed_of = {s: f"_seed_{state_id[s]}" for s in rec.states}
+        self.carry = carry
+        zeros = {s: f"numpy.zeros((_B,) + {graph[rec.name(s, 1)].shape!r})" for s in rec.states}
+        for s in rec.states:
+            if w.per_step:
+                backward.append(f"    {self.seed_of[s]} = {' + '.join(carry[s])}" if carry[s] else f"    {self.seed_of[s]} = None")
+                backward.append(f"    {self.g_carry[s]} = {zeros[s]}")
+            else:
+                backward.append(f"    {self.g_carry[s]} = {' + '.join(carry[s]) if carry[s] else zeros[s]}")
+        body, next_carry, allocations = self._step()
+        body += [f"{IN2}{self.g_carry[s]} = {' + '.join(next_carry[s]) if next_carry[s] else zeros[s]}" for s in rec.states]
+        if w.windowed:  # for each loss L_s: its seed, then back k steps from step s
+            header = [f"    for _s in range({T - 1}, -1, -1):"]
+            header += [f"        {self.g_carry[s]} = {self.seed_of[s]}[_s]" if carry[s] else f"        {self.g_carry[s]} = {zeros[s]}"
+                       for s in rec.states]
+            loop = [*header, f"        for t in range(_s, max(_s - {w.k}, -1), -1):", *("    " + line for line in body)]
+        else:
+            loop = [f"    for t in range({T - 1}, {T - 1 - w.k}, -1):", *body]
+        return backward + self._allocate(allocations) + loop + self._reductions()
+
+    def gradients(self) -> list[str]:
+        """Each parameter's gradient: the sum of its reduced shares (zero when nothing reads it)."""
+        out = []
+        for p in self.w.params:
+            shape = self.graph[p].shape
+            out.append(" + ".join(self.grads[p]) if self.grads[p] else (f"numpy.zeros({shape})" if shape else "0.0"))
+        return out
+
+    # ---- the seeds: the output's shares, through the fused loss --------------------------------------------
+    def _seeds(self, inv_b) -> tuple[list[str], dict]:
+        w, graph = self.w, self.graph
+        state_of = {w.rec.name(s, t): s for s in w.rec.states for t in (1, w.T)}
+        carry: dict[str, list[str]] = {s: [] for s in w.rec.states}  # adjoints flowing into the loop
+        loss = graph.loss  # the loss term's weight in it: 1/T for a mean over steps
+        weight = sp.S.One if w.term.name == loss.name else loss.expr.diff(w.term.symbol)
+        targets = []
+        for parent in graph.parents(w.out):
+            if parent not in self.needs:
+                continue
+            for t_ in w.network.jacobian(w.out, parent).terms:
+                kind = kind_of(t_, graph[parent].shape, w.out_node.shape)
+                term, factor = fused_factor(w.network, t_, w.out, w.term.name)
+                value = elementwise(share(term, kind, inv_b * weight, factor))
+                if value == 0:
+                    continue
+                if graph[parent].kind == "param":  # the readout's parameters: reduced where they are
+                    name = f"_r{next(self.counter)}"
+                    targets.append((name, value.args[0] if isinstance(value, Outer) else value, "{}"))
+                    self.grads[parent].append(f"_outer({name}, {w.readout_view[term.outer.name]})" if isinstance(value, Outer)
+                                              else f"_total({name}, {len(graph[parent].shape)})")
+                else:  # the output reads the last state (every state, with outputs at every step)
+                    name = f"_s{next(self.counter)}"
+                    targets.append((name, value, "{}"))
+                    carry[state_of[parent]].append(name)
+        return self.em.lines(targets), carry
+
+    # ---- one step: its program, the passes, the lowering ------------------------------------------------------
+    def _step(self):
+        program = self.step_program = self._step_program()
+        program = common_subexpressions(lower_products(schedule(program, reduce_gradients=False)))
+        return StepLowering(self, program).lower()
+
+    def _step_program(self) -> Program:
+        """The adjoints of the template step's nodes (the new states' include what the next step
+        carries back), the shares into the previous states and every parameter's shares."""
+        w, graph, net = self.w, self.graph, self.w.network
+        values: dict = {}
+        delta: dict[str, sp.Symbol] = {}
+        statements = []
+
+        def shares_into(name):
+            sources = [c for c in graph.children(name) if c in delta]
+            out = []
+            for s in adjoint_shares(net, name, sources, delta.get):
+                expr = fold_zeros(w.with_kept(s.expr))
+                if expr != 0:  # a step's derivative (Heaviside, sign): nothing flows back
+                    out.append(type(s)(s.child, s.parent, s.term, s.kind, expr, s.delta))
+            return tuple(out)
+
+        self.carried = {}  # the template's adjoint -> what flows in from the next step
+        for name in reversed(w.step):
+            if name not in self.needs:
+                continue
+            shares = shares_into(name)
+            state = w.new.get(name)
+            if not shares and state is None:
+                continue
+            g = self.em.symbol(f"g_{self.names[graph[name].symbol]}", like=graph[name].symbol)
+            values[g] = Value(g, g.name, Role.ADJOINT, graph[name].shape, True, name)
+            delta[name] = g
+            if state is not None:
+                self.carried[g] = self.g_carry[state] + (
+                    f" + {self.seed_of[state]}[t]" if w.per_step and self.carry[state] and not w.windowed else "")
+            statements.append(Accumulate(g, name, shares))
+        self.next_state = {}
+        for prev, state in w.prev.items():
+            shares = shares_into(prev)
+            if shares and w.rec.name(state, 1) in self.needs:  # a state that never reaches the loss carries nothing
+                g = sp.Dummy(f"next_{state}")
+                values[g] = Value(g, f"_next_{self.names[graph[prev].symbol]}", Role.ADJOINT, graph[prev].shape, True, prev)
+                self.next_state[g] = state
+                statements.append(Accumulate(g, prev, shares))
+        for p in w.params:
+            shares = shares_into(p)
+            if shares:
+                g = sp.Dummy(f"dL_d{p}")
+                values[g] = Value(g, f"_grad_{self.names[graph[p].symbol]}", Role.GRADIENT, graph[p].shape, False, p)
+                statements.append(Accumulate(g, p, shares))
+        scale = self.em.symbol("_inv_batch")
+        values[scale] = Value(scale, "_inv_batch", Role.SCALE, (), False)
+        return Program(values, tuple(w.params), (), (), tuple(statements), (), (), (), scale)
+
+    # ---- after the loop -----------------------------------------------------------------------------------------
+    def _allocate(self, allocations: list) -> list[str]:
+        """The (T, batch, ...) share buffers. The input products are dead once the forward loop is
+        done: a buffer of the same shape takes their memory, so a long sequence holds one array less."""
+        w, lines, dead = self.w, [], list(self.w.dead)
+        allocate = "zeros" if w.k < w.T else "empty"  # truncated: the steps before the window stay unused
+        for b, shape in allocations:
+            reused = next((P for P, s in dead if s == shape), None)
+            if reused:
+                dead.remove((reused, shape))
+                lines.append(f"    {b} = _ws.{allocate}({reused!r}, ({w.T}, _B) + {shape!r})  # {reused}'s memory")
+            else:
+                lines.append(f"    {b} = _ws.{allocate}({b!r}, ({w.T}, _B) + {shape!r})")
+        return lines
+
+    def _reductions(self) -> list[str]:
+        """Every stored share reduced over its steps and examples: one product per weight family of
+        a stack (one for all of a gate block's weights and biases), else one per parameter."""
+        w = self.w
+        window = f"0:{w.T}" if w.windowed else f"{w.T - w.k}:{w.T}"
+        reductions, done = [], set()
+        for group, columns in self.groups:
+            if w.block:  # [δW_x | δW_h | δb] = Σ δ_gatesᵀ [x_t, h_(t-1), 1]: one product
+                I, H = w.block.columns
+                reductions.append(f"    _GB = _outer({group}[{window}], S_XH[{window}])")
+                part = {("outer", w.x1): f"0:{I}", ("outer", w.block.vector.name): f"{I}:{I + H}", ("total", 1): f"{I + H}"}
+                for entry in self.stored:
+                    if entry.value in columns and (entry.kind, entry.leaf or entry.ndim) in part:
+                        self.grads[entry.param].append(f"_GB[{columns[entry.value]}, {part[(entry.kind, entry.leaf or entry.ndim)]}]")
+                        done.add(entry)
+                continue
+            by_signature: dict = {}
+            for entry in self.stored:
+                if entry.value in columns:
+                    by_signature.setdefault((entry.kind, entry.leaf or entry.ndim), []).append(entry)
+            for (kind, what), entries in by_signature.items():
+                if {e.value for e in entries} != set(columns) or kind == "dot":
+                    continue
+                g = f"_G{len(reductions)}"
+                reductions.append(f"    {g} = _outer({group}[{window}], {w.stacked(what)}[{window}])" if kind == "outer"
+                                  else f"    {g} = _total({group}[{window}], 1)")
+                for e in entries:
+                    self.grads[e.param].append(f"{g}[{columns[e.value]}]")
+                    done.add(e)
+        for e in self.stored:
+            if e in done:
+                continue
+            b, rng = self.buffers[e.value]
+            d = f"{b}[{window}]" if rng is None else f"{b}[{window}, ..., {rng}]"
+            self.grads[e.param].append(f"_outer({d}, {w.stacked(e.leaf)}[{window}])" if e.kind == "outer" else
+                                       f"_dot({d}, {w.stacked(e.leaf)}[{window}])" if e.kind == "dot" else
+                                       f"_total({d}, {e.ndim})")
+        return reductions
+
+
+class StepLowering:
+    """Prints one step's optimised program as the loop's body, deciding where each value lives."""
+
+    def __init__(self, back: LoopBackward, program: Program):
+        self.back, self.w, self.program = back, back.w, program
+        self.names = back.names  # the emitter's table: the step's own values join it, under names of their own
+        for symbol, value in program.values.items():
+            if value.role is Role.SHARE:
+                self.names[symbol] = f"_c{value.name[2:]}"
+            elif value.role is Role.TEMP:
+                self.names[symbol] = f"_u{value.name[2:]}"
+        self.consumer = {x.expr: (acc, x) for acc in program.backward if isinstance(acc, Accumulate) for x in acc.shares}
+        self.read: set = set()  # every symbol the body's code reads
+        self.joined: set = set()  # shares carried back through a stacked matrix, in one product
+
+    def code(self, expr) -> str:
+        self.read |= expr.free_symbols
+        return self.back.em.printer.doprint(expr)
+
+    def lower(self):
+        """``(body lines, {state: carried share names}, share buffers to allocate)``."""
+        back, w = self.back, self.w
+        back.stored, back.buffers, back.groups = [], {}, []
+        body: list[str] = []
+        next_carry: dict[str, list[str]] = {s: [] for s in w.rec.states}
+        through_stack: dict = {}  # vector -> {stacked matrix: the share it carries back}
+        for s in self.program.backward:
+            if isinstance(s, Accumulate):
+                self._accumulate(s, body, next_carry)
+            elif self.program.values[s.target].role is Role.TEMP:
+                self.w.em.printer.declare(s.target, self.w.em.printer.info(s.expr))
+                body.append(f"{IN2}{self.names[s.target]} = {self.code(s.expr)}")
+            else:
+                self._share(s, body, through_stack)
+        stores, carried, allocations = self._buffers(through_stack, next_carry)
+        return self._loads() + body + stores + carried, next_carry, allocations
+
+    def _accumulate(self, s: Accumulate, body: list, next_carry: dict) -> None:
+        role = self.program.values[s.target].role
+        parts = [self.names[x.expr] for x in s.shares if x.expr in self.names]
+        if role is Role.GRADIENT:
+            return  # stored per step, reduced after the loop
+        if s.target in self.back.next_state:  # less the shares carried back through a stacked matrix
+            next_carry[self.back.next_state[s.target]] += [p for x, p in zip(s.shares, parts) if x.expr not in self.joined]
+            return
+        carried = self.back.carried.get(s.target)
+        body.append(f"{IN2}{self.names[s.target]} = {' + '.join(([carried] if carried else []) + parts)}")
+
+    def _share(self, s: Compute, body: list, through_stack: dict) -> None:
+        acc, x = self.consumer[s.target]
+        target = self.program.values[acc.target]
+        if target.role is Role.GRADIENT:
+            self._store(acc.node, s.expr)
+            return
+        vector = self.w.graph[acc.node].symbol
+        if (acc.target in self.back.next_state and isinstance(s.expr, TransposeTimes) and vector in self.w.stacks
+                and s.expr.args[0] in self.w.stacks[vector][1]):
+            through_stack.setdefault(vector, {})[s.expr.args[0]] = (s.target, s.expr.args[1])
+            self.joined.add(s.target)
+            return  # joined below: one product with the stacked matrix
+        body.append(f"{IN2}{self.names[s.target]} = {self.code(s.expr)}")
+
+    def _store(self, param: str, expr) -> None:
+        """A parameter's share, kept for the reduction after the loop (what to store and how to reduce)."""
+        graph, w = self.w.graph, self.w
+        (inner, ndim) = expr.args if isinstance(expr, OverBatch) else (expr, len(graph[param].shape))
+        ndim = int(ndim)
+        if isinstance(inner, Outer):
+            entry = Stored(param, inner.args[0], "outer", inner.args[1].name, ndim)
+        else:
+            inner = inner.args[0] if isinstance(inner, Summed) else inner
+            leaf = None
+            if ndim == 0:  # a scalar weight times a stored value (w·x, u·h): keep the rest, dot it later
+                for arg in sp.Mul.make_args(inner):
+                    if isinstance(arg, sp.Symbol) and arg.name in (w.x1, *w.prev, *w.step):
+                        leaf, inner = arg.name, inner / arg
+                        break
+            entry = Stored(param, inner, "dot" if leaf else "total", leaf, ndim)
+        self.back.stored.append(entry)
+
+    def _buffers(self, through_stack: dict, next_carry: dict) -> tuple[list, list, list]:
+        """The stores of the step's parameter shares into their buffers (one per distinct value; a
+        stack's side by side), the adjoints carried back through each stacked matrix (each one
+        product, after the stores it reads), and the buffers to allocate."""
+        back, w, graph = self.back, self.w, self.w.graph
+        stored_values = {e.value for e in back.stored}
+        allocations, stores, carried = [], [], []
+        for vector, shares in through_stack.items():
+            stacked_name, rows = w.stacks[vector]
+            inner = [shares[m][1] if m in shares else None for m in rows]
+            # The carried adjoint reads the step's shares from their buffer, unless the buffer sums
+            # the shares of several windows.
+            if not w.windowed and all(v in stored_values for v in inner) and len(set(inner)) == len(inner):
+                group = f"_DS{len(back.groups)}"
+                allocations.append((group, (sum(graph[m.name].shape[0] for m in rows),)))
+                back.buffers.update({v: (group, rng) for v, rng in zip(inner, rows.values())})
+                back.groups.append((group, dict(zip(inner, rows.values()))))
+                product = f"{group}[t] @ {stacked_name}"
+            else:
+                parts = [self.code(v) if v is not None else f"numpy.zeros((_B, {graph[m.name].shape[0]}))"
+                         for v, m in zip(inner, rows)]
+                product = f"numpy.concatenate([{', '.join(parts)}], axis=-1) @ {stacked_name}"
+            c = f"_carried{next(back.counter)}"
+            carried.append(f"{IN2}{c} = {product}")
+            next_carry[w.prev[vector.name]].append(c)
+        for e in back.stored:  # a share has the shape of the value stored
+            if e.value not in back.buffers:
+                back.buffers[e.value] = (f"_D{len(allocations)}", None)
+                allocations.append((f"_D{len(allocations)}", w.em.printer.info(e.value)[1]))
+        op = "+=" if w.windowed else "="  # a step's shares add up over the windows that reach it
+        for value, (b, rng) in back.buffers.items():
+            where = f"{b}[t]" if rng is None else f"{b}[t, ..., {rng}]"
+            stores.append(f"{IN2}{where} {op} {self.code(value)}")
+        return stores, carried, allocations
+
+    def _loads(self) -> list[str]:
+        """The values of this step the body's code reads, and only those (no dead loads)."""
+        w, graph = self.w, self.w.graph
+        loads = [f"{IN2}{self.names[graph[name].symbol]} = " + (f"x[:, t{w.col}]" if name == w.x1 else w.at(name, "t"))
+                 for name in (w.x1, *w.prev, *w.step) if graph[name].symbol in self.read]
+        return loads + [f"{IN2}{symbol.name} = S{symbol.name}[t]" for symbol in w.kept.values() if symbol in self.read]
+
+
+def template_needs(w) -> set[str]:
+    """The nodes that need an adjoint, with every template node of the step that needs one at
+    *some* step. Step 1 alone is not enough: there the previous states are the constant initial
+    ones, so a parameter-free gate g = tanh(h) looks constant at step 1 and only at step 2 lies
+    between a parameter and the loss. A state that never reaches the loss gets no adjoint (a zero
+    one times an infinite factor would be NaN)."""
+    graph = w.graph
+    needs = nodes_needing_adjoints(graph)
+    bases = {graph[n].base for n in needs if graph[n].base is not None}
+    return needs | {n for n in w.step if graph[n].base in bases}

@@ -1,0 +1,308 @@
+"""The loop form's forward pass: storage, the work that does not depend on the recurrence before the
+loop (the input products, hoisted), and one step in the loop, with the weights that multiply the
+same vector stacked into one product and, for a cell of the LSTM's form, the gate block.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import sympy as sp
+
+from ..functions import DERIVATIVE_RULES, MatVec, sigmoid
+from .printer import AtStep, Columns
+
+
+class LoopForward:
+    """Writes the forward pass of a loop form (``w``: the rnnsym.numeric.loop writer, which holds
+    the template: the step's nodes, the previous states, the input, the names and the buffers)."""
+
+    def __init__(self, w):
+        self.graph, self.em, self.names, self.T, self.rec = w.graph, w.em, w.names, w.T, w.rec
+        self.x1, self.col, self.prev, self.new, self.step, self.params = w.x1, w.col, w.prev, w.new, w.step, w.params
+        self.buf, self.at = w.buf, w.at
+        self.before: list[str] = []  # work before the loop
+        self.body: list[str] = []  # the loop's body
+
+    def write(self) -> None:
+        graph, names, x1 = self.graph, self.names, self.x1
+        self._hoist()
+        self._stack_weights()
+        self.block = _gate_block(graph, self.rec, self.step, self.step_exprs, self.stacks, self.slices, dict(self.hoisted),
+                                 graph[x1].symbol, self.params)
+        self._input_products()
+        if any(graph[x1].symbol in e.free_symbols for e in self.step_exprs.values()):  # not only the hoisted terms
+            self.body.append(f"        {names[graph[x1].symbol]} = x[:, t{self.col}]")
+        # The previous states the step reads (the gate block reads its state from [x_t, h_(t-1), 1]).
+        read = set().union(*(e.free_symbols for e in self.step_exprs.values()))
+        read |= {v for v in self.stacks if not (self.block and self.block.vector == v)}
+        self.body += [f"        {names[graph[name].symbol]} = {self.at(name, 't')}" for name in self.prev
+                      if graph[name].symbol in read]
+        self._stacked_products()
+        keep_functions(self)
+        self._step_lines()
+        self.storage = storage_lines(self)
+
+    def _hoist(self) -> None:
+        """Terms that read only the input and parameters (W_ih·x_t + b) do not depend on the
+        recurrence: they are computed for all steps at once, one large matrix product, before the loop."""
+        graph, em, x = self.graph, self.em, self.graph[self.x1].symbol
+        self.hoisted: list[tuple[sp.Symbol, sp.Expr]] = []
+        self.hoisted_shape: dict[sp.Symbol, tuple] = {}  # (T, batch) + this: the node whose argument it is
+        time_parallel = {x} | {graph[p].symbol for p in self.params}
+
+        def hoist(expr: sp.Expr, shape: tuple) -> sp.Expr:
+            if expr.is_Add:
+                free = [a for a in expr.args if a.free_symbols <= time_parallel]
+                if any(x in a.free_symbols for a in free) and len(free) > 1 or (
+                        free and any(isinstance(a, MatVec) for a in free)):
+                    symbol = em.symbol(f"_P{len(self.hoisted)}", like=(True, shape))  # kept in the node's shape
+                    self.hoisted.append((symbol, sp.Add(*free)))
+                    self.hoisted_shape[symbol] = shape
+                    rest = [hoist(a, shape) for a in expr.args if a not in free]
+                    return sp.Add(symbol, *rest, evaluate=False)
+            if expr.args and not isinstance(expr, MatVec):
+                return expr.func(*[hoist(a, shape) for a in expr.args], evaluate=False)
+            return expr
+
+        self.step_exprs = {name: hoist(graph[name].expr, graph[name].shape) for name in self.step}
+        self.per_t = {symbol: AtStep(symbol) for symbol, _ in self.hoisted}  # P[t] in the loop
+
+    def _stack_weights(self) -> None:
+        """Weights that multiply the same vector in one step (an LSTM's W_hi, W_hf, W_hg, W_ho all
+        multiply h_(t-1)) are stacked into one matrix: one BLAS call per step instead of four,
+        forward and backward, as PyTorch's stacked weight_hh does."""
+        graph, em = self.graph, self.em
+        groups: dict[sp.Symbol, list[sp.Symbol]] = {}
+        for e in self.step_exprs.values():
+            for product in sorted(e.atoms(MatVec), key=sp.default_sort_key):
+                matrix, vector = product.args
+                if matrix not in groups.setdefault(vector, []):
+                    groups[vector].append(matrix)
+        self.stacks: dict[sp.Symbol, tuple[str, dict]] = {}  # vector -> (stacked name, {matrix: slice})
+        for vector, matrices in groups.items():
+            if len(matrices) < 2 or vector.name not in self.prev:  # a node of this step is not known yet
+                continue
+            stacked_name = f"_W{len(self.stacks)}"
+            rows, start = {}, 0
+            for m in matrices:
+                n = graph[m.name].shape[0]
+                rows[m], start = f"{start}:{start + n}", start + n
+            self.stacks[vector] = (stacked_name, rows)
+            self.before.append(f"    {stacked_name} = numpy.concatenate([{', '.join(self.names[m] for m in matrices)}])")
+        self.slices = {}  # W·v -> its columns of the stacked product
+        for vector, (stacked_name, rows) in self.stacks.items():
+            width = sum(graph[m.name].shape[0] for m in rows)
+            product = em.symbol(f"_M{stacked_name[2:]}", like=(True, (width,)))
+            for m, rng in rows.items():
+                start, stop = map(int, rng.split(":"))  # the slice this method wrote just above
+                self.slices[MatVec(m, vector)] = Columns(product, start, stop)
+        self.step_exprs = {name: e.xreplace(self.slices) for name, e in self.step_exprs.items()}
+
+    def _input_products(self) -> None:
+        """The hoisted sums before the loop. The input products of several weights (W_ii, W_if,
+        W_ig, W_io) are one product; each sum is accumulated in place: into its own column block of
+        that product when it starts with one (the biases are added there), else into a workspace
+        array that its first term fills. A gate block gets its weights [W_x | W_h | b] instead."""
+        graph, em, names, T, block = self.graph, self.em, self.names, self.T, self.block
+        x = graph[self.x1].symbol
+        x_weights = []
+        for P, value in self.hoisted:
+            if block and P in block.hoisted:
+                continue
+            for product in sorted(value.atoms(MatVec), key=sp.default_sort_key):
+                if product.args[1] == x and product.args[0] not in x_weights:
+                    x_weights.append(product.args[0])
+        x_slices = {}
+        self.dead: list[tuple[str, tuple]] = []  # workspace arrays only the forward loop reads: (name, shape)
+        if len(x_weights) > 1:
+            start = 0
+            Q = em.symbol("_Q", like=(True, (sum(graph[m.name].shape[0] for m in x_weights),)))
+            for m in x_weights:
+                n = graph[m.name].shape[0]
+                x_slices[MatVec(m, x)] = Columns(Q, start, start + n)
+                start += n
+            self.before.append(f"    _WX = numpy.concatenate([{', '.join(names[m] for m in x_weights)}])")
+            self.before.append(f"    _Q = _mm(_X, _WX, out=_ws.empty('_Q', ({T}, _B, {start})))")
+            self.dead.append(("_Q", (start,)))
+        x_symbol = {x: em.symbol("_X", like=x)}
+        blocks_used = [a for _, v in self.hoisted for a in sp.Add.make_args(v.xreplace(x_slices)) if a in x_slices.values()]
+        if block:  # one weight matrix [W_x | W_h | b] for the product with [x_t, h_(t-1), 1]
+            biases = ", ".join(em.code(sp.Add(*g.biases)) if g.biases else f"numpy.zeros({graph[g.node].shape[0]})"
+                               for g in block.gates.values())
+            x_block = ", ".join(names[g.x_weight] for g in block.gates.values())
+            self.before.append(f"    _WC = numpy.concatenate([numpy.concatenate([{x_block}]), {self.stacks[block.vector][0]}, "
+                               f"numpy.concatenate([{biases}])[:, None]], axis=1)")
+        for symbol, value in self.hoisted:
+            if block and symbol in block.hoisted:
+                continue
+            terms = sorted(sp.Add.make_args(value.xreplace(x_slices).xreplace(x_symbol)),
+                           key=lambda a: (a not in x_slices.values(), not isinstance(a, MatVec)))
+            first, P = terms[0], symbol.name
+            if first in x_slices.values() and blocks_used.count(first) == 1:
+                self.before.append(f"    {P} = {em.code(first)}")
+            else:
+                self.before.append(f"    {P} = _ws.empty({P!r}, ({T}, _B) + {self.hoisted_shape[symbol]!r})")
+                self.dead.append((P, self.hoisted_shape[symbol]))
+                self.before.append(f"    {em.printer.product_into(first, P)}" if isinstance(first, MatVec)
+                                   else f"    {P}[...] = {em.printer.operand(first, self.hoisted_shape[symbol])}")
+            large = [a for a in terms[1:] if a.has(em.symbol("_X"), MatVec, *x_slices.values())]
+            small = [a for a in terms[1:] if a not in large]  # parameters only: summed before the pass
+            self.before += [f"    {P} += {em.printer.operand(term, self.hoisted_shape[symbol])}" for term in large]
+            if small:
+                self.before.append(f"    {P} += {em.code(sp.Add(*small))}")
+
+    def _stacked_products(self) -> None:
+        """Each step's product with a stacked matrix, into a workspace buffer (a gate block's:
+        [x_t, h_(t-1), 1] @ [W_x | W_h | b]ᵀ straight into the gates)."""
+        for vector, (stacked_name, rows) in self.stacks.items():
+            M, width = f"_M{stacked_name[2:]}", sum(self.graph[m.name].shape[0] for m in rows)
+            if self.block and self.block.vector == vector:
+                self.body.append("        _mm(S_XH[t], _WC, out=S_G[t])")
+                continue
+            self.before.append(f"    {M}_out = _ws.empty('{M}', (_B, {width}))")
+            self.body.append(f"        {M} = {self.em.printer.product_into(MatVec(self.em.symbol(stacked_name), vector), M + '_out')}")
+
+    def with_kept(self, expr: sp.Expr) -> sp.Expr:
+        """``expr`` with every kept function replaced by its stored value, innermost first."""
+        for f, symbol in self.kept.items():
+            expr = expr.xreplace({f: symbol})
+        return expr
+
+    def _step_lines(self) -> None:
+        """The step's nodes, each written into its storage."""
+        em, names, graph = self.em, self.names, self.graph
+        gate_nodes = {g.node for g in self.block.gates.values()} if self.block else set()
+        for name in self.step:
+            value = self.step_exprs[name]
+            if name in gate_nodes:  # its argument is already in the gate block: the activation in place
+                self.body.append(f"        {names[graph[name].symbol]} = {em.printer.in_place(value.func, self.at(name, 't'))}")
+                continue
+            for f, symbol in self.kept.items():
+                if value.has(f):
+                    self.body.append(f"        {symbol.name} = {em.printer.call_into(f, f'S{symbol.name}[t]')}")
+                    value = value.xreplace({f: symbol})
+            value = value.xreplace(self.per_t)
+            code = em.code(value)
+            shape = graph[name].shape
+            if em.printer.info(value) != (True, shape):  # the same for every example, or a scalar for a vector
+                self.body.append(f"        {self.at(name, 't')} = {em.printer.operand(value, shape)}")
+                self.body.append(f"        {names[graph[name].symbol]} = {self.at(name, 't')}")
+            elif value.func in (sigmoid, sp.tanh):  # one call (not, say, σ(a) + tanh(b))
+                # Written straight into the step's buffer, its argument too when it is a sum of two:
+                # no temporary arrays.
+                buffer = self.at(name, 't')
+                arg = value.args[0]
+                if arg.is_Add and len(arg.args) == 2:  # then the activation runs in place
+                    self.body.append(f"        numpy.add({em.printer.operand(arg.args[0], shape)}, "
+                                     f"{em.printer.operand(arg.args[1], shape)}, out={buffer})")
+                    self.body.append(f"        {names[graph[name].symbol]} = {em.printer.in_place(value.func, buffer)}")
+                else:
+                    self.body.append(f"        {names[graph[name].symbol]} = {em.printer.call_into(value, buffer)}")
+            else:
+                self.body.append(f"        {names[graph[name].symbol]} = {self.at(name, 't')} = {code}")
+
+
+def keep_functions(fwd) -> None:
+    """A function of a node that is not itself a node (tanh(c) in an LSTM's h = o·tanh(c)) is
+    kept from the forward pass, since the backward pass needs it again."""
+    graph, em, nodes = fwd.graph, fwd.em, {fwd.graph[n].symbol for n in (*fwd.step, *fwd.prev)}
+    # Inner functions first, and each kept function written in the kept values inside it
+    # (σ(σ(h)) is kept as σ(_F0) once σ(h) is _F0): replacing in this order, one at a time,
+    # leaves no kept function behind in a node's expression or in a local factor.
+    fwd.kept: dict[sp.Expr, sp.Symbol] = {}
+    for name in fwd.step:
+        e = fwd.step_exprs[name]
+        for f in sorted(e.atoms(sp.Function), key=lambda f: (sp.count_ops(f), sp.default_sort_key(f))):
+            if f != e and not isinstance(f, MatVec) and f.func in DERIVATIVE_RULES and f.free_symbols <= nodes:
+                key = f.func(*[fwd.with_kept(a) for a in f.args])
+                if key not in fwd.kept:
+                    shape = _shape_of(graph, f)  # kept per example, as its buffer is (tanh(1/2) too)
+                    symbol = fwd.kept[key] = em.symbol(f"_F{len(fwd.kept)}", like=(True, shape))
+                    fwd.before.append(f"    S{symbol.name} = _ws.empty('S{symbol.name}', ({fwd.T}, _B) + {shape!r})")
+
+
+def storage_lines(fwd) -> list[str]:
+    """The arrays the forward loop writes, one per step node (a new state's has T + 1 rows, the
+    first its initial value). A gate block's gates are column blocks of one (T, batch, width)
+    array, and the state the stacked weights multiply a column block of [x_t, h_(t-1), 1]."""
+    graph, T, block = fwd.graph, fwd.T, fwd.block
+    lines = ["    _B = x.shape[0]", "    _ws = _workspace(_B)"]
+    gates = {g.node: block.rows[m] for m, g in block.gates.items()} if block else {}
+    if block:
+        lines.append(f"    S_G = _ws.empty('S_G', ({T}, _B, {block.width}))")
+    # Time-major view of the inputs (no copy: products that need it contiguous make their own).
+    lines.append("    _X = numpy.moveaxis(x, 1, 0)")
+    block_state = fwd.rec.name(fwd.prev[block.vector.name], 1) if block else None
+    for name in fwd.step:
+        buf, rows = fwd.buf(name), T + 1 if name in fwd.new else T
+        if name in gates:
+            lines.append(f"    {buf} = S_G[..., {gates[name]}]")
+        elif name == block_state:
+            I, H = block.columns
+            lines += [f"    S_XH = _ws.empty('S_XH', ({T + 1}, _B, {I + H + 1}))", f"    S_XH[:{T}, :, 0:{I}] = _X",
+                      f"    S_XH[..., {I + H}] = 1.0", f"    {buf} = S_XH[..., {I}:{I + H}]"]
+        else:
+            lines.append(f"    {buf} = _ws.empty({buf!r}, ({rows}, _B) + {graph[name].shape!r})")
+    return lines + [f"    {fwd.at(name, '0')} = {float(graph[name].value)!r}" for name in fwd.prev]
+
+
+
+class _Gate(NamedTuple):
+    node: str  # the gate node, act(P + M[..., rows])
+    hoisted: sp.Symbol  # P = W_x·x + biases, computed in the block instead
+    x_weight: sp.Symbol
+    biases: tuple  # P's parameter terms
+
+
+class _GateBlock(NamedTuple):
+    vector: sp.Symbol  # what the stacked weights multiply (h_(t-1))
+    columns: tuple  # (input size, state size)
+    rows: dict  # stacked weight -> its column slice
+    width: int
+    gates: dict  # stacked weight -> _Gate, in stacking order
+    hoisted: set  # the gates' hoisted sums
+
+
+def _gate_block(graph, rec, step, step_exprs, stacks, slices, hoisted, x, params) -> _GateBlock | None:
+    """The LSTM pattern, found in any cell: every weight of the one stack feeds exactly one gate
+    σ or tanh(W_x·x + b + W_h·h), with its own input weight. Then the gates are one
+    (T, batch, width) array; each step is one product [x_t, h_(t-1), 1] @ [W_x | W_h | b]ᵀ written
+    straight into it, and each gate's activation runs in place on its column block.
+    """
+    if len(stacks) != 1 or len(graph[x.name].shape) != 1:
+        return None
+    vector, (_, rows) = next(iter(stacks.items()))
+    states = {rec.name(s, 1) for s in rec.states}
+    parameters = {graph[p].symbol for p in params}
+    gates, used = {}, set()
+    for m, rng in rows.items():
+        product = slices[MatVec(m, vector)]
+        users = [n for n in step if step_exprs[n].has(product)]
+        if len(users) != 1:
+            return None
+        node, e = users[0], step_exprs[users[0]]
+        if node in states:  # a new state has storage of its own (T + 1 rows), not a gate's
+            return None
+        if not (e.func in (sigmoid, sp.tanh) and e.args[0].is_Add and len(e.args[0].args) == 2 and product in e.args[0].args):
+            return None
+        (P,) = [a for a in e.args[0].args if a != product]
+        if P not in hoisted:
+            return None
+        terms = sp.Add.make_args(hoisted[P])
+        inputs = [a for a in terms if isinstance(a, MatVec) and a.args[1] == x]
+        biases = tuple(a for a in terms if a not in inputs)
+        # One input weight of its own, and biases that are parameters of the gate's shape.
+        if (len(inputs) != 1 or inputs[0].args[0] in used or not all(
+                b in parameters and graph[b.name].shape == graph[node].shape for b in biases)):
+            return None
+        used.add(inputs[0].args[0])
+        gates[m] = _Gate(node, P, inputs[0].args[0], biases)
+    width = sum(graph[m.name].shape[0] for m in rows)
+    columns = (graph[x.name].shape[0], graph[vector.name].shape[0])
+    return _GateBlock(vector, columns, rows, width, gates, {g.hoisted for g in gates.values()})
+
+
+def _shape_of(graph, expr) -> tuple:
+    """The shape of an elementwise function of step nodes: that of its vector arguments."""
+    shapes = {graph[s.name].shape for s in expr.free_symbols if s.name in graph}
+    return max(shapes, key=len) if shapes else ()

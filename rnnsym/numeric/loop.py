@@ -30,8 +30,10 @@ def loop_supported(network) -> bool:
 
 
 def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
-    source = _LoopWriter(network, truncate).source()
-    return CompiledNetwork(network, source, {**RUNTIME, **LOOP_RUNTIME}, truncate=truncate, form="loop")
+    writer = _LoopWriter(network, truncate)
+    compiled = CompiledNetwork(network, writer.source(), {**RUNTIME, **LOOP_RUNTIME}, truncate=truncate, form="loop")
+    compiled.gradient_keys = writer.gradient_keys  # gradients are returned by name
+    return compiled
 
 
 class _LoopWriter:
@@ -93,6 +95,7 @@ class _LoopWriter:
         loss_lines = self._readout_and_loss()
         back = self.back = LoopBackward(self)
         backward = back.lines()
+        gradients, self.gradient_keys = back.gradients()
         names, T = self.names, self.T
         args = ", ".join(names[self.graph[p].symbol] for p in self.params)
         forward = [*self.storage, *self.before, f"    for t in range({T}):", *self.body, *self.after]
@@ -106,8 +109,8 @@ class _LoopWriter:
             "",
             f"def loss(x, y, {args}):", *forward, *loss_lines, "    return numpy.mean(_per_example)",
             "",
-            f"def value_and_grad(x, y, {args}):", *forward, *loss_lines, *backward,
-            f"    return numpy.mean(_per_example), ({', '.join(back.gradients())},)",
+            f"def value_and_grad(x, y, {args}):", *forward, *loss_lines, *backward, *gradients,
+            f"    return numpy.mean(_per_example), {{{', '.join(f'{k!r}: {k}' for k in self.gradient_keys.values())}}}",
             "",
         ])
 

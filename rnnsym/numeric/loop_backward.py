@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..engine.rules import Outer, Summed, TransposeTimes, elementwise, kind_of, share
-from ..program.build import adjoint_shares, nodes_needing_adjoints
+from ..program.build import Namer, adjoint_shares, nodes_needing_adjoints
 from ..program.ir import Accumulate, Compute, OverBatch, Program, Role, Value
 from ..program.passes import common_subexpressions, fold_zeros, fused_factor, lower_products, schedule
 
@@ -45,6 +45,7 @@ class LoopBackward:
         self.w = w
         self.graph, self.em, self.names = w.graph, w.em, w.names
         self.needs = template_needs(w)
+        self.ids = Namer(w.graph).ids  # a node's name where it is plain, else its index (as in the unrolled form)
         self.grads: dict[str, list[str]] = {p: [] for p in w.params}
         self.counter = itertools.count()
 
@@ -57,9 +58,11 @@ class LoopBackward:
         backward = [f"    {inv_b.name} = 1.0 / _B"]
         seeds, carry = self._seeds(inv_b)
         backward += seeds
-        state_id = {s: self.names[graph[rec.name(s, 1)].symbol] for s in rec.states}  # generated names only
-        self.g_carry = {s: f"_g_{state_id[s]}" for s in rec.states}
-        self.seed_of = {s: f"_seed_{state_id[s]}" for s in rec.states}
+        # δh₁ is d_h1 (as in the unrolled form); what the next step carries back into it d_h1_carried,
+        # and the output's share into it at every step d_h1_seeds. Generated names only.
+        state_id = {s: self.ids[rec.name(s, 1)] for s in rec.states}
+        self.g_carry = {s: f"d_{state_id[s]}_carried" for s in rec.states}
+        self.seed_of = {s: f"d_{state_id[s]}_seeds" for s in rec.states}
         self.carry = carry
         zeros = {s: f"numpy.zeros((_B,) + {graph[rec.name(s, 1)].shape!r})" for s in rec.states}
         for s in rec.states:
@@ -79,13 +82,16 @@ class LoopBackward:
             loop = [f"    for t in range({T - 1}, {T - 1 - w.k}, -1):", *body]
         return backward + self._allocate(allocations) + loop + self._reductions()
 
-    def gradients(self) -> list[str]:
-        """Each parameter's gradient: the sum of its reduced shares (zero when nothing reads it)."""
-        out = []
+    def gradients(self) -> tuple[list[str], dict[str, str]]:
+        """Each parameter's gradient, the sum of its reduced shares (zero when nothing reads it), as
+        lines ``dL_dW_hh = …``, and ``{parameter: its name}`` (the key it is returned under)."""
+        lines, keys = [], {}
         for p in self.w.params:
             shape = self.graph[p].shape
-            out.append(" + ".join(self.grads[p]) if self.grads[p] else (f"numpy.zeros({shape})" if shape else "0.0"))
-        return out
+            keys[p] = f"dL_d{self.ids[p]}"
+            value = " + ".join(self.grads[p]) if self.grads[p] else (f"numpy.zeros({shape})" if shape else "0.0")
+            lines.append(f"    {keys[p]} = {value}")
+        return lines, keys
 
     # ---- the seeds: the output's shares, through the fused loss --------------------------------------------
     def _seeds(self, inv_b) -> tuple[list[str], dict]:
@@ -146,7 +152,7 @@ class LoopBackward:
             state = w.new.get(name)
             if not shares and state is None:
                 continue
-            g = self.em.symbol(f"g_{self.names[graph[name].symbol]}", like=graph[name].symbol)
+            g = self.em.symbol(f"d_{self.ids[name]}", like=graph[name].symbol)
             values[g] = Value(g, g.name, Role.ADJOINT, graph[name].shape, True, name)
             delta[name] = g
             if state is not None:

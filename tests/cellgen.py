@@ -211,10 +211,11 @@ class _Builder:
             return a - b
         if kind == "product":
             return a * b
-        if kind == "max":
-            return sp.Max(a, b)
-        if kind == "min":
-            return sp.Min(a, b)
+        if kind in ("max", "min"):
+            try:
+                return (sp.Max if kind == "max" else sp.Min)(a, b)
+            except ValueError:  # SymPy cannot order two constants such as log(σ(−sin 1)) and 2: add them instead
+                return a + b
         return sp.Piecewise((a, b > 0), (sub(vec), True))
 
 

@@ -285,3 +285,24 @@ def test_the_loop_body_loads_only_what_it_reads_and_folds_its_indices():
     assert "= x[:, t" not in backward_loop  # the gate block's input products are all after the loop
     assert "n_h0 = " not in source.split("for t in range(5):")[1].split("\n    n_")[0]  # the block reads h from S_XH
     assert "+ 1]" not in source.replace("[t + 1]", "")  # S_n_h1[4 + 1] is S_n_h1[5]
+
+
+def test_two_weights_on_one_input_keep_their_own_batch_sums_in_the_loop_form():
+    """Found by the random-cell fuzzer: W1·x and W2·x have the same share, and the common
+    subexpression was the weight's already batch-summed outer product, stored per example and
+    summed over the batch a second time (the gradient came out batch-size times too large)."""
+    h, x, a, W1, W2 = sp.symbols("h x a W1 W2")
+    cell = rs.Cell(state=h, input=x, params=[a, W1, W2], update=a * rs.matvec(W1, x) + a * rs.matvec(W2, x),
+                   shapes={h: 2, x: 2, W1: (2, 2), W2: (2, 2)})
+    net = rs.unroll(cell, steps=2, outputs="all", loss="mse", output_activation="relu", output_size=2)
+    params, X, Y = random_point(net, batch=3, seed=2)
+    compiled = net.compile(form="loop")
+    _, grads = compiled.value_and_grad(params, X, Y)
+    for name in ("W1", "W2"):
+        numeric = np.zeros_like(params[name])
+        for index in np.ndindex(params[name].shape):
+            shifted = [{**params, name: params[name].copy()} for _ in range(2)]
+            shifted[0][name][index] += 1e-6
+            shifted[1][name][index] -= 1e-6
+            numeric[index] = (compiled.loss(shifted[0], X, Y) - compiled.loss(shifted[1], X, Y)) / 2e-6
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-9)

@@ -12,13 +12,13 @@ by side into one buffer, so that the carried adjoint and the weights' gradients 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
-from ..engine.rules import Outer, Summed, TransposeTimes, elementwise, kind_of, share
+from ..engine.rules import Outer, Summed, TermKind, TransposeTimes, elementwise, kind_of, share
 from ..program.build import Namer, adjoint_shares, nodes_needing_adjoints
-from ..program.ir import Accumulate, Compute, OverBatch, Program, Role, Value
+from ..program.ir import Accumulate, Compute, Program, Role, Value
 from ..program.passes import common_subexpressions, fold_zeros, fused_factor, lower_products, schedule
 
 IN2 = "        "  # the loop body's indent
@@ -168,7 +168,11 @@ class LoopBackward:
                 self.next_state[g] = state
                 statements.append(Accumulate(g, prev, shares))
         for p in w.params:
-            shares = shares_into(p)
+            # A parameter's share is stored per example and step and reduced after the loop: what is
+            # kept is the value a weight's outer product (or a scalar's sum) would reduce, so that no
+            # pass can share a reduced value between two stores.
+            shares = tuple(replace(x, expr=x.expr.args[0]) if isinstance(x.expr, (Outer, Summed)) else x
+                           for x in shares_into(p))
             if shares:
                 g = sp.Dummy(f"dL_d{p}")
                 values[g] = Value(g, f"_grad_{self.names[graph[p].symbol]}", Role.GRADIENT, graph[p].shape, False, p)
@@ -284,7 +288,7 @@ class StepLowering:
         acc, x = self.consumer[s.target]
         target = self.program.values[acc.target]
         if target.role is Role.GRADIENT:
-            self._store(acc.node, s.expr)
+            self._store(acc.node, s.expr, x)
             return
         vector = self.w.graph[acc.node].symbol
         if (acc.target in self.back.next_state and isinstance(s.expr, TransposeTimes) and vector in self.w.stacks
@@ -294,20 +298,19 @@ class StepLowering:
             return  # joined below: one product with the stacked matrix
         body.append(f"{IN2}{self.names[s.target]} = {self.code(s.expr)}")
 
-    def _store(self, param: str, expr) -> None:
-        """A parameter's share, kept for the reduction after the loop (what to store and how to reduce)."""
-        graph, w = self.w.graph, self.w
-        (inner, ndim) = expr.args if isinstance(expr, OverBatch) else (expr, len(graph[param].shape))
-        ndim = int(ndim)
-        if isinstance(inner, Outer):
-            entry = Stored(param, inner.args[0], "outer", inner.args[1].name, ndim)
+    def _store(self, param: str, inner, share) -> None:
+        """A parameter's share (``inner``: its per-example value, before a weight's outer product),
+        kept for the reduction after the loop: what to store and how to reduce it."""
+        w, ndim = self.w, len(self.w.graph[param].shape)
+        if share.kind is TermKind.WEIGHT:
+            entry = Stored(param, inner, "outer", share.term.outer.name, ndim)
         else:
-            inner = inner.args[0] if isinstance(inner, Summed) else inner
             leaf = None
             if ndim == 0:  # a scalar weight times a stored value (w·x, u·h): keep the rest, dot it later
+                stored = {w.graph[n].symbol: n for n in (w.x1, *w.prev, *w.step)}  # nodes, not a temporary of that name
                 for arg in sp.Mul.make_args(inner):
-                    if isinstance(arg, sp.Symbol) and arg.name in (w.x1, *w.prev, *w.step):
-                        leaf, inner = arg.name, inner / arg
+                    if arg in stored:
+                        leaf, inner = stored[arg], inner / arg
                         break
             entry = Stored(param, inner, "dot" if leaf else "total", leaf, ndim)
         self.back.stored.append(entry)

@@ -39,24 +39,28 @@ class Coupled(sp.Function):
     """``(diag(o) − o·oᵀ)·x``: the softmax output ``o``'s coupling of its components."""
 
     nargs = 2
+    carries_shares = True
 
 
 class Summed(sp.Function):
     """``Σ x``: a vector summed over its components (a scalar feeding every component)."""
 
     nargs = 1
+    carries_shares = True
 
 
 class TransposeTimes(sp.Function):
     """``Wᵀ·x``: an adjoint carried back through ``W·v``."""
 
     nargs = 2
+    carries_shares = True
 
 
 class Outer(sp.Function):
     """``x·vᵀ``: a weight's share, the outer product of the carried adjoint and the vector W multiplies."""
 
     nargs = 2
+    carries_shares = True
 
 
 class Adjoint(sp.Symbol):
@@ -125,8 +129,9 @@ def share(term: JacobianTerm, kind: TermKind, delta: sp.Expr, factor: sp.Expr | 
 def elementwise(expr: sp.Expr) -> sp.Expr:
     """``expr`` with ``Diag(f, x)`` written as the product ``f*x`` (for a code printer, which
     treats every product as elementwise)."""
-    diagonals = expr.atoms(Diag)
-    while diagonals:  # one substitution for all of them (a Diag inside another is met on the next round)
-        expr = expr.xreplace({d: sp.Mul(*d.args) for d in diagonals})
-        diagonals = expr.atoms(Diag)
+    if isinstance(expr, Diag):
+        return sp.Mul(*(elementwise(a) for a in expr.args))
+    if getattr(expr, "carries_shares", False) or expr.is_Add or expr.is_Mul:  # where a share's Diag can sit:
+        args = [elementwise(a) for a in expr.args]  # never inside a node's function or a power
+        return expr if all(a is b for a, b in zip(args, expr.args)) else expr.func(*args)
     return expr

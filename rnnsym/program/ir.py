@@ -52,6 +52,7 @@ class OverBatch(sp.Function):
     every axis): what the examples contribute to the batch-mean gradient together."""
 
     nargs = 2
+    carries_shares = True  # a share sits inside (rnnsym.engine.rules.elementwise looks there)
 
 
 # ---- statements -----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ class CompiledNetwork:
         self.source = source
         self.truncate = truncate
         self.form = form  # "unrolled" (straight-line code per step) or "loop" (one step in a loop over time)
+        self.program = None  # the adjoint program printed (rnnsym.program); the loop form's: one step's
         self.param_names = network.param_names
         filename = f"<rnnsym:{network.name}:T={network.steps}:{form}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)

@@ -33,6 +33,7 @@ def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
     writer = _LoopWriter(network, truncate)
     compiled = CompiledNetwork(network, writer.source(), {**RUNTIME, **LOOP_RUNTIME}, truncate=truncate, form="loop")
     compiled.gradient_keys = writer.gradient_keys  # gradients are returned by name
+    compiled.program = writer.back.step_program  # the adjoint program of one step, lowered into the loop
     return compiled
 
 

@@ -124,6 +124,7 @@ class LoopBackward:
     # ---- one step: its program, the passes, the lowering ------------------------------------------------------
     def _step(self):
         program = self.step_program = self._step_program()
+        program = per_example_shares(program)
         program = common_subexpressions(lower_products(schedule(program, reduce_gradients=False)))
         return StepLowering(self, program).lower()
 
@@ -144,7 +145,10 @@ class LoopBackward:
                     out.append(type(s)(s.child, s.parent, s.term, s.kind, expr, s.delta))
             return tuple(out)
 
-        self.carried = {}  # the template's adjoint -> what flows in from the next step
+        carried_values = {}  # a new state -> what the next step carries back into it (a value of the loop)
+        for state in w.rec.states:
+            c = carried_values[state] = self.em.symbol(self.g_carry[state], like=graph[w.rec.name(state, 1)].symbol)
+            values[c] = Value(c, c.name, Role.ADJOINT, graph[w.rec.name(state, 1)].shape, True, w.rec.name(state, 1))
         for name in reversed(w.step):
             if name not in self.needs:
                 continue
@@ -155,27 +159,20 @@ class LoopBackward:
             g = self.em.symbol(f"d_{self.ids[name]}", like=graph[name].symbol)
             values[g] = Value(g, g.name, Role.ADJOINT, graph[name].shape, True, name)
             delta[name] = g
-            if state is not None:
-                self.carried[g] = self.g_carry[state] + (
-                    f" + {self.seed_of[state]}[t]" if w.per_step and self.carry[state] and not w.windowed else "")
-            statements.append(Accumulate(g, name, shares))
-        self.next_state = {}
+            statements.append(Accumulate(g, name, shares, carried_values[state] if state is not None else None))
+        self.next_state = {}  # the previous state's adjoint (d_h0) is what this step carries back
         for prev, state in w.prev.items():
             shares = shares_into(prev)
             if shares and w.rec.name(state, 1) in self.needs:  # a state that never reaches the loss carries nothing
-                g = sp.Dummy(f"next_{state}")
-                values[g] = Value(g, f"_next_{self.names[graph[prev].symbol]}", Role.ADJOINT, graph[prev].shape, True, prev)
+                g = sp.Dummy(f"d_{prev}")
+                values[g] = Value(g, f"d_{self.ids[prev]}", Role.ADJOINT, graph[prev].shape, True, prev)
                 self.next_state[g] = state
                 statements.append(Accumulate(g, prev, shares))
         for p in w.params:
-            # A parameter's share is stored per example and step and reduced after the loop: what is
-            # kept is the value a weight's outer product (or a scalar's sum) would reduce, so that no
-            # pass can share a reduced value between two stores.
-            shares = tuple(replace(x, expr=x.expr.args[0]) if isinstance(x.expr, (Outer, Summed)) else x
-                           for x in shares_into(p))
-            if shares:
+            shares = shares_into(p)
+            if shares:  # this step's share of the gradient
                 g = sp.Dummy(f"dL_d{p}")
-                values[g] = Value(g, f"_grad_{self.names[graph[p].symbol]}", Role.GRADIENT, graph[p].shape, False, p)
+                values[g] = Value(g, f"dL_d{self.ids[p]}_step", Role.GRADIENT, graph[p].shape, False, p)
                 statements.append(Accumulate(g, p, shares))
         scale = self.em.symbol("_inv_batch")
         values[scale] = Value(scale, "_inv_batch", Role.SCALE, (), False)
@@ -281,8 +278,12 @@ class StepLowering:
         if s.target in self.back.next_state:  # less the shares carried back through a stacked matrix
             next_carry[self.back.next_state[s.target]] += [p for x, p in zip(s.shares, parts) if x.expr not in self.joined]
             return
-        carried = self.back.carried.get(s.target)
-        body.append(f"{IN2}{self.names[s.target]} = {' + '.join(([carried] if carried else []) + parts)}")
+        carried = []
+        if s.carried is not None:  # what the next step carries back, and at every step the output's share
+            state = self.w.new[s.node]
+            carried = [self.names[s.carried] + (f" + {self.back.seed_of[state]}[t]" if self.w.per_step
+                                                 and self.back.carry[state] and not self.w.windowed else "")]
+        body.append(f"{IN2}{self.names[s.target]} = {' + '.join(carried + parts)}")
 
     def _share(self, s: Compute, body: list, through_stack: dict) -> None:
         acc, x = self.consumer[s.target]
@@ -356,6 +357,18 @@ class StepLowering:
         loads = [f"{IN2}{self.names[graph[name].symbol]} = " + (f"x[:, t{w.col}]" if name == w.x1 else w.at(name, "t"))
                  for name in (w.x1, *w.prev, *w.step) if graph[name].symbol in self.read]
         return loads + [f"{IN2}{symbol.name} = S{symbol.name}[t]" for symbol in w.kept.values() if symbol in self.read]
+
+
+def per_example_shares(program: Program) -> Program:
+    """Each parameter's share as its per-example value, before a weight's outer product (or a
+    scalar's sum over components): the loop stores it per step and reduces it after the loop, so no
+    later pass can share a reduced value between two stores."""
+    def stripped(acc):
+        if program.values[acc.target].role is not Role.GRADIENT:
+            return acc
+        return replace(acc, shares=tuple(replace(x, expr=x.expr.args[0]) if isinstance(x.expr, (Outer, Summed)) else x
+                                         for x in acc.shares))
+    return program.with_("per_example_shares", backward=tuple(map(stripped, program.backward)))
 
 
 def template_needs(w) -> set[str]:

@@ -100,11 +100,14 @@ class Share:
 
 @dataclass(frozen=True)
 class Accumulate:
-    """``target = Σ shares``: a node's adjoint or a parameter's gradient, the sum of what flows in."""
+    """``target = Σ shares``: a node's adjoint or a parameter's gradient, the sum of what flows in;
+    in one step of a loop over time, a new state's adjoint also adds what the next step carries back
+    (``carried``, a value of the loop)."""
 
     target: sp.Symbol
     node: str
     shares: tuple[Share, ...]
+    carried: sp.Symbol | None = None
 
 
 Statement = Read | Fill | Compute | Accumulate

@@ -21,8 +21,10 @@ def program_text(program) -> str:
         if isinstance(s, Compute):
             return f"{target} = {show(s.expr)}" + (f"  ({s.reduce} over components)" if s.reduce else "")
         if isinstance(s, Accumulate):
-            return f"{target} = " + " + ".join(f"{show(x.expr)}  [{x.kind.value} from {x.child}]"
-                                               if len(s.shares) == 1 else show(x.expr) for x in s.shares)
+            parts = [show(s.carried) + "  [carried from the next step]"] if s.carried is not None else []
+            parts += [f"{show(x.expr)}  [{x.kind.value} from {x.child}]" if len(s.shares) == 1 else show(x.expr)
+                      for x in s.shares]
+            return f"{target} = " + " + ".join(parts)
         raise TypeError(type(s).__name__)
 
     parts = [("forward", program.forward), ("loss", program.loss), ("backward", program.backward)]

@@ -64,17 +64,26 @@ def best(fn, repeat: int) -> float:
     return min(times)
 
 
-def interleaved(contenders: dict, repeat: int) -> dict[str, float]:
-    """The median time of each contender, timed in turns: every round calls each once, in an order
-    rotated by one from the last round's, so no contender always follows the same neighbour."""
+def interleaved(contenders: dict, repeat: int, burst: int = 1) -> dict[str, float]:
+    """The median time of one call of each contender, timed in turns: every round gives each
+    contender a turn, in an order rotated by one from the last round's, so that load which comes
+    and goes falls on all alike and no contender always follows the same neighbour.
+
+    ``burst``: a turn is one untimed call and then this many timed ones, their mean its time. Called
+    once right after another contender, every contender here ran slower (caches, memory pages and
+    thread pools taken over by the last one: torch.compile 1.5 to 2.5 times, rnnsym by a third)
+    than it does in a loop of its own, as training calls it."""
     names = list(contenders)
     times = {name: [] for name in names}
     for round_ in range(repeat):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
+            if burst > 1:
+                contenders[name]()
             start = time.perf_counter()
-            contenders[name]()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(burst):
+                contenders[name]()
+            times[name].append((time.perf_counter() - start) / burst)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -313,7 +322,8 @@ def run_case(name: str, quick: bool) -> dict:
 
     result["activations"] = kernels_in_use()  # the C extension, or NumPy where it is not built
     steps, result["peers"] = peer_steps(kind, params, x, y, reference, quick)
-    times = interleaved({"ours": lambda: f.value_and_grad(params, x, y), **steps}, 3 if quick else 9)
+    times = interleaved({"ours": lambda: f.value_and_grad(params, x, y), **steps}, 3 if quick else 7,
+                        burst=1 if quick else 3)
     for contender, seconds in times.items():
         result[f"{contender}_s"] = seconds
     return result

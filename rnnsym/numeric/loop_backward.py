@@ -12,6 +12,7 @@ by side into one buffer, so that the carried adjoint and the weights' gradients 
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass, replace
 
 import sympy as sp
@@ -246,29 +247,74 @@ class StepLowering:
                 self.names[symbol] = f"_u{value.name[2:]}"
         self.consumer = {x.expr: (acc, x) for acc in program.backward if isinstance(acc, Accumulate) for x in acc.shares}
         self.read: set = set()  # every symbol the body's code reads
+        self.reads: Counter = Counter()  # how many lines read each
         self.joined: set = set()  # shares carried back through a stacked matrix, in one product
 
     def code(self, expr) -> str:
         self.read |= expr.free_symbols
+        for symbol in expr.free_symbols:
+            self.reads[symbol] += 1
         return self.back.em.printer.doprint(expr)
 
     def lower(self):
-        """``(body lines, {state: carried share names}, share buffers to allocate)``."""
-        back, w = self.back, self.w
+        """``(body lines, {state: carried share names}, share buffers to allocate)``: first where
+        every share goes (parameter shares to their buffers, shares through a stack to one product),
+        then the body, in the program's order."""
+        back, w, printer = self.back, self.w, self.w.em.printer
         back.stored, back.buffers, back.groups = [], {}, []
-        body: list[str] = []
         next_carry: dict[str, list[str]] = {s: [] for s in w.rec.states}
         through_stack: dict = {}  # vector -> {stacked matrix: the share it carries back}
-        for s in self.program.backward:
-            if isinstance(s, Accumulate):
-                self._accumulate(s, body, next_carry)
-            elif self.program.values[s.target].role is Role.TEMP:
-                self.w.em.printer.declare(s.target, self.w.em.printer.info(s.expr))
-                body.append(f"{IN2}{self.names[s.target]} = {self.code(s.expr)}")
-            else:
-                self._share(s, body, through_stack)
+        printed = [s for s in self.program.backward if isinstance(s, Accumulate) or not self._placed(s, through_stack)]
+        for s in printed:  # the temporaries' shapes, for the buffers
+            if isinstance(s, Compute) and self.program.values[s.target].role is Role.TEMP:
+                printer.declare(s.target, printer.info(s.expr))
         stores, carried, allocations = self._buffers(through_stack, next_carry)
-        return self._loads() + body + stores + carried, next_carry, allocations
+        body: list[tuple] = []  # (statement or None, line)
+        for s in printed:
+            if isinstance(s, Accumulate):
+                lines: list[str] = []
+                self._accumulate(s, lines, next_carry)
+                body += [(None, line) for line in lines]
+            else:
+                body.append((s, f"{IN2}{self.names[s.target]} = {self.code(s.expr)}"))
+        direct = self._straight_into_buffers(printed)
+        lines = [f"{IN2}{direct[s.target]}" if s is not None and s.target in direct else line for s, line in body]
+        stores = [line for value, line in stores if value not in direct]
+        return self._loads() + lines + stores + carried, next_carry, allocations
+
+    def _straight_into_buffers(self, printed: list) -> dict:
+        """``{temporary: its line}`` for each temporary that is stored: its last operation writes
+        into the buffer (``numpy.multiply(…, out=_DS0[t, ..., 0:4])``), no copy; where another line
+        reads it too, its name is bound to the buffer's row (the store being the one other read)."""
+        if self.w.windowed:  # the buffers add up the windows' shares: no plain store
+            return {}
+        definitions = {s.target: s.expr for s in printed if isinstance(s, Compute)}
+        direct = {}
+        for value, (b, rng) in self.back.buffers.items():
+            if value not in definitions or self.program.values[value].role is not Role.TEMP:
+                continue
+            where = f"{b}[t]" if rng is None else f"{b}[t, ..., {rng}]"
+            line = self.w.em.printer.assign_into(definitions[value], where, self.w.em.printer.info(value)[1])
+            if line:  # its name is the buffer's row, for the lines that read it
+                direct[value] = f"{self.names[value]} = {line}" if self.reads[value] > 1 else line
+        return direct
+
+    def _placed(self, s: Compute, through_stack: dict) -> bool:
+        """Whether a share is placed rather than printed: a parameter's (stored per step) or one
+        carried back through a stacked matrix (joined into one product)."""
+        if self.program.values[s.target].role is Role.TEMP:
+            return False
+        acc, x = self.consumer[s.target]
+        if self.program.values[acc.target].role is Role.GRADIENT:
+            self._store(acc.node, s.expr, x)
+            return True
+        vector = self.w.graph[acc.node].symbol
+        if (acc.target in self.back.next_state and isinstance(s.expr, TransposeTimes) and vector in self.w.stacks
+                and s.expr.args[0] in self.w.stacks[vector][1]):
+            through_stack.setdefault(vector, {})[s.expr.args[0]] = (s.target, s.expr.args[1])
+            self.joined.add(s.target)
+            return True
+        return False
 
     def _accumulate(self, s: Accumulate, body: list, next_carry: dict) -> None:
         role = self.program.values[s.target].role
@@ -284,20 +330,6 @@ class StepLowering:
             carried = [self.names[s.carried] + (f" + {self.back.seed_of[state]}[t]" if self.w.per_step
                                                  and self.back.carry[state] and not self.w.windowed else "")]
         body.append(f"{IN2}{self.names[s.target]} = {' + '.join(carried + parts)}")
-
-    def _share(self, s: Compute, body: list, through_stack: dict) -> None:
-        acc, x = self.consumer[s.target]
-        target = self.program.values[acc.target]
-        if target.role is Role.GRADIENT:
-            self._store(acc.node, s.expr, x)
-            return
-        vector = self.w.graph[acc.node].symbol
-        if (acc.target in self.back.next_state and isinstance(s.expr, TransposeTimes) and vector in self.w.stacks
-                and s.expr.args[0] in self.w.stacks[vector][1]):
-            through_stack.setdefault(vector, {})[s.expr.args[0]] = (s.target, s.expr.args[1])
-            self.joined.add(s.target)
-            return  # joined below: one product with the stacked matrix
-        body.append(f"{IN2}{self.names[s.target]} = {self.code(s.expr)}")
 
     def _store(self, param: str, inner, share) -> None:
         """A parameter's share (``inner``: its per-example value, before a weight's outer product),
@@ -317,9 +349,9 @@ class StepLowering:
         self.back.stored.append(entry)
 
     def _buffers(self, through_stack: dict, next_carry: dict) -> tuple[list, list, list]:
-        """The stores of the step's parameter shares into their buffers (one per distinct value; a
-        stack's side by side), the adjoints carried back through each stacked matrix (each one
-        product, after the stores it reads), and the buffers to allocate."""
+        """The stores of the step's parameter shares into their buffers (``(value, line)``, one per
+        distinct value; a stack's side by side), the adjoints carried back through each stacked
+        matrix (each one product, after the stores it reads), and the buffers to allocate."""
         back, w, graph = self.back, self.w, self.w.graph
         stored_values = {e.value for e in back.stored}
         allocations, stores, carried = [], [], []
@@ -348,7 +380,7 @@ class StepLowering:
         op = "+=" if w.windowed else "="  # a step's shares add up over the windows that reach it
         for value, (b, rng) in back.buffers.items():
             where = f"{b}[t]" if rng is None else f"{b}[t, ..., {rng}]"
-            stores.append(f"{IN2}{where} {op} {self.code(value)}")
+            stores.append((value, f"{IN2}{where} {op} {self.code(value)}"))
         return stores, carried, allocations
 
     def _loads(self) -> list[str]:

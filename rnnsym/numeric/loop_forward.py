@@ -198,8 +198,10 @@ class LoopForward:
                     self.body.append(f"        {names[graph[name].symbol]} = {em.printer.in_place(value.func, buffer)}")
                 else:
                     self.body.append(f"        {names[graph[name].symbol]} = {em.printer.call_into(value, buffer)}")
-            else:
-                self.body.append(f"        {names[graph[name].symbol]} = {self.at(name, 't')} = {code}")
+            else:  # into the step's buffer by its last operation where it can, else computed and copied
+                into = em.printer.assign_into(value, self.at(name, 't'), shape)
+                self.body.append(f"        {names[graph[name].symbol]} = {into}" if into else
+                                 f"        {names[graph[name].symbol]} = {self.at(name, 't')} = {code}")
 
 
 def keep_functions(fwd) -> None:

@@ -204,6 +204,17 @@ class CodePrinter(NumPyPrinter):
         """``f(z)`` written into the array ``out`` (no temporary)."""
         return _INTO[expr.func].format(self.doprint(expr.args[0]), out)
 
+    def assign_into(self, expr: sp.Expr, out: str, shape: tuple) -> str | None:
+        """``expr`` computed straight into the array ``out`` of ``shape`` when its last operation is
+        a sum or a product of the same shape (``numpy.multiply(a, b, out=…)``: no temporary and no
+        copy), else None."""
+        if not (expr.is_Add or expr.is_Mul) or self.info(expr) != (True, shape):
+            return None
+        *rest, last = expr.args
+        ufunc = "numpy.add" if expr.is_Add else "numpy.multiply"
+        head = expr.func(*rest)
+        return f"{ufunc}({self.operand(head, shape)}, {self.operand(last, shape)}, out={out})"
+
     def in_place(self, func, array: str) -> str | None:
         """``f`` applied to ``array`` in place, or None where there is no in-place form."""
         return f"{_IN_PLACE[func]}({array})" if func in _IN_PLACE else None

@@ -189,16 +189,31 @@ def common_subexpressions(program: Program) -> Program:
 
 
 def inline_single_use(program: Program) -> Program:
-    """A share read by one sum only is written into that sum: one line instead of two."""
+    """A share read by one sum only is written into that sum, one line instead of two, where that
+    costs nothing: into a node's adjoint (computed next anyway), and into a gradient that has only
+    that share, which then moves up to where the share was (so it reads the step's values while
+    they are still in cache; a gradient summed from many steps keeps its shares as they come)."""
     uses = Counter(sym for s in program.backward for e in reads_of(s) for sym in e.free_symbols)
-    inline = {s.target: s.expr for s in program.backward
-              if isinstance(s, Compute) and program.values[s.target].role is Role.SHARE and uses[s.target] == 1}
-    backward = []
+    single = {s.target for s in program.backward if isinstance(s, Compute)
+              and program.values[s.target].role is Role.SHARE and uses[s.target] == 1}
+    gradients = {x.expr: s for s in program.backward if isinstance(s, Accumulate)
+                 and program.values[s.target].role is Role.GRADIENT for x in s.shares}
+    definitions = {s.target: s.expr for s in program.backward if isinstance(s, Compute) and s.target in single}
+    backward, moved = [], set()
     for s in program.backward:
-        if isinstance(s, Compute) and s.target in inline:
-            continue
+        if isinstance(s, Compute) and s.target in single:
+            gradient = gradients.get(s.target)
+            if gradient is None:  # into a node's adjoint, below
+                continue
+            if len(gradient.shares) == 1:  # the gradient itself, here
+                backward.append(replace(gradient, shares=(replace(gradient.shares[0], expr=s.expr),)))
+                moved.add(gradient.target)
+                continue
         if isinstance(s, Accumulate):
-            s = replace(s, shares=tuple(replace(x, expr=x.expr.xreplace(inline)) for x in s.shares))
+            if s.target in moved:
+                continue
+            if program.values[s.target].role is not Role.GRADIENT:
+                s = replace(s, shares=tuple(replace(x, expr=definitions.get(x.expr, x.expr)) for x in s.shares))
         backward.append(s)
     return program.with_("inline_single_use", backward=tuple(backward))
 

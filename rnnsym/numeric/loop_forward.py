@@ -79,6 +79,7 @@ class LoopForward:
                 if matrix not in groups.setdefault(vector, []):
                     groups[vector].append(matrix)
         self.stacks: dict[sp.Symbol, tuple[str, dict]] = {}  # vector -> (stacked name, {matrix: slice})
+        bounds: dict[sp.Symbol, tuple[int, int]] = {}  # matrix -> its rows in the stack
         for vector, matrices in groups.items():
             if len(matrices) < 2 or vector.name not in self.prev:  # a node of this step is not known yet
                 continue
@@ -86,16 +87,15 @@ class LoopForward:
             rows, start = {}, 0
             for m in matrices:
                 n = graph[m.name].shape[0]
-                rows[m], start = f"{start}:{start + n}", start + n
+                rows[m], bounds[m], start = f"{start}:{start + n}", (start, start + n), start + n
             self.stacks[vector] = (stacked_name, rows)
             self.before.append(f"    {stacked_name} = numpy.concatenate([{', '.join(self.names[m] for m in matrices)}])")
         self.slices = {}  # W·v -> its columns of the stacked product
         for vector, (stacked_name, rows) in self.stacks.items():
             width = sum(graph[m.name].shape[0] for m in rows)
             product = em.symbol(f"_M{stacked_name[2:]}", like=(True, (width,)))
-            for m, rng in rows.items():
-                start, stop = map(int, rng.split(":"))  # the slice this method wrote just above
-                self.slices[MatVec(m, vector)] = Columns(product, start, stop)
+            for m in rows:
+                self.slices[MatVec(m, vector)] = Columns(product, *bounds[m])
         self.step_exprs = {name: e.xreplace(self.slices) for name, e in self.step_exprs.items()}
 
     def _input_products(self) -> None:

@@ -310,3 +310,23 @@ def test_two_weights_on_one_input_keep_their_own_batch_sums_in_the_loop_form():
             shifted[1][name][index] -= 1e-6
             numeric[index] = (compiled.loss(shifted[0], X, Y) - compiled.loss(shifted[1], X, Y)) / 2e-6
         np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_every_value_of_a_program_has_its_own_identifier():
+    # A cell whose node and parameter names look like the compiler's own (d_…, dL_d…, _t0, n_…).
+    h, x, u, d_h, dL_dh = sp.symbols("h x u d_h dL_dh")
+    cell = rs.Cell(state=h, input=x, params=[u, d_h, dL_dh], update=sp.tanh(u * x + d_h * h + dL_dh))
+    for truncate in (None, 1):
+        program = build_program(rs.unroll(cell, steps=3, outputs="all"), truncate)
+        names = [v.name for v in program.values.values()]
+        assert len(names) == len(set(names))
+        assert all(n.isidentifier() for n in names)
+
+
+def test_the_namer_never_gives_one_identifier_twice():
+    from rnnsym.program.build import RESERVED, Namer
+
+    namer = Namer(rs.seed_rnn(steps=2).graph)
+    given = [namer("d_o1"), namer("d_o1"), namer("d_o1_2"), namer("numpy"), namer("x")]
+    assert given == ["d_o1", "d_o1_2", "d_o1_2_2", "numpy_2", "x_2"]
+    assert not set(given) & RESERVED

@@ -189,11 +189,19 @@ def common_subexpressions(program: Program) -> Program:
 
 
 def inline_single_use(program: Program) -> Program:
-    """A share read by one sum only is written into that sum, one line instead of two, where that
+    """A share read by one sum only is written into that sum, one line instead of two (a share that
+    is just another value's name always is), where that
     costs nothing: into a node's adjoint (computed next anyway), and into a gradient that has only
     that share, which then moves up to where the share was (so it reads the step's values while
     they are still in cache; a gradient summed from many steps keeps its shares as they come)."""
     uses = Counter(sym for s in program.backward for e in reads_of(s) for sym in e.free_symbols)
+    # A share that is only another value's name (the bias share (1 − h²)·δh after CSE) is that value.
+    aliases = {s.target: s.expr for s in program.backward if isinstance(s, Compute)
+               and program.values[s.target].role is Role.SHARE and isinstance(s.expr, sp.Symbol)}
+    if aliases:
+        program = replace(program, backward=tuple(
+            replace(s, shares=tuple(replace(x, expr=aliases.get(x.expr, x.expr)) for x in s.shares))
+            if isinstance(s, Accumulate) else s for s in program.backward if getattr(s, "target", None) not in aliases))
     single = {s.target for s in program.backward if isinstance(s, Compute)
               and program.values[s.target].role is Role.SHARE and uses[s.target] == 1}
     gradients = {x.expr: s for s in program.backward if isinstance(s, Accumulate)

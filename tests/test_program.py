@@ -330,3 +330,26 @@ def test_the_namer_never_gives_one_identifier_twice():
     given = [namer("d_o1"), namer("d_o1"), namer("d_o1_2"), namer("numpy"), namer("x")]
     assert given == ["d_o1", "d_o1_2", "d_o1_2_2", "numpy_2", "x_2"]
     assert not set(given) & RESERVED
+
+
+@pytest.mark.parametrize("outputs", ["last", "all"])
+def test_two_states_each_with_a_stack_of_weights_get_their_own_buffers(outputs):
+    """Found in review: h and c each multiplied by two weights make two stacks whose shares are the
+    same values; the second stack's buffer took them from the first, which was never written (its
+    product read leftover memory) and the weights' gradients were counted once per stack."""
+    h, c, x, A, B, C, D, V = sp.symbols("h c x A B C D V")
+    cell = rs.Cell(state=(h, c), input=x, params=[A, B, C, D, V],
+                   update=(sp.tanh(rs.matvec(A, h) + rs.matvec(B, c) + V * x), sp.tanh(rs.matvec(C, h) + rs.matvec(D, c))),
+                   shapes={h: 2, c: 2, A: (2, 2), B: (2, 2), C: (2, 2), D: (2, 2), V: 2})
+    net = rs.unroll(cell, steps=3, outputs=outputs)
+    params, X, Y = random_point(net, batch=3, seed=0)
+    compiled = net.compile(form="loop")
+    _, grads = compiled.value_and_grad(params, X, Y)
+    for name in net.param_names:
+        numeric = np.zeros_like(params[name], dtype=float)
+        for index in np.ndindex(np.shape(params[name])):
+            up, down = ({**params, name: np.array(params[name], dtype=float)} for _ in range(2))
+            up[name][index] += 1e-6
+            down[name][index] -= 1e-6
+            numeric[index] = (compiled.loss(up, X, Y) - compiled.loss(down, X, Y)) / 2e-6
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-5, atol=1e-8, err_msg=name)

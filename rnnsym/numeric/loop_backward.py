@@ -206,13 +206,13 @@ class LoopBackward:
                 reductions.append(f"    _GB = _outer({group}[{window}], S_XH[{window}])")
                 part = {("outer", w.x1): f"0:{I}", ("outer", w.block.vector.name): f"{I}:{I + H}", ("total", 1): f"{I + H}"}
                 for entry in self.stored:
-                    if entry.value in columns and (entry.kind, entry.leaf or entry.ndim) in part:
+                    if entry.value in columns and entry not in done and (entry.kind, entry.leaf or entry.ndim) in part:
                         self.grads[entry.param].append(f"_GB[{columns[entry.value]}, {part[(entry.kind, entry.leaf or entry.ndim)]}]")
                         done.add(entry)
                 continue
             by_signature: dict = {}
             for entry in self.stored:
-                if entry.value in columns:
+                if entry.value in columns and entry not in done:
                     by_signature.setdefault((entry.kind, entry.leaf or entry.ndim), []).append(entry)
             for (kind, what), entries in by_signature.items():
                 if {e.value for e in entries} != set(columns) or kind == "dot":
@@ -359,8 +359,10 @@ class StepLowering:
             stacked_name, rows = w.stacks[vector]
             inner = [shares[m][1] if m in shares else None for m in rows]
             # The carried adjoint reads the step's shares from their buffer, unless the buffer sums
-            # the shares of several windows.
-            if not w.windowed and all(v in stored_values for v in inner) and len(set(inner)) == len(inner):
+            # the shares of several windows, or a value already sits in another stack's buffer (h
+            # and c each multiplied by two weights, with the same shares: one buffer per value).
+            if (not w.windowed and all(v in stored_values and v not in back.buffers for v in inner)
+                    and len(set(inner)) == len(inner)):
                 group = f"_DS{len(back.groups)}"
                 allocations.append((group, (sum(graph[m.name].shape[0] for m in rows),)))
                 back.buffers.update({v: (group, rng) for v, rng in zip(inner, rows.values())})

@@ -7,26 +7,19 @@ still writes its own lines through this class.
 from __future__ import annotations
 
 import itertools
-import re
 
 import sympy as sp
 
+from ..program.build import Namer
 from .printer import CodePrinter
 
-_SAFE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
-
-
 def generated_names(graph) -> dict[sp.Symbol, str]:
-    """``o5`` → ``n_o5``; a name that is not plain letters and digits gets ``n_<index>``.
-
-    The two namespaces of generated source: every identifier made from a node's name starts with
-    ``n_`` (and the map is one-to-one: ``n_<letter>…`` from a name, ``n_<digits>`` from an index),
-    and nothing else the compiler writes does. So no user name can ever stand for a generated value.
-    """
-    return {
-        node.symbol: f"n_{node.name}" if _SAFE.fullmatch(node.name) else f"n_{i}"
-        for i, node in enumerate(graph.nodes.values())
-    }
+    """``o5`` → ``n_o5``; a name that is not plain letters and digits gets ``n_<index>`` — the
+    program's own node identifiers (rnnsym.program.build.Namer), so both forms print a node alike.
+    Every identifier made from a node's name starts with ``n_`` and nothing else the compiler
+    writes does, so no user name can ever stand for a generated value."""
+    ids = Namer(graph).ids
+    return {node.symbol: f"n_{ids[node.name]}" for node in graph.nodes.values()}
 
 
 class LineEmitter:

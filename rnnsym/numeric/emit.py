@@ -14,7 +14,7 @@ import sympy as sp
 from ..engine.rules import elementwise
 from ..program.build import build_program
 from ..program.ir import Accumulate, Compute, Fill, OverBatch, Program, Read, Role
-from ..program.passes import optimise, reads_of, simplify
+from ..program.passes import live_statements, optimise, reads_of, simplify
 from .compiled import CompiledNetwork
 from .printer import RUNTIME, CodePrinter, stable
 
@@ -99,9 +99,9 @@ class NumPyEmitter:
         """The forward pass: every node, and the inputs and constants something reads (a zero initial
         state folded into the expressions is left to the trace)."""
         p = self.program
-        reads = {sym for s in (*p.forward, *p.loss) if isinstance(s, Compute) for sym in s.expr.free_symbols}
-        reads |= {sym for s in p.backward for e in reads_of(s) for sym in e.free_symbols}
-        self.forward = [s for s in p.forward if isinstance(s, Compute) or s.target in reads]
+        needed = {s.target for s in p.forward if isinstance(s, Compute)}  # every node (the trace reads them)
+        needed |= {sym for s in (*p.loss, *p.backward) for e in reads_of(s) for sym in e.free_symbols}
+        self.forward = live_statements(p.forward, needed)
         lines, self.kept, step = self._reads(self.forward), [], None
         for s in self.forward:
             self.kept.append(self.names[s.target])

@@ -353,3 +353,55 @@ def test_two_states_each_with_a_stack_of_weights_get_their_own_buffers(outputs):
             down[name][index] -= 1e-6
             numeric[index] = (compiled.loss(up, X, Y) - compiled.loss(down, X, Y)) / 2e-6
         np.testing.assert_allclose(grads[name], numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+
+
+# ---- the loop form's forward step: passes over it ------------------------------------------------------------------
+def _step_of(network):
+    from rnnsym.program.step import StepForward
+
+    graph, rec = network.graph, network.recurrence
+    nodes = tuple(n for n, node in graph.nodes.items() if node.kind == "hidden" and node.step == 1)
+    counter = iter(range(100))
+    new_symbol = lambda name, info: sp.Dummy(f"{name}_{next(counter)}")  # noqa: E731
+    return graph, rec, StepForward(nodes, {n: graph[n].expr for n in nodes}), new_symbol
+
+
+def test_hoisting_takes_the_input_product_and_biases_out_of_the_step():
+    from rnnsym.program.step import AtStep, hoist_time_parallel
+
+    net = rs.elman_rnn(steps=3, input_size=2, hidden_size=3)
+    graph, rec, step, new_symbol = _step_of(net)
+    x = graph["x1"].symbol
+    params = {graph[p].symbol for p in net.param_names}
+    hoisted = hoist_time_parallel(step, {x} | params, x, new_symbol, {n: graph[n].shape for n in step.nodes})
+    ((P, value, shape),) = hoisted.hoisted
+    W_ih, b_ih, b_hh = (graph[n].symbol for n in ("W_ih", "b_ih", "b_hh"))
+    assert value == MatVec(W_ih, x) + b_ih + b_hh and shape == (3,)
+    assert hoisted.exprs["h1"] == sp.tanh(AtStep(P) + MatVec(graph["W_hh"].symbol, graph["h0"].symbol))
+    assert hoisted.passes == ("hoist_time_parallel",)
+
+
+def test_stacking_puts_the_lstm_recurrent_weights_in_one_product():
+    from rnnsym.program.step import Columns, stack_weights
+
+    net = rs.lstm(steps=2, input_size=2, hidden_size=3)
+    graph, rec, step, new_symbol = _step_of(net)
+    stacked = stack_weights(step, {graph["h0"].symbol, graph["c0"].symbol}, lambda m: graph[m.name].shape[0], new_symbol)
+    (stack,) = stacked.stacks
+    assert [m.name for m in stack.weights] == ["W_hi", "W_hf", "W_hg", "W_ho"]
+    assert stack.bounds[graph["W_hg"].symbol] == (6, 9)
+    assert Columns(stack.product, 3, 6) in stacked.exprs["f1"].atoms(Columns)
+    assert not any(isinstance(a, MatVec) and a.args[1] == graph["h0"].symbol
+                   for e in stacked.exprs.values() for a in e.atoms(MatVec))
+
+
+def test_the_lstm_keeps_tanh_of_its_cell_state_for_the_backward_pass():
+    from rnnsym.program.step import keep_functions, with_kept
+
+    net = rs.lstm(steps=2, input_size=2, hidden_size=3)
+    graph, rec, step, new_symbol = _step_of(net)
+    nodes = {graph[n].symbol for n in (*step.nodes, "h0", "c0")}
+    kept = keep_functions(step, nodes, new_symbol, lambda f: (3,))
+    (function,) = kept.kept
+    assert function == sp.tanh(graph["c1"].symbol)
+    assert not with_kept(graph["h1"].expr, kept.kept).has(sp.tanh)

@@ -8,8 +8,8 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from ..functions import DERIVATIVE_RULES, MatVec, sigmoid
-from .printer import AtStep, Columns
+from ..functions import MatVec, sigmoid
+from ..program.step import AtStep, Columns, StepForward, hoist_time_parallel, keep_functions, stack_weights, with_kept
 
 
 class LoopForward:
@@ -25,8 +25,7 @@ class LoopForward:
 
     def write(self) -> None:
         graph, names, x1 = self.graph, self.names, self.x1
-        self._hoist()
-        self._stack_weights()
+        self._passes()
         self.block = _gate_block(graph, self.rec, self.step, self.step_exprs, self.stacks, self.slices, dict(self.hoisted),
                                  graph[x1].symbol, self.params)
         self._input_products()
@@ -38,65 +37,32 @@ class LoopForward:
         self.body += [f"        {names[graph[name].symbol]} = {self.at(name, 't')}" for name in self.prev
                       if graph[name].symbol in read]
         self._stacked_products()
-        keep_functions(self)
+        for symbol in self.kept.values():  # each kept function's value at every step
+            shape = self.em.printer.info(symbol)[1]
+            self.before.append(f"    S{symbol.name} = _ws.empty('S{symbol.name}', ({self.T}, _B) + {shape!r})")
         self._step_lines()
         self.storage = storage_lines(self)
 
-    def _hoist(self) -> None:
-        """Terms that read only the input and parameters (W_ih·x_t + b) do not depend on the
-        recurrence: they are computed for all steps at once, one large matrix product, before the loop."""
+    def _passes(self) -> None:
+        """The step as data (rnnsym.program.step), through the passes that take work out of the loop:
+        time-parallel sums hoisted, weights on one vector stacked, functions the backward pass reads
+        again kept. The rest of this class lowers the result."""
         graph, em, x = self.graph, self.em, self.graph[self.x1].symbol
-        self.hoisted: list[tuple[sp.Symbol, sp.Expr]] = []
-        self.hoisted_shape: dict[sp.Symbol, tuple] = {}  # (T, batch) + this: the node whose argument it is
-        time_parallel = {x} | {graph[p].symbol for p in self.params}
-
-        def hoist(expr: sp.Expr, shape: tuple) -> sp.Expr:
-            if expr.is_Add:
-                free = [a for a in expr.args if a.free_symbols <= time_parallel]
-                if any(x in a.free_symbols for a in free) and len(free) > 1 or (
-                        free and any(isinstance(a, MatVec) for a in free)):
-                    symbol = em.symbol(f"_P{len(self.hoisted)}", like=(True, shape))  # kept in the node's shape
-                    self.hoisted.append((symbol, sp.Add(*free)))
-                    self.hoisted_shape[symbol] = shape
-                    rest = [hoist(a, shape) for a in expr.args if a not in free]
-                    return sp.Add(symbol, *rest, evaluate=False)
-            if expr.args and not isinstance(expr, MatVec):
-                return expr.func(*[hoist(a, shape) for a in expr.args], evaluate=False)
-            return expr
-
-        self.step_exprs = {name: hoist(graph[name].expr, graph[name].shape) for name in self.step}
-        self.per_t = {symbol: AtStep(symbol) for symbol, _ in self.hoisted}  # P[t] in the loop
-
-    def _stack_weights(self) -> None:
-        """Weights that multiply the same vector in one step (an LSTM's W_hi, W_hf, W_hg, W_ho all
-        multiply h_(t-1)) are stacked into one matrix: one BLAS call per step instead of four,
-        forward and backward, as PyTorch's stacked weight_hh does."""
-        graph, em = self.graph, self.em
-        groups: dict[sp.Symbol, list[sp.Symbol]] = {}
-        for e in self.step_exprs.values():
-            for product in sorted(e.atoms(MatVec), key=sp.default_sort_key):
-                matrix, vector = product.args
-                if matrix not in groups.setdefault(vector, []):
-                    groups[vector].append(matrix)
-        self.stacks: dict[sp.Symbol, tuple[str, dict]] = {}  # vector -> (stacked name, {matrix: slice})
-        bounds: dict[sp.Symbol, tuple[int, int]] = {}  # matrix -> its rows in the stack
-        for vector, matrices in groups.items():
-            if len(matrices) < 2 or vector.name not in self.prev:  # a node of this step is not known yet
-                continue
-            stacked_name = f"_W{len(self.stacks)}"
-            rows, start = {}, 0
-            for m in matrices:
-                n = graph[m.name].shape[0]
-                rows[m], bounds[m], start = f"{start}:{start + n}", (start, start + n), start + n
-            self.stacks[vector] = (stacked_name, rows)
-            self.before.append(f"    {stacked_name} = numpy.concatenate([{', '.join(self.names[m] for m in matrices)}])")
-        self.slices = {}  # W·v -> its columns of the stacked product
-        for vector, (stacked_name, rows) in self.stacks.items():
-            width = sum(graph[m.name].shape[0] for m in rows)
-            product = em.symbol(f"_M{stacked_name[2:]}", like=(True, (width,)))
-            for m in rows:
-                self.slices[MatVec(m, vector)] = Columns(product, *bounds[m])
-        self.step_exprs = {name: e.xreplace(self.slices) for name, e in self.step_exprs.items()}
+        new_symbol = lambda name, info: em.symbol(name, like=info)  # noqa: E731
+        step = StepForward(tuple(self.step), {n: graph[n].expr for n in self.step})
+        step = hoist_time_parallel(step, {x} | {graph[p].symbol for p in self.params}, x, new_symbol,
+                                   {n: graph[n].shape for n in self.step})
+        step = stack_weights(step, {graph[n].symbol for n in self.prev}, lambda m: graph[m.name].shape[0], new_symbol)
+        nodes = {graph[n].symbol for n in (*self.step, *self.prev)}
+        step = keep_functions(step, nodes, new_symbol, lambda f: _shape_of(graph, f))
+        self.program = step
+        self.hoisted = [(P, value) for P, value, _ in step.hoisted]
+        self.hoisted_shape = {P: shape for P, _, shape in step.hoisted}  # (T, batch) + this
+        self.step_exprs, self.kept = step.exprs, step.kept
+        self.stacks = {st.vector: (st.name, {m: f"{a}:{b}" for m, (a, b) in st.bounds.items()}) for st in step.stacks}
+        self.slices = {MatVec(m, st.vector): Columns(st.product, *st.bounds[m]) for st in step.stacks for m in st.weights}
+        for st in step.stacks:
+            self.before.append(f"    {st.name} = numpy.concatenate([{', '.join(self.names[m] for m in st.weights)}])")
 
     def _input_products(self) -> None:
         """The hoisted sums before the loop. The input products of several weights (W_ii, W_if,
@@ -164,9 +130,7 @@ class LoopForward:
 
     def with_kept(self, expr: sp.Expr) -> sp.Expr:
         """``expr`` with every kept function replaced by its stored value, innermost first."""
-        for f, symbol in self.kept.items():
-            expr = expr.xreplace({f: symbol})
-        return expr
+        return with_kept(expr, self.kept)
 
     def _step_lines(self) -> None:
         """The step's nodes, each written into its storage."""
@@ -181,7 +145,6 @@ class LoopForward:
                 if value.has(f):
                     self.body.append(f"        {symbol.name} = {em.printer.call_into(f, f'S{symbol.name}[t]')}")
                     value = value.xreplace({f: symbol})
-            value = value.xreplace(self.per_t)
             code = em.code(value)
             shape = graph[name].shape
             if em.printer.info(value) != (True, shape):  # the same for every example, or a scalar for a vector
@@ -202,25 +165,6 @@ class LoopForward:
                 into = em.printer.assign_into(value, self.at(name, 't'), shape)
                 self.body.append(f"        {names[graph[name].symbol]} = {into}" if into else
                                  f"        {names[graph[name].symbol]} = {self.at(name, 't')} = {code}")
-
-
-def keep_functions(fwd) -> None:
-    """A function of a node that is not itself a node (tanh(c) in an LSTM's h = o·tanh(c)) is
-    kept from the forward pass, since the backward pass needs it again."""
-    graph, em, nodes = fwd.graph, fwd.em, {fwd.graph[n].symbol for n in (*fwd.step, *fwd.prev)}
-    # Inner functions first, and each kept function written in the kept values inside it
-    # (σ(σ(h)) is kept as σ(_F0) once σ(h) is _F0): replacing in this order, one at a time,
-    # leaves no kept function behind in a node's expression or in a local factor.
-    fwd.kept: dict[sp.Expr, sp.Symbol] = {}
-    for name in fwd.step:
-        e = fwd.step_exprs[name]
-        for f in sorted(e.atoms(sp.Function), key=lambda f: (sp.count_ops(f), sp.default_sort_key(f))):
-            if f != e and not isinstance(f, MatVec) and f.func in DERIVATIVE_RULES and f.free_symbols <= nodes:
-                key = f.func(*[fwd.with_kept(a) for a in f.args])
-                if key not in fwd.kept:
-                    shape = _shape_of(graph, f)  # kept per example, as its buffer is (tanh(1/2) too)
-                    symbol = fwd.kept[key] = em.symbol(f"_F{len(fwd.kept)}", like=(True, shape))
-                    fwd.before.append(f"    S{symbol.name} = _ws.empty('S{symbol.name}', ({fwd.T}, _B) + {shape!r})")
 
 
 def storage_lines(fwd) -> list[str]:
@@ -287,7 +231,7 @@ def _gate_block(graph, rec, step, step_exprs, stacks, slices, hoisted, x, params
             return None
         if not (e.func in (sigmoid, sp.tanh) and e.args[0].is_Add and len(e.args[0].args) == 2 and product in e.args[0].args):
             return None
-        (P,) = [a for a in e.args[0].args if a != product]
+        (P,) = [a.args[0] if isinstance(a, AtStep) else a for a in e.args[0].args if a != product]
         if P not in hoisted:
             return None
         terms = sp.Add.make_args(hoisted[P])

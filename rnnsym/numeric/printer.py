@@ -7,6 +7,7 @@ from sympy.printing.numpy import NumPyPrinter
 from ..engine.rules import Outer, Summed, TransposeTimes
 from ..functions import MatVec, relu, sigmoid, softmax
 from ..program.ir import OverBatch
+from ..program.step import AtStep, Columns
 
 
 class softplus(sp.Function):
@@ -36,19 +37,6 @@ def stable(expr: sp.Expr) -> sp.Expr:
             lambda e: isinstance(e, softplus) and e.args[0].could_extract_minus_sign(),
             lambda e: softplus(-e.args[0]) + e.args[0]))
     return expr
-
-
-class Columns(sp.Function):
-    """``array[..., start:stop]``: a block of columns of one of the compiler's arrays (a gate's part
-    of a stacked product)."""
-
-    nargs = 3
-
-
-class AtStep(sp.Function):
-    """``array[t]``: the current step's slice of a (T, batch, ...) array."""
-
-    nargs = 1
 
 
 # Functions written straight into an array (``out=``), and those that run in place.

@@ -1,0 +1,135 @@
+"""One step of a shared cell's forward pass as data, and the passes a loop lowering runs over it.
+
+A network unrolled from one cell repeats the same step, so the loop form computes one step in a
+loop over time. Before the loop goes what does not depend on the recurrence. The passes here say
+what that is, as data: sums of time-parallel terms (``W_ih·x_t + b``, one product for all steps),
+weights that multiply the same vector (an LSTM's four ``W_h*``, one stacked matrix), and the
+functions of nodes the backward pass reads again (``tanh(c)``, kept per step). Where each value
+lives and how it is printed is the lowering's business (rnnsym.numeric.loop_forward).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import sympy as sp
+
+from ..functions import DERIVATIVE_RULES, MatVec
+
+# new_symbol(name, (batched, shape)) -> a value of the lowering's own (a sp.Dummy it can print)
+NewSymbol = Callable[[str, tuple], sp.Symbol]
+
+
+class AtStep(sp.Function):
+    """``array[t]``: the current step's slice of a (T, batch, ...) array."""
+
+    nargs = 1
+
+
+class Columns(sp.Function):
+    """``array[..., start:stop]``: a block of columns of one of the lowering's arrays (a gate's
+    part of a stacked product)."""
+
+    nargs = 3
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Weights that multiply the same ``vector`` in one step, stacked: ``weights`` in order, each
+    with its rows ``bounds[weight]`` of the stacked product ``product`` (the array ``name``·vector)."""
+
+    vector: sp.Symbol
+    name: str
+    product: sp.Symbol
+    weights: tuple[sp.Symbol, ...]
+    bounds: dict
+
+
+@dataclass(frozen=True)
+class StepForward:
+    """The step's nodes with their expressions as the passes leave them, and what the passes took
+    out of the loop. ``hoisted``: ``(P, the sum, its node's shape)``, computed for every step before
+    the loop and read as ``AtStep(P)``; ``stacks``: the stacked weights; ``kept``: functions of nodes
+    kept per step, innermost first (``{tanh(c1): F0}``)."""
+
+    nodes: tuple[str, ...]
+    exprs: dict
+    hoisted: tuple = ()
+    stacks: tuple[Stack, ...] = ()
+    kept: dict = field(default_factory=dict)
+    passes: tuple[str, ...] = ()
+
+    def with_(self, pass_name: str, **changes) -> "StepForward":
+        return replace(self, passes=self.passes + (pass_name,), **changes)
+
+
+def hoist_time_parallel(step: StepForward, time_parallel: set, x: sp.Symbol, new_symbol: NewSymbol,
+                        shapes: dict) -> StepForward:
+    """Terms of a sum that read only ``time_parallel`` symbols (the input ``x`` and the parameters) do not
+    depend on the recurrence: they become one value ``P`` computed for all steps before the loop
+    (one large matrix product), read in the step as ``AtStep(P)``. A single term is left in place
+    unless it is a product ``W·x`` (a product is worth taking out on its own)."""
+    hoisted: list = []
+
+    def hoist(expr: sp.Expr, shape: tuple) -> sp.Expr:
+        if expr.is_Add:
+            free = [a for a in expr.args if a.free_symbols <= time_parallel]
+            if (any(x in a.free_symbols for a in free) and len(free) > 1) or (free and any(isinstance(a, MatVec) for a in free)):
+                symbol = new_symbol(f"_P{len(hoisted)}", (True, shape))  # kept in the node's shape
+                hoisted.append((symbol, sp.Add(*free), shape))
+                rest = [hoist(a, shape) for a in expr.args if a not in free]
+                return sp.Add(AtStep(symbol), *rest, evaluate=False)
+        if expr.args and not isinstance(expr, MatVec):
+            return expr.func(*[hoist(a, shape) for a in expr.args], evaluate=False)
+        return expr
+
+    exprs = {n: hoist(e, shapes[n]) for n, e in step.exprs.items()}
+    return step.with_("hoist_time_parallel", exprs=exprs, hoisted=step.hoisted + tuple(hoisted))
+
+
+def stack_weights(step: StepForward, vectors: set, rows_of: Callable[[sp.Symbol], int],
+                  new_symbol: NewSymbol) -> StepForward:
+    """Weights that multiply the same vector of ``vectors`` (the previous states) are stacked into
+    one matrix: one product per step instead of one per weight, forward and backward, as PyTorch's
+    stacked ``weight_hh`` does. Each ``W·v`` becomes its columns of the stacked product."""
+    groups: dict[sp.Symbol, list[sp.Symbol]] = {}
+    for e in step.exprs.values():
+        for product in sorted(e.atoms(MatVec), key=sp.default_sort_key):
+            matrix, vector = product.args
+            if matrix not in groups.setdefault(vector, []):
+                groups[vector].append(matrix)
+    stacks, slices = [], {}
+    for vector, matrices in groups.items():
+        if len(matrices) < 2 or vector not in vectors:  # a node of this step is not known before it
+            continue
+        name, bounds, start = f"_W{len(stacks)}", {}, 0
+        for m in matrices:
+            bounds[m], start = (start, start + rows_of(m)), start + rows_of(m)
+        product = new_symbol(f"_M{len(stacks)}", (True, (start,)))
+        stacks.append(Stack(vector, name, product, tuple(matrices), bounds))
+        slices.update({MatVec(m, vector): Columns(product, *bounds[m]) for m in matrices})
+    exprs = {n: e.xreplace(slices) for n, e in step.exprs.items()}
+    return step.with_("stack_weights", exprs=exprs, stacks=step.stacks + tuple(stacks))
+
+
+def keep_functions(step: StepForward, nodes: set, new_symbol: NewSymbol, shape_of: Callable) -> StepForward:
+    """A function of nodes that is not itself a node (``tanh(c)`` in an LSTM's ``h = o·tanh(c)``)
+    is kept per step, since the backward pass reads it again. Inner functions first, each written in
+    the kept values inside it (σ(σ(h)) is σ(F0) once σ(h) is F0): replacing in this order, one at a
+    time, leaves no kept function behind."""
+    kept: dict[sp.Expr, sp.Symbol] = dict(step.kept)
+    for name in step.nodes:
+        e = step.exprs[name]
+        for f in sorted(e.atoms(sp.Function), key=lambda f: (sp.count_ops(f), sp.default_sort_key(f))):
+            if f != e and not isinstance(f, MatVec) and f.func in DERIVATIVE_RULES and f.free_symbols <= nodes:
+                key = f.func(*[with_kept(a, kept) for a in f.args])
+                if key not in kept:
+                    kept[key] = new_symbol(f"_F{len(kept)}", (True, shape_of(f)))  # per example, as its buffer is
+    return step.with_("keep_functions", kept=kept)
+
+
+def with_kept(expr: sp.Expr, kept: dict) -> sp.Expr:
+    """``expr`` with every kept function replaced by its stored value, innermost first."""
+    for f, symbol in kept.items():
+        expr = expr.xreplace({f: symbol})
+    return expr

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 from .errors import RnnsymError
@@ -51,7 +53,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     A failure (read-only folder, full disk) raises :class:`WriteError` and leaves the old file.
     """
     path = Path(path)
-    with writing(path):
+    with writing(path), _interrupts_deferred():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -66,6 +68,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Ctrl-C (SIGINT) held back until the block is done, in the main thread (where Python runs its
+    signal handlers): a KeyboardInterrupt between creating the temporary file and the ``try`` that
+    removes it would leave the file behind. The interrupt is delivered as soon as the write is over,
+    to the handler that was in place."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending and callable(previous):
+            previous(signal.SIGINT, pending[0])  # Python's default raises KeyboardInterrupt here
+        elif pending and previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -76,3 +76,30 @@ def test_inside_refuses_a_path_that_leaves_its_folder(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path.parent)
     with pytest.raises(RnnsymError, match="outside the output folder"):
         inside(tmp_path, "link/a.md")
+
+
+def test_a_ctrl_c_during_an_atomic_write_waits_for_the_write_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Under load, a Ctrl-C once landed between the temporary file's creation and the code that
+    removes it on failure, and left a .tmp file beside a checkpoint (the training Ctrl-C test)."""
+    import os
+    import signal
+    import sys
+
+    import pytest
+
+    import tempfile as tempfile_module
+
+    real_mkstemp = tempfile_module.mkstemp
+
+    def interrupted_mkstemp(*args, **kwargs):  # the interrupt arrives just as the file exists
+        made = real_mkstemp(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return made
+
+    monkeypatch.setattr(tempfile_module, "mkstemp", interrupted_mkstemp)
+    target = tmp_path / "checkpoint.json"
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(target, "complete")
+    assert target.read_text() == "complete"  # the write finished before the interrupt was raised
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.json"]
+    assert sys.exc_info() == (None, None, None)

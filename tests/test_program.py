@@ -405,3 +405,25 @@ def test_the_lstm_keeps_tanh_of_its_cell_state_for_the_backward_pass():
     (function,) = kept.kept
     assert function == sp.tanh(graph["c1"].symbol)
     assert not with_kept(graph["h1"].expr, kept.kept).has(sp.tanh)
+
+
+@pytest.mark.parametrize("build, found", [(lambda: rs.lstm(steps=2, input_size=2, hidden_size=3), True),
+                                          (lambda: rs.gru(steps=2, input_size=2, hidden_size=3), False),
+                                          (lambda: rs.elman_rnn(steps=2, input_size=2, hidden_size=3), False)])
+def test_the_gate_block_is_found_in_the_lstm_form_only(build, found):
+    from rnnsym.program.step import find_gate_block, hoist_time_parallel, stack_weights
+
+    net = build()
+    graph, rec, step, new_symbol = _step_of(net)
+    x = graph["x1"].symbol
+    params = {graph[p].symbol for p in net.param_names}
+    step = hoist_time_parallel(step, {x} | params, x, new_symbol, {n: graph[n].shape for n in step.nodes})
+    prev = {graph[rec.name(s, 0)].symbol for s in rec.states}
+    step = stack_weights(step, prev, lambda m: graph[m.name].shape[0], new_symbol)
+    new_states = {rec.name(s, 1) for s in rec.states}
+    block = find_gate_block(step, x, params, new_states, lambda name: graph[name].shape).block
+    assert (block is not None) == found
+    if found:  # i, f, g, o: each gate's own input weight, its biases, its columns of the one product
+        assert [g.node for g in block.gates.values()] == ["i1", "f1", "g1", "o1"]
+        assert [g.x_weight.name for g in block.gates.values()] == ["W_ii", "W_if", "W_ig", "W_io"]
+        assert block.width == 12 and block.columns == (2, 3)

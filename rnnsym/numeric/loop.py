@@ -7,7 +7,7 @@ gates are kept in (T, batch, ...) arrays for the backward pass; a parameter's sh
 reduced inside the loop but stored per step and reduced once afterwards with one matrix product
 over all steps and examples (``Σ_t δ_tᵀ h_(t−1)`` as a single BLAS call). Those arrays come from a
 workspace (``workspace.py``) that keeps them between calls. A cell of the LSTM's form gets a gate
-block (``_gate_block``): its gates are one array and each step is one product with
+block (``rnnsym.program.step.find_gate_block``): its gates are one array and each step is one product with
 ``[x_t, h_(t−1), 1]``.
 """
 from __future__ import annotations

@@ -4,12 +4,11 @@ same vector stacked into one product and, for a cell of the LSTM's form, the gat
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import sympy as sp
 
 from ..functions import MatVec, sigmoid
-from ..program.step import AtStep, Columns, StepForward, hoist_time_parallel, keep_functions, stack_weights, with_kept
+from ..program.step import (Columns, StepForward, find_gate_block, hoist_time_parallel, keep_functions, stack_weights,
+                            with_kept)
 
 
 class LoopForward:
@@ -26,8 +25,6 @@ class LoopForward:
     def write(self) -> None:
         graph, names, x1 = self.graph, self.names, self.x1
         self._passes()
-        self.block = _gate_block(graph, self.rec, self.step, self.step_exprs, self.stacks, self.slices, dict(self.hoisted),
-                                 graph[x1].symbol, self.params)
         self._input_products()
         if any(graph[x1].symbol in e.free_symbols for e in self.step_exprs.values()):  # not only the hoisted terms
             self.body.append(f"        {names[graph[x1].symbol]} = x[:, t{self.col}]")
@@ -55,7 +52,9 @@ class LoopForward:
         step = stack_weights(step, {graph[n].symbol for n in self.prev}, lambda m: graph[m.name].shape[0], new_symbol)
         nodes = {graph[n].symbol for n in (*self.step, *self.prev)}
         step = keep_functions(step, nodes, new_symbol, lambda f: _shape_of(graph, f))
-        self.program = step
+        step = find_gate_block(step, x, {graph[p].symbol for p in self.params}, set(self.new),
+                               lambda name: graph[name].shape)
+        self.program, self.block = step, step.block
         self.hoisted = [(P, value) for P, value, _ in step.hoisted]
         self.hoisted_shape = {P: shape for P, _, shape in step.hoisted}  # (T, batch) + this
         self.step_exprs, self.kept = step.exprs, step.kept
@@ -173,7 +172,7 @@ def storage_lines(fwd) -> list[str]:
     array, and the state the stacked weights multiply a column block of [x_t, h_(t-1), 1]."""
     graph, T, block = fwd.graph, fwd.T, fwd.block
     lines = ["    _B = x.shape[0]", "    _ws = _workspace(_B)"]
-    gates = {g.node: block.rows[m] for m, g in block.gates.items()} if block else {}
+    gates = {g.node: "{}:{}".format(*block.bounds[m]) for m, g in block.gates.items()} if block else {}
     if block:
         lines.append(f"    S_G = _ws.empty('S_G', ({T}, _B, {block.width}))")
     # Time-major view of the inputs (no copy: products that need it contiguous make their own).
@@ -191,61 +190,6 @@ def storage_lines(fwd) -> list[str]:
             lines.append(f"    {buf} = _ws.empty({buf!r}, ({rows}, _B) + {graph[name].shape!r})")
     return lines + [f"    {fwd.at(name, '0')} = {float(graph[name].value)!r}" for name in fwd.prev]
 
-
-
-class _Gate(NamedTuple):
-    node: str  # the gate node, act(P + M[..., rows])
-    hoisted: sp.Symbol  # P = W_x·x + biases, computed in the block instead
-    x_weight: sp.Symbol
-    biases: tuple  # P's parameter terms
-
-
-class _GateBlock(NamedTuple):
-    vector: sp.Symbol  # what the stacked weights multiply (h_(t-1))
-    columns: tuple  # (input size, state size)
-    rows: dict  # stacked weight -> its column slice
-    width: int
-    gates: dict  # stacked weight -> _Gate, in stacking order
-    hoisted: set  # the gates' hoisted sums
-
-
-def _gate_block(graph, rec, step, step_exprs, stacks, slices, hoisted, x, params) -> _GateBlock | None:
-    """The LSTM pattern, found in any cell: every weight of the one stack feeds exactly one gate
-    σ or tanh(W_x·x + b + W_h·h), with its own input weight. Then the gates are one
-    (T, batch, width) array; each step is one product [x_t, h_(t-1), 1] @ [W_x | W_h | b]ᵀ written
-    straight into it, and each gate's activation runs in place on its column block.
-    """
-    if len(stacks) != 1 or len(graph[x.name].shape) != 1:
-        return None
-    vector, (_, rows) = next(iter(stacks.items()))
-    states = {rec.name(s, 1) for s in rec.states}
-    parameters = {graph[p].symbol for p in params}
-    gates, used = {}, set()
-    for m, rng in rows.items():
-        product = slices[MatVec(m, vector)]
-        users = [n for n in step if step_exprs[n].has(product)]
-        if len(users) != 1:
-            return None
-        node, e = users[0], step_exprs[users[0]]
-        if node in states:  # a new state has storage of its own (T + 1 rows), not a gate's
-            return None
-        if not (e.func in (sigmoid, sp.tanh) and e.args[0].is_Add and len(e.args[0].args) == 2 and product in e.args[0].args):
-            return None
-        (P,) = [a.args[0] if isinstance(a, AtStep) else a for a in e.args[0].args if a != product]
-        if P not in hoisted:
-            return None
-        terms = sp.Add.make_args(hoisted[P])
-        inputs = [a for a in terms if isinstance(a, MatVec) and a.args[1] == x]
-        biases = tuple(a for a in terms if a not in inputs)
-        # One input weight of its own, and biases that are parameters of the gate's shape.
-        if (len(inputs) != 1 or inputs[0].args[0] in used or not all(
-                b in parameters and graph[b.name].shape == graph[node].shape for b in biases)):
-            return None
-        used.add(inputs[0].args[0])
-        gates[m] = _Gate(node, P, inputs[0].args[0], biases)
-    width = sum(graph[m.name].shape[0] for m in rows)
-    columns = (graph[x.name].shape[0], graph[vector.name].shape[0])
-    return _GateBlock(vector, columns, rows, width, gates, {g.hoisted for g in gates.values()})
 
 
 def _shape_of(graph, expr) -> tuple:

@@ -10,11 +10,11 @@ lives and how it is printed is the lowering's business (rnnsym.numeric.loop_forw
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import sympy as sp
 
-from ..functions import DERIVATIVE_RULES, MatVec
+from ..functions import DERIVATIVE_RULES, MatVec, sigmoid
 
 # new_symbol(name, (batched, shape)) -> a value of the lowering's own (a sp.Dummy it can print)
 NewSymbol = Callable[[str, tuple], sp.Symbol]
@@ -50,13 +50,15 @@ class StepForward:
     """The step's nodes with their expressions as the passes leave them, and what the passes took
     out of the loop. ``hoisted``: ``(P, the sum, its node's shape)``, computed for every step before
     the loop and read as ``AtStep(P)``; ``stacks``: the stacked weights; ``kept``: functions of nodes
-    kept per step, innermost first (``{tanh(c1): F0}``)."""
+    kept per step, innermost first (``{tanh(c1): F0}``); ``block``: the gate block, if the cell has
+    the LSTM's form."""
 
     nodes: tuple[str, ...]
     exprs: dict
     hoisted: tuple = ()
     stacks: tuple[Stack, ...] = ()
     kept: dict = field(default_factory=dict)
+    block: "GateBlock | None" = None
     passes: tuple[str, ...] = ()
 
     def with_(self, pass_name: str, **changes) -> "StepForward":
@@ -133,3 +135,60 @@ def with_kept(expr: sp.Expr, kept: dict) -> sp.Expr:
     for f, symbol in kept.items():
         expr = expr.xreplace({f: symbol})
     return expr
+
+
+class Gate(NamedTuple):
+    node: str  # the gate node, act(P + M[..., rows])
+    hoisted: sp.Symbol  # P = W_x·x + biases, computed in the block instead
+    x_weight: sp.Symbol
+    biases: tuple  # P's parameter terms
+
+
+class GateBlock(NamedTuple):
+    vector: sp.Symbol  # what the stacked weights multiply (h_(t-1))
+    columns: tuple  # (input size, state size)
+    bounds: dict  # stacked weight -> its columns (start, stop)
+    width: int
+    gates: dict  # stacked weight -> Gate, in stacking order
+    hoisted: set  # the gates' hoisted sums
+
+
+def find_gate_block(step: StepForward, x: sp.Symbol, parameters: set, states: set,
+                    shape: Callable[[str], tuple]) -> StepForward:
+    """The LSTM pattern, found in any cell: every weight of the one stack feeds exactly one gate
+    σ or tanh(W_x·x + b + W_h·h), with its own input weight and biases of the gate's shape. Then the
+    gates can be one (T, batch, width) array, each step one product [x_t, h_(t-1), 1] @ [W_x | W_h | b]ᵀ
+    written straight into it (the lowering's gate block). ``states``: the new states' nodes, which
+    keep storage of their own."""
+    return step.with_("find_gate_block", block=_gate_block(step, x, parameters, states, shape))
+
+
+def _gate_block(step: StepForward, x, parameters, states, shape) -> GateBlock | None:
+    if len(step.stacks) != 1 or len(shape(x.name)) != 1:
+        return None
+    (stack,) = step.stacks
+    hoisted = {P: value for P, value, _ in step.hoisted}
+    gates, used = {}, set()
+    for m in stack.weights:
+        product = Columns(stack.product, *stack.bounds[m])
+        users = [n for n in step.nodes if step.exprs[n].has(product)]
+        if len(users) != 1 or users[0] in states:  # a new state has storage of its own (T + 1 rows)
+            return None
+        node, e = users[0], step.exprs[users[0]]
+        if not (e.func in (sigmoid, sp.tanh) and e.args[0].is_Add and len(e.args[0].args) == 2 and product in e.args[0].args):
+            return None
+        (P,) = [a.args[0] if isinstance(a, AtStep) else a for a in e.args[0].args if a != product]
+        if P not in hoisted:
+            return None
+        terms = sp.Add.make_args(hoisted[P])
+        inputs = [a for a in terms if isinstance(a, MatVec) and a.args[1] == x]
+        biases = tuple(a for a in terms if a not in inputs)
+        # One input weight of its own, and biases that are parameters of the gate's shape.
+        if (len(inputs) != 1 or inputs[0].args[0] in used
+                or not all(b in parameters and shape(b.name) == shape(node) for b in biases)):
+            return None
+        used.add(inputs[0].args[0])
+        gates[m] = Gate(node, P, inputs[0].args[0], biases)
+    width = max(stop for _, stop in stack.bounds.values())
+    columns = (shape(x.name)[0], shape(stack.vector.name)[0])
+    return GateBlock(stack.vector, columns, dict(stack.bounds), width, gates, {g.hoisted for g in gates.values()})

@@ -427,3 +427,29 @@ def test_the_gate_block_is_found_in_the_lstm_form_only(build, found):
         assert [g.node for g in block.gates.values()] == ["i1", "f1", "g1", "o1"]
         assert [g.x_weight.name for g in block.gates.values()] == ["W_ii", "W_if", "W_ig", "W_io"]
         assert block.width == 12 and block.columns == (2, 3)
+
+
+@pytest.mark.parametrize("build, merged", [(lambda: rs.gru(steps=2, input_size=2, hidden_size=3), ["W_ir", "W_iz", "W_in"]),
+                                           (lambda: rs.lstm(steps=2, input_size=2, hidden_size=3), None),
+                                           (lambda: rs.elman_rnn(steps=2, input_size=2, hidden_size=3), None)])
+def test_the_input_products_of_several_weights_become_one(build, merged):
+    from rnnsym.program.step import (Columns, find_gate_block, hoist_time_parallel, merge_input_products,
+                                     stack_weights)
+
+    net = build()
+    graph, rec, step, new_symbol = _step_of(net)
+    x = graph["x1"].symbol
+    params = {graph[p].symbol for p in net.param_names}
+    step = hoist_time_parallel(step, {x} | params, x, new_symbol, {n: graph[n].shape for n in step.nodes})
+    step = stack_weights(step, {graph[rec.name(s, 0)].symbol for s in rec.states}, lambda m: graph[m.name].shape[0],
+                         new_symbol)
+    step = find_gate_block(step, x, params, {rec.name(s, 1) for s in rec.states}, lambda name: graph[name].shape)
+    step = merge_input_products(step, x, lambda m: graph[m.name].shape[0], new_symbol)
+    if merged is None:  # an LSTM's input weights go to its gate block; Elman has one input weight
+        assert step.inputs is None
+        return
+    assert [m.name for m in step.inputs.weights] == merged
+    assert step.inputs.bounds[graph["W_in"].symbol] == (6, 9)
+    sums = [value for _, value, _ in step.hoisted]
+    assert not any(isinstance(a, MatVec) and a.args[1] == x for v in sums for a in v.atoms(MatVec))
+    assert all(v.atoms(Columns) for v in sums)

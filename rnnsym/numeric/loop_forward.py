@@ -7,8 +7,8 @@ from __future__ import annotations
 import sympy as sp
 
 from ..functions import MatVec, sigmoid
-from ..program.step import (Columns, StepForward, find_gate_block, hoist_time_parallel, keep_functions, stack_weights,
-                            with_kept)
+from ..program.step import (Columns, StepForward, find_gate_block, hoist_time_parallel, keep_functions,
+                            merge_input_products, stack_weights, with_kept)
 
 
 class LoopForward:
@@ -54,6 +54,7 @@ class LoopForward:
         step = keep_functions(step, nodes, new_symbol, lambda f: _shape_of(graph, f))
         step = find_gate_block(step, x, {graph[p].symbol for p in self.params}, set(self.new),
                                lambda name: graph[name].shape)
+        step = merge_input_products(step, x, lambda m: graph[m.name].shape[0], new_symbol)
         self.program, self.block = step, step.block
         self.hoisted = [(P, value) for P, value, _ in step.hoisted]
         self.hoisted_shape = {P: shape for P, _, shape in step.hoisted}  # (T, batch) + this
@@ -69,28 +70,17 @@ class LoopForward:
         that product when it starts with one (the biases are added there), else into a workspace
         array that its first term fills. A gate block gets its weights [W_x | W_h | b] instead."""
         graph, em, names, T, block = self.graph, self.em, self.names, self.T, self.block
-        x = graph[self.x1].symbol
-        x_weights = []
-        for P, value in self.hoisted:
-            if block and P in block.hoisted:
-                continue
-            for product in sorted(value.atoms(MatVec), key=sp.default_sort_key):
-                if product.args[1] == x and product.args[0] not in x_weights:
-                    x_weights.append(product.args[0])
-        x_slices = {}
+        x, inputs = graph[self.x1].symbol, self.program.inputs
         self.dead: list[tuple[str, tuple]] = []  # workspace arrays only the forward loop reads: (name, shape)
-        if len(x_weights) > 1:
-            start = 0
-            Q = em.symbol("_Q", like=(True, (sum(graph[m.name].shape[0] for m in x_weights),)))
-            for m in x_weights:
-                n = graph[m.name].shape[0]
-                x_slices[MatVec(m, x)] = Columns(Q, start, start + n)
-                start += n
-            self.before.append(f"    _WX = numpy.concatenate([{', '.join(names[m] for m in x_weights)}])")
-            self.before.append(f"    _Q = _mm(_X, _WX, out=_ws.empty('_Q', ({T}, _B, {start})))")
-            self.dead.append(("_Q", (start,)))
+        x_slices = {}  # each input weight's columns of the merged product (rnnsym.program.step.merge_input_products)
+        if inputs:
+            x_slices = {MatVec(m, x): Columns(inputs.product, *inputs.bounds[m]) for m in inputs.weights}
+            width = max(stop for _, stop in inputs.bounds.values())
+            self.before.append(f"    _WX = numpy.concatenate([{', '.join(names[m] for m in inputs.weights)}])")
+            self.before.append(f"    _Q = _mm(_X, _WX, out=_ws.empty('_Q', ({T}, _B, {width})))")
+            self.dead.append(("_Q", (width,)))
         x_symbol = {x: em.symbol("_X", like=x)}
-        blocks_used = [a for _, v in self.hoisted for a in sp.Add.make_args(v.xreplace(x_slices)) if a in x_slices.values()]
+        blocks_used = [a for _, v in self.hoisted for a in sp.Add.make_args(v) if a in x_slices.values()]
         if block:  # one weight matrix [W_x | W_h | b] for the product with [x_t, h_(t-1), 1]
             biases = ", ".join(em.code(sp.Add(*g.biases)) if g.biases else f"numpy.zeros({graph[g.node].shape[0]})"
                                for g in block.gates.values())
@@ -100,7 +90,7 @@ class LoopForward:
         for symbol, value in self.hoisted:
             if block and symbol in block.hoisted:
                 continue
-            terms = sorted(sp.Add.make_args(value.xreplace(x_slices).xreplace(x_symbol)),
+            terms = sorted(sp.Add.make_args(value.xreplace(x_symbol)),
                            key=lambda a: (a not in x_slices.values(), not isinstance(a, MatVec)))
             first, P = terms[0], symbol.name
             if first in x_slices.values() and blocks_used.count(first) == 1:

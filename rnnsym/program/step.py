@@ -51,7 +51,8 @@ class StepForward:
     out of the loop. ``hoisted``: ``(P, the sum, its node's shape)``, computed for every step before
     the loop and read as ``AtStep(P)``; ``stacks``: the stacked weights; ``kept``: functions of nodes
     kept per step, innermost first (``{tanh(c1): F0}``); ``block``: the gate block, if the cell has
-    the LSTM's form."""
+    the LSTM's form; ``inputs``: the input weights of the hoisted sums, stacked into one product
+    with all steps' inputs (its columns stand in the sums)."""
 
     nodes: tuple[str, ...]
     exprs: dict
@@ -59,6 +60,7 @@ class StepForward:
     stacks: tuple[Stack, ...] = ()
     kept: dict = field(default_factory=dict)
     block: "GateBlock | None" = None
+    inputs: "Stack | None" = None
     passes: tuple[str, ...] = ()
 
     def with_(self, pass_name: str, **changes) -> "StepForward":
@@ -192,3 +194,26 @@ def _gate_block(step: StepForward, x, parameters, states, shape) -> GateBlock | 
     width = max(stop for _, stop in stack.bounds.values())
     columns = (shape(x.name)[0], shape(stack.vector.name)[0])
     return GateBlock(stack.vector, columns, dict(stack.bounds), width, gates, {g.hoisted for g in gates.values()})
+
+
+def merge_input_products(step: StepForward, x: sp.Symbol, rows_of: Callable[[sp.Symbol], int],
+                         new_symbol: NewSymbol) -> StepForward:
+    """The input products of several weights in the hoisted sums (an LSTM's W_ii, W_if, W_ig, W_io
+    outside a gate block) become one product ``Q = X·[W_1 | W_2 | …]ᵀ`` for all steps: each
+    ``W_k·x`` in a sum is its columns of ``Q``. A gate block's sums are left to the block."""
+    gated = step.block.hoisted if step.block else set()
+    weights: list[sp.Symbol] = []
+    for P, value, _ in step.hoisted:
+        if P not in gated:
+            for product in sorted(value.atoms(MatVec), key=sp.default_sort_key):
+                if product.args[1] == x and product.args[0] not in weights:
+                    weights.append(product.args[0])
+    if len(weights) < 2:
+        return step.with_("merge_input_products")
+    bounds, start = {}, 0
+    for m in weights:
+        bounds[m], start = (start, start + rows_of(m)), start + rows_of(m)
+    product = new_symbol("_Q", (True, (start,)))
+    columns = {MatVec(m, x): Columns(product, *bounds[m]) for m in weights}
+    hoisted = tuple((P, value.xreplace(columns), shape) for P, value, shape in step.hoisted)
+    return step.with_("merge_input_products", hoisted=hoisted, inputs=Stack(x, "_WX", product, tuple(weights), bounds))

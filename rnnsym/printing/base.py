@@ -6,6 +6,8 @@ from dataclasses import fields, is_dataclass
 
 import sympy as sp
 
+from ..engine.rules import Adjoint, Coupled, Diag, Outer, Summed, TransposeTimes
+
 
 class StepPrinter:
     """Renders derivation records; subclasses define ``_print_<RecordClass>`` methods.
@@ -25,6 +27,39 @@ class StepPrinter:
 
     def _print_int(self, obj) -> str:
         return self.doprint(sp.Integer(obj))
+
+    # ---- a share (rnnsym.records.Applied): the rule table's operations, in the printer's notation --
+    # A subclass gives the pieces: name, expr, sep (what joins factors), transposed, paren, sum_mark,
+    # delta, diag and coupling; the walk over the operations is the same for every notation.
+    def _print_Applied(self, a) -> str:
+        """``Wᵀ·diag(f)·δ``, ``diag(f)·δ·vᵀ``, ``Σ(…)`` or ``diag(f)·δ`` (``δ·f`` for scalars)."""
+        e, sep = a.share, self.sep
+        core = lambda x: self._carried(x, a.scalar) or "1"  # noqa: E731
+        if isinstance(e, TransposeTimes):
+            return f"{self.transposed(self.name(e.args[0].name))}{sep}{core(e.args[1])}"
+        if isinstance(e, Outer):
+            return f"{core(e.args[0])}{sep}{self.transposed(self.name(e.args[1].name))}"
+        if isinstance(e, Summed):
+            return f"{self.sum_mark}{self.paren(core(e.args[0]))}"
+        if not isinstance(e, (Adjoint, Diag, Coupled)):
+            return self.expr(e)  # the loss's own gradient (no δ before it)
+        return core(e)
+
+    def _carried(self, x, scalar: bool) -> str:
+        """``diag(f)·δ`` (``δ·f`` for scalars), behind a softmax coupling; '' for δ_L alone."""
+        sep = self.sep
+        if isinstance(x, Adjoint):
+            return self.delta(self.name(x.name))
+        if isinstance(x, Coupled):
+            return f"{self.coupling(self.name(x.args[0].name))}{sep}{self._carried(x.args[1], scalar)}".rstrip(sep)
+        if isinstance(x, Diag):
+            f, delta = x.args
+            if scalar:
+                return f"{self._carried(delta, scalar)}{sep}{self.paren(self.expr(f)) if f.is_Add else self.expr(f)}"
+            return f"{self.diag(self.expr(f))}{sep}{self._carried(delta, scalar)}"
+        if x == 1:
+            return "" if not scalar else "1"
+        return self.expr(x) if scalar else self.diag(self.expr(x))
 
 
 def positive_terms_first(terms: list) -> list:

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from ..engine.rules import Adjoint, Coupled, Diag, Outer, Summed, TransposeTimes
-from ..records import Applied, Chain, Delta, Equation, JacobianItem, Partial, Product, Step, Sum, Total, Update
+from ..records import Chain, Delta, Equation, JacobianItem, Partial, Product, Step, Sum, Total, Update
 from .base import StepPrinter, heaviside_step, positive_terms_first
 
 
@@ -121,36 +120,29 @@ class LatexStepPrinter(StepPrinter):
                 parts.append(core.strip() or "I")
         return " + ".join(parts)
 
-    def _print_Applied(self, a: Applied):
-        """A share, printed from the rule table's operations (rnnsym.engine.rules)."""
-        e = a.share
-        if isinstance(e, TransposeTimes):
-            return f"{name_latex(e.args[0].name)}^{{T}} {self._carried(e.args[1], a.scalar) or '1'}"
-        if isinstance(e, Outer):
-            return f"{self._carried(e.args[0], a.scalar) or '1'} {name_latex(e.args[1].name)}^{{T}}"
-        if isinstance(e, Summed):
-            return r"\sum \left(%s\right)" % (self._carried(e.args[0], a.scalar) or '1')
-        if not isinstance(e, (Adjoint, Diag, Coupled)):
-            return expr_latex(e)  # the loss's own gradient (no δ before it)
-        return self._carried(e, a.scalar) or "1"
+    # the notation of a share (StepPrinter._print_Applied walks it)
+    sep, sum_mark = " ", r"\sum "
+    name, expr = staticmethod(name_latex), staticmethod(expr_latex)
 
-    def _carried(self, x, scalar: bool) -> str:
-        r"""``diag(f) δ`` (``δ f`` for scalars), behind a softmax coupling; "1" for δ_L alone."""
-        if isinstance(x, Adjoint):
-            return r"\delta_{%s}" % name_latex(x.name)
-        if isinstance(x, Coupled):
-            o = name_latex(x.args[0].name)
-            return (r"\left(\mathrm{diag}\left(%s\right) - %s %s^{T}\right) " % (o, o, o)
-                    + self._carried(x.args[1], scalar)).strip()
-        if isinstance(x, Diag):
-            f, delta = x.args
-            if scalar:
-                d = self._carried(delta, scalar)
-                return r"%s \left(%s\right)" % (d, expr_latex(f)) if f.is_Add else f"{d} {expr_latex(f)}"
-            return r"\mathrm{diag}\left(%s\right) %s" % (expr_latex(f), self._carried(delta, scalar))
-        if x == 1:
-            return "" if not scalar else "1"
-        return expr_latex(x) if scalar else r"\mathrm{diag}\left(%s\right)" % expr_latex(x)
+    @staticmethod
+    def transposed(name: str) -> str:
+        return f"{name}^{{T}}"
+
+    @staticmethod
+    def paren(text: str) -> str:
+        return r"\left(%s\right)" % text
+
+    @staticmethod
+    def delta(name: str) -> str:
+        return r"\delta_{%s}" % name
+
+    @staticmethod
+    def diag(text: str) -> str:
+        return r"\mathrm{diag}\left(%s\right)" % text
+
+    @staticmethod
+    def coupling(o: str) -> str:
+        return r"\left(\mathrm{diag}\left(%s\right) - %s %s^{T}\right)" % (o, o, o)
 
     def _print_Update(self, u: Update):
         return r"%s - \eta \frac{d %s}{d %s}" % (name_latex(u.param), name_latex(u.loss), name_latex(u.param))

@@ -6,8 +6,7 @@ import re
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from ..engine.rules import Adjoint, Coupled, Diag, Outer, Summed, TransposeTimes
-from ..records import Applied, Chain, Delta, Equation, JacobianItem, Partial, Product, Step, Sum, Total, Update
+from ..records import Chain, Delta, Equation, JacobianItem, Partial, Product, Step, Sum, Total, Update
 from .base import StepPrinter, positive_terms_first, prose_names, step_notes
 
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
@@ -129,34 +128,29 @@ class TextPrinter(StepPrinter):
                 parts.append(core.rstrip("·") or "I")
         return " + ".join(parts)
 
-    def _print_Applied(self, a: Applied):
-        """A share, printed from the rule table's operations (rnnsym.engine.rules)."""
-        e = a.share
-        if isinstance(e, TransposeTimes):
-            return f"{text_name(e.args[0].name)}ᵀ·{self._carried(e.args[1], a.scalar) or '1'}"
-        if isinstance(e, Outer):
-            return f"{self._carried(e.args[0], a.scalar) or '1'}·{text_name(e.args[1].name)}ᵀ"
-        if isinstance(e, Summed):
-            return f"Σ({self._carried(e.args[0], a.scalar) or '1'})"
-        if not isinstance(e, (Adjoint, Diag, Coupled)):
-            return expr_text(e)  # the loss's own gradient (no δ before it)
-        return self._carried(e, a.scalar) or "1"
+    # the notation of a share (StepPrinter._print_Applied walks it)
+    sep, sum_mark = "·", "Σ"
+    name, expr = staticmethod(text_name), staticmethod(expr_text)
 
-    def _carried(self, x, scalar: bool) -> str:
-        """``diag(f)·δ`` (``δ·f`` for scalars), behind a softmax coupling; "1" for δ_L alone."""
-        if isinstance(x, Adjoint):
-            return f"δ{text_name(x.name)}"
-        if isinstance(x, Coupled):
-            o = text_name(x.args[0].name)
-            return f"(diag({o}) − {o}·{o}ᵀ)·{self._carried(x.args[1], scalar)}".rstrip("·")
-        if isinstance(x, Diag):
-            f, delta = x.args
-            if scalar:
-                return f"{self._carried(delta, scalar)}·({expr_text(f)})" if f.is_Add else f"{self._carried(delta, scalar)}·{expr_text(f)}"
-            return f"diag({expr_text(f)})·{self._carried(delta, scalar)}"
-        if x == 1:
-            return "" if not scalar else "1"
-        return expr_text(x) if scalar else f"diag({expr_text(x)})"
+    @staticmethod
+    def transposed(name: str) -> str:
+        return f"{name}ᵀ"
+
+    @staticmethod
+    def paren(text: str) -> str:
+        return f"({text})"
+
+    @staticmethod
+    def delta(name: str) -> str:
+        return f"δ{name}"
+
+    @staticmethod
+    def diag(text: str) -> str:
+        return f"diag({text})"
+
+    @staticmethod
+    def coupling(o: str) -> str:
+        return f"(diag({o}) − {o}·{o}ᵀ)"
 
     def _print_Update(self, u: Update):
         return f"{text_name(u.param)} − η·d{text_name(u.loss)}/d{text_name(u.param)}"

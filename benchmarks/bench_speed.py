@@ -131,6 +131,15 @@ def torch_case(kind, params, x, y):
     return step
 
 
+def stacked_weights(kind: str, p: dict, concatenate):
+    """``(W_i, W_h, b)`` of a hand-written peer from rnnsym's parameters: an LSTM's four gates
+    stacked in PyTorch's order (i, f, g, o) with ``concatenate`` (torch.cat, jnp.concatenate)."""
+    if kind == "elman":
+        return p["W_ih"], p["W_hh"], p["b_ih"] + p["b_hh"]
+    W_i, W_h = (concatenate([p[prefix + g] for g in "ifgo"]) for prefix in ("W_i", "W_h"))
+    return W_i, W_h, concatenate([p["b_i" + g] + p["b_h" + g] for g in "ifgo"])
+
+
 def torch_loop_loss(kind: str, compile_step: bool = False):
     """The loss of the network written from the cell's equations as an eager PyTorch loop (``loss(x,
     y, p)`` with p the parameters by rnnsym's names). ``compile_step``: torch.compile the step alone
@@ -149,11 +158,7 @@ def torch_loop_loss(kind: str, compile_step: bool = False):
     step = torch.compile(lambda x_t, h, c, W_i, W_h, b: cell(x_t @ W_i.T + b, h, c, W_h)) if compile_step else None
 
     def loss(x, y, p):
-        if kind == "elman":
-            W_i, W_h, b = p["W_ih"], p["W_hh"], p["b_ih"] + p["b_hh"]
-        else:
-            W_i, W_h = (torch.cat([p[prefix + g] for g in "ifgo"]) for prefix in ("W_i", "W_h"))
-            b = torch.cat([p["b_i" + g] + p["b_h" + g] for g in "ifgo"])
+        W_i, W_h, b = stacked_weights(kind, p, torch.cat)
         h = x.new_zeros(x.shape[0], W_h.shape[1])
         c = h
         if step is not None:
@@ -205,11 +210,7 @@ def jax_case(kind, params, x, y):
     from jax import lax
 
     def loss(p, x, y):
-        if kind == "elman":
-            W_i, W_h, b = p["W_ih"], p["W_hh"], p["b_ih"] + p["b_hh"]
-        else:
-            W_i, W_h = (jnp.concatenate([p[prefix + g] for g in "ifgo"]) for prefix in ("W_i", "W_h"))
-            b = jnp.concatenate([p["b_i" + g] + p["b_h" + g] for g in "ifgo"])
+        W_i, W_h, b = stacked_weights(kind, p, jnp.concatenate)
         P = jnp.swapaxes(x, 0, 1) @ W_i.T + b  # time-major for the scan; all input products at once
         zeros = jnp.zeros((x.shape[0], W_h.shape[1]))
 

@@ -16,6 +16,7 @@ from ..program.build import build_program
 from ..program.ir import Accumulate, Compute, Fill, OverBatch, Program, Read, Role
 from ..program.passes import live_statements, optimise, reads_of, simplify
 from .compiled import CompiledNetwork
+from .lines import cse_lines
 from .printer import RUNTIME, CodePrinter, stable
 
 BATCH = "x.shape[0]"
@@ -187,13 +188,9 @@ class NumPyEmitter:
     def _lines(self, targets) -> list[str]:
         """``target = wrap(expr)``, with the subexpressions the expressions share computed once."""
         temps = (sp.Dummy(f"l{i}") for i in range(10**6))
-        replacements, reduced = sp.cse([e for _, e, _ in targets], symbols=temps, order="none")
-        out = []
-        for i, (temp, value) in enumerate(replacements):
-            self.names[temp] = f"_l{i}_{targets[0][0]}"
-            self.printer.declare(temp, self.printer.info(value))
-            out.append(f"    {self.names[temp]} = {self.code(value)}")
-        return out + [f"    {t} = {wrap.format(self.code(v))}" for (t, _, wrap), v in zip(targets, reduced)]
+        numbers = iter(range(10**6))
+        return cse_lines(self.printer, targets, temps,
+                         lambda temp: self.names.setdefault(temp, f"_l{next(numbers)}_{targets[0][0]}"))
 
     # ---- backward -------------------------------------------------------------------------------------------
     def _backward(self) -> list[str]:

@@ -56,11 +56,16 @@ class LineEmitter:
 
     def lines(self, targets: list[tuple[str, sp.Expr, str]], indent: str = "    ") -> list[str]:
         """``target = wrap(expr)`` for each (target, expr, wrap); ``wrap`` holds ``{}`` for the code."""
-        replacements, reduced = sp.cse([e for _, e, _ in targets], symbols=self._temps, order="none")
-        out = []
-        for temp, value in replacements:
-            self.printer.declare(temp, self.printer.info(value))
-            out.append(f"{indent}{self.names[temp]} = {self.code(value)}")
-        for (target, _, wrap), value in zip(targets, reduced):
-            out.append(f"{indent}{target} = {wrap.format(self.code(value))}")
-        return out
+        return cse_lines(self.printer, targets, self._temps, lambda temp: self.names[temp], indent)
+
+
+def cse_lines(printer, targets: list[tuple[str, sp.Expr, str]], temps, name_of, indent: str = "    ") -> list[str]:
+    """``target = wrap(expr)`` for each (target, expr, wrap), the subexpressions they share computed
+    once first, as the values ``temps`` gives (``name_of(temp)``: its printed name, registered in the
+    printer's name table by then)."""
+    replacements, reduced = sp.cse([e for _, e, _ in targets], symbols=temps, order="none")
+    out = []
+    for temp, value in replacements:
+        printer.declare(temp, printer.info(value))
+        out.append(f"{indent}{name_of(temp)} = {printer.doprint(value)}")
+    return out + [f"{indent}{t} = {wrap.format(printer.doprint(v))}" for (t, _, wrap), v in zip(targets, reduced)]

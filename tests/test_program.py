@@ -2,6 +2,8 @@
 recursive view printed from the program."""
 from __future__ import annotations
 
+import hypothesis
+import hypothesis.strategies as st
 import numpy as np
 import pytest
 import sympy as sp
@@ -11,7 +13,7 @@ from rnnsym.engine.local import JacobianTerm
 from rnnsym.engine.paths import descendants
 from rnnsym.engine.rules import (RULES, Adjoint, Coupled, Diag, Outer, Summed, TermKind, TransposeTimes, elementwise,
                                  kind_of, share)
-from rnnsym.functions import MatVec
+from rnnsym.functions import MatVec, relu, sigmoid
 from rnnsym.numeric.emit import NumPyEmitter
 from rnnsym.numeric.gradcheck import random_point
 from rnnsym.numeric.compiled import CompiledNetwork
@@ -263,7 +265,7 @@ def _loop_writer(network):
     from rnnsym.numeric.loop import _LoopWriter
 
     writer = _LoopWriter(network, None)
-    writer.source()
+    writer.generated = writer.source()
     return writer
 
 
@@ -453,3 +455,54 @@ def test_the_input_products_of_several_weights_become_one(build, merged):
     sums = [value for _, value, _ in step.hoisted]
     assert not any(isinstance(a, MatVec) and a.args[1] == x for v in sums for a in v.atoms(MatVec))
     assert all(v.atoms(Columns) for v in sums)
+
+
+def test_each_step_node_is_written_into_its_storage_without_a_temporary_where_it_can_be():
+    from rnnsym.program.step import StepForward, Write, place_writes
+
+    h, x, a, b = sp.symbols("h x a b")
+    nodes = ("g1", "s1", "m1", "r1", "c1", "k1")
+    exprs = {"g1": sp.tanh(h + x), "s1": sigmoid(a * h), "m1": a * h * x, "r1": relu(h),
+             "c1": sigmoid(b), "k1": h + x}
+    step = StepForward(nodes, exprs)
+    per_example = lambda value, name: bool(value.free_symbols & {h, x})  # noqa: E731
+    writes = place_writes(step, per_example, {sp.tanh, sigmoid}).writes
+    assert writes == {"g1": Write.ADD_IN_PLACE, "s1": Write.CALL_INTO, "m1": Write.LAST_OP_INTO,
+                      "r1": Write.COPY, "c1": Write.BROADCAST, "k1": Write.LAST_OP_INTO}
+
+
+def test_the_lstm_gates_run_their_activations_in_place_in_the_gate_block():
+    from rnnsym.program.step import Write
+
+    writer = _loop_writer(rs.lstm(steps=3, input_size=2, hidden_size=3))
+    writes = writer.forward_program.writes
+    assert {n: writes[n] for n in ("i1", "f1", "g1", "o1")} == dict.fromkeys(("i1", "f1", "g1", "o1"), Write.IN_PLACE)
+    assert writes["c1"] is Write.LAST_OP_INTO and writes["h1"] is Write.LAST_OP_INTO
+    assert "_sigmoid_(S_n_i1[t])" in writer.generated
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(st.lists(st.tuples(st.sampled_from([(2,), (3,), (2, 2)]), st.integers(0, 4), st.integers(0, 4)),
+                           max_size=12))
+def test_buffers_share_memory_only_when_their_lifetimes_do_not_meet_and_as_few_as_can_be(drawn):
+    from rnnsym.program.memory import Buffer, Phase, share_memory
+
+    buffers = [Buffer(f"b{i}", shape, Phase(min(a, b)), Phase(max(a, b))) for i, (shape, a, b) in enumerate(drawn)]
+    memory = share_memory(buffers)
+    assert set(memory) == {b.name for b in buffers}
+    for one in buffers:
+        for other in buffers:
+            if one is not other and memory[one.name] == memory[other.name]:
+                assert one.shape == other.shape
+                assert one.last < other.first or other.last < one.first
+    # Lifetimes are intervals: the fewest memories a shape needs is the most of its buffers alive at once.
+    for shape in {b.shape for b in buffers}:
+        tenants = [b for b in buffers if b.shape == shape]
+        most_alive = max(sum(b.first <= phase <= b.last for b in tenants) for phase in Phase)
+        assert len({memory[b.name] for b in tenants}) == most_alive
+
+
+def test_a_share_buffer_takes_the_memory_of_the_input_product_the_forward_loop_has_read():
+    source = _loop_writer(rs.gru(steps=4, input_size=2, hidden_size=3)).generated
+    assert "'_Q'" in source.split("for t in range(4):")[0]  # the GRU's merged input product
+    assert "# _Q's memory" in source.split("for t in range(3, -1, -1):")[0]

@@ -121,7 +121,8 @@ class _LoopWriter:
         fwd = LoopForward(self)
         fwd.write()
         self.storage, self.before, self.body = fwd.storage, fwd.before, fwd.body
-        self.kept, self.stacks, self.block, self.dead, self.with_kept = fwd.kept, fwd.stacks, fwd.block, fwd.dead, fwd.with_kept
+        self.kept, self.stacks, self.block, self.with_kept = fwd.kept, fwd.stacks, fwd.block, fwd.with_kept
+        self.forward_program, self.forward_buffers = fwd.program, fwd.buffers
 
     # ---- readout and loss ---------------------------------------------------------------------------------
     def _readout_and_loss(self) -> list[str]:

@@ -19,6 +19,7 @@ import sympy as sp
 
 from ..engine.rules import Outer, Summed, TermKind, TransposeTimes, elementwise, kind_of, share
 from ..program.build import Namer, adjoint_shares, nodes_needing_adjoints
+from ..program.memory import Buffer, Phase, share_memory
 from ..program.ir import Accumulate, Compute, Program, Role, Value
 from ..program.passes import common_subexpressions, fold_zeros, fused_factor, lower_products, schedule
 
@@ -181,18 +182,15 @@ class LoopBackward:
 
     # ---- after the loop -----------------------------------------------------------------------------------------
     def _allocate(self, allocations: list) -> list[str]:
-        """The (T, batch, ...) share buffers. The input products are dead once the forward loop is
-        done: a buffer of the same shape takes their memory, so a long sequence holds one array less."""
-        w, lines, dead = self.w, [], list(self.w.dead)
+        """The (T, batch, ...) share buffers, placed by rnnsym.program.memory.share_memory: the
+        input products are dead once the forward loop is done, so a share buffer of the same shape
+        takes their memory and a long sequence holds one array less."""
+        w = self.w
         allocate = "zeros" if w.k < w.T else "empty"  # truncated: the steps before the window stay unused
-        for b, shape in allocations:
-            reused = next((P for P, s in dead if s == shape), None)
-            if reused:
-                dead.remove((reused, shape))
-                lines.append(f"    {b} = _ws.{allocate}({reused!r}, ({w.T}, _B) + {shape!r})  # {reused}'s memory")
-            else:
-                lines.append(f"    {b} = _ws.{allocate}({b!r}, ({w.T}, _B) + {shape!r})")
-        return lines
+        shares = [Buffer(b, shape, Phase.BACKWARD_LOOP, Phase.REDUCTIONS) for b, shape in allocations]
+        memory = share_memory([*w.forward_buffers, *shares])
+        return [f"    {b.name} = _ws.{allocate}({memory[b.name]!r}, ({w.T}, _B) + {b.shape!r})"
+                + (f"  # {memory[b.name]}'s memory" if memory[b.name] != b.name else "") for b in shares]
 
     def _reductions(self) -> list[str]:
         """Every stored share reduced over its steps and examples: one product per weight family of

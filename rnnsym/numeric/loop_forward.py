@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..functions import MatVec, sigmoid
-from ..program.step import (Columns, StepForward, find_gate_block, hoist_time_parallel, keep_functions,
-                            merge_input_products, stack_weights, with_kept)
+from ..functions import MatVec
+from ..program.memory import Buffer, Phase
+from ..program.step import (Columns, StepForward, Write, find_gate_block, hoist_time_parallel, keep_functions,
+                            merge_input_products, place_writes, stack_weights, with_kept)
+from .printer import IN_PLACE_FUNCTIONS
 
 
 class LoopForward:
@@ -55,6 +57,8 @@ class LoopForward:
         step = find_gate_block(step, x, {graph[p].symbol for p in self.params}, set(self.new),
                                lambda name: graph[name].shape)
         step = merge_input_products(step, x, lambda m: graph[m.name].shape[0], new_symbol)
+        per_example = lambda value, name: em.printer.info(value) == (True, graph[name].shape)  # noqa: E731
+        step = place_writes(step, per_example, IN_PLACE_FUNCTIONS)
         self.program, self.block = step, step.block
         self.hoisted = [(P, value) for P, value, _ in step.hoisted]
         self.hoisted_shape = {P: shape for P, _, shape in step.hoisted}  # (T, batch) + this
@@ -71,14 +75,15 @@ class LoopForward:
         array that its first term fills. A gate block gets its weights [W_x | W_h | b] instead."""
         graph, em, names, T, block = self.graph, self.em, self.names, self.T, self.block
         x, inputs = graph[self.x1].symbol, self.program.inputs
-        self.dead: list[tuple[str, tuple]] = []  # workspace arrays only the forward loop reads: (name, shape)
+        # Workspace arrays that only the forward loop reads, shaped (T, batch) + shape.
+        self.buffers: list[Buffer] = []
         x_slices = {}  # each input weight's columns of the merged product (rnnsym.program.step.merge_input_products)
         if inputs:
             x_slices = {MatVec(m, x): Columns(inputs.product, *inputs.bounds[m]) for m in inputs.weights}
             width = max(stop for _, stop in inputs.bounds.values())
             self.before.append(f"    _WX = numpy.concatenate([{', '.join(names[m] for m in inputs.weights)}])")
             self.before.append(f"    _Q = _mm(_X, _WX, out=_ws.empty('_Q', ({T}, _B, {width})))")
-            self.dead.append(("_Q", (width,)))
+            self.buffers.append(Buffer("_Q", (width,), Phase.BEFORE_LOOP, Phase.FORWARD_LOOP))
         x_symbol = {x: em.symbol("_X", like=x)}
         blocks_used = [a for _, v in self.hoisted for a in sp.Add.make_args(v) if a in x_slices.values()]
         if block:  # one weight matrix [W_x | W_h | b] for the product with [x_t, h_(t-1), 1]
@@ -97,7 +102,7 @@ class LoopForward:
                 self.before.append(f"    {P} = {em.code(first)}")
             else:
                 self.before.append(f"    {P} = _ws.empty({P!r}, ({T}, _B) + {self.hoisted_shape[symbol]!r})")
-                self.dead.append((P, self.hoisted_shape[symbol]))
+                self.buffers.append(Buffer(P, self.hoisted_shape[symbol], Phase.BEFORE_LOOP, Phase.FORWARD_LOOP))
                 self.before.append(f"    {em.printer.product_into(first, P)}" if isinstance(first, MatVec)
                                    else f"    {P}[...] = {em.printer.operand(first, self.hoisted_shape[symbol])}")
             large = [a for a in terms[1:] if a.has(em.symbol("_X"), MatVec, *x_slices.values())]
@@ -122,38 +127,30 @@ class LoopForward:
         return with_kept(expr, self.kept)
 
     def _step_lines(self) -> None:
-        """The step's nodes, each written into its storage."""
+        """The step's nodes, each written into its storage as rnnsym.program.step.place_writes decided."""
         em, names, graph = self.em, self.names, self.graph
-        gate_nodes = {g.node for g in self.block.gates.values()} if self.block else set()
         for name in self.step:
-            value = self.step_exprs[name]
-            if name in gate_nodes:  # its argument is already in the gate block: the activation in place
-                self.body.append(f"        {names[graph[name].symbol]} = {em.printer.in_place(value.func, self.at(name, 't'))}")
-                continue
+            value, buffer, shape = self.step_exprs[name], self.at(name, 't'), graph[name].shape
+            node = names[graph[name].symbol]
             for f, symbol in self.kept.items():
                 if value.has(f):
                     self.body.append(f"        {symbol.name} = {em.printer.call_into(f, f'S{symbol.name}[t]')}")
                     value = value.xreplace({f: symbol})
-            code = em.code(value)
-            shape = graph[name].shape
-            if em.printer.info(value) != (True, shape):  # the same for every example, or a scalar for a vector
-                self.body.append(f"        {self.at(name, 't')} = {em.printer.operand(value, shape)}")
-                self.body.append(f"        {names[graph[name].symbol]} = {self.at(name, 't')}")
-            elif value.func in (sigmoid, sp.tanh):  # one call (not, say, σ(a) + tanh(b))
-                # Written straight into the step's buffer, its argument too when it is a sum of two:
-                # no temporary arrays.
-                buffer = self.at(name, 't')
-                arg = value.args[0]
-                if arg.is_Add and len(arg.args) == 2:  # then the activation runs in place
-                    self.body.append(f"        numpy.add({em.printer.operand(arg.args[0], shape)}, "
-                                     f"{em.printer.operand(arg.args[1], shape)}, out={buffer})")
-                    self.body.append(f"        {names[graph[name].symbol]} = {em.printer.in_place(value.func, buffer)}")
-                else:
-                    self.body.append(f"        {names[graph[name].symbol]} = {em.printer.call_into(value, buffer)}")
-            else:  # into the step's buffer by its last operation where it can, else computed and copied
-                into = em.printer.assign_into(value, self.at(name, 't'), shape)
-                self.body.append(f"        {names[graph[name].symbol]} = {into}" if into else
-                                 f"        {names[graph[name].symbol]} = {self.at(name, 't')} = {code}")
+            write = self.program.writes[name]
+            if write is Write.IN_PLACE:
+                self.body.append(f"        {node} = {em.printer.in_place(value.func, buffer)}")
+            elif write is Write.BROADCAST:
+                self.body += [f"        {buffer} = {em.printer.operand(value, shape)}", f"        {node} = {buffer}"]
+            elif write is Write.ADD_IN_PLACE:
+                a, b = (em.printer.operand(term, shape) for term in value.args[0].args)
+                self.body += [f"        numpy.add({a}, {b}, out={buffer})",
+                              f"        {node} = {em.printer.in_place(value.func, buffer)}"]
+            elif write is Write.CALL_INTO:
+                self.body.append(f"        {node} = {em.printer.call_into(value, buffer)}")
+            elif write is Write.LAST_OP_INTO:
+                self.body.append(f"        {node} = {em.printer.assign_into(value, buffer, shape)}")
+            else:
+                self.body.append(f"        {node} = {buffer} = {em.code(value)}")
 
 
 def storage_lines(fwd) -> list[str]:

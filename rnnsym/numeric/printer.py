@@ -43,6 +43,7 @@ def stable(expr: sp.Expr) -> sp.Expr:
 _INTO = {sp.tanh: "_tanh({}, out={})", sigmoid: "_sigmoid({}, out={})", sp.exp: "numpy.exp({}, out={})",
          relu: "numpy.maximum({}, 0.0, out={})"}
 _IN_PLACE = {sp.tanh: "_tanh_", sigmoid: "_sigmoid_"}
+IN_PLACE_FUNCTIONS = frozenset(_IN_PLACE)  # the activations the generated code can apply in place
 
 
 class _Column(sp.Function):

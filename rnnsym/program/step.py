@@ -10,6 +10,7 @@ lives and how it is printed is the lowering's business (rnnsym.numeric.loop_forw
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Callable, NamedTuple
 
 import sympy as sp
@@ -52,7 +53,8 @@ class StepForward:
     the loop and read as ``AtStep(P)``; ``stacks``: the stacked weights; ``kept``: functions of nodes
     kept per step, innermost first (``{tanh(c1): F0}``); ``block``: the gate block, if the cell has
     the LSTM's form; ``inputs``: the input weights of the hoisted sums, stacked into one product
-    with all steps' inputs (its columns stand in the sums)."""
+    with all steps' inputs (its columns stand in the sums); ``writes``: how each node's value is
+    written into its step's storage (:func:`place_writes`)."""
 
     nodes: tuple[str, ...]
     exprs: dict
@@ -61,6 +63,7 @@ class StepForward:
     kept: dict = field(default_factory=dict)
     block: "GateBlock | None" = None
     inputs: "Stack | None" = None
+    writes: dict = field(default_factory=dict)
     passes: tuple[str, ...] = ()
 
     def with_(self, pass_name: str, **changes) -> "StepForward":
@@ -217,3 +220,37 @@ def merge_input_products(step: StepForward, x: sp.Symbol, rows_of: Callable[[sp.
     columns = {MatVec(m, x): Columns(product, *bounds[m]) for m in weights}
     hoisted = tuple((P, value.xreplace(columns), shape) for P, value, shape in step.hoisted)
     return step.with_("merge_input_products", hoisted=hoisted, inputs=Stack(x, "_WX", product, tuple(weights), bounds))
+
+
+class Write(Enum):
+    """How a step node's value reaches its storage ``S[t]`` (decided by :func:`place_writes`)."""
+
+    IN_PLACE = "activation in place"  # a gate: its argument is already in the gate block
+    ADD_IN_PLACE = "sum, then activation in place"  # f(a + b): a + b into S[t], then f on S[t]
+    CALL_INTO = "activation into"  # f(z) written into S[t]
+    LAST_OP_INTO = "last operation into"  # a sum or product: its last operation writes S[t]
+    BROADCAST = "broadcast"  # the same for every example (or a scalar of a vector node): filled
+    COPY = "computed, then copied"
+
+
+def place_writes(step: StepForward, per_example: Callable[[sp.Expr, str], bool],
+                 in_place: set) -> StepForward:
+    """How each node is written into its storage, with as few temporary arrays as the node allows.
+    ``per_example(expr, node)``: whether ``expr`` has the node's own shape, one row per example;
+    ``in_place``: the functions that have an in-place form (σ, tanh). A gate of the gate block runs
+    its activation in place on its columns, which the step's product has just filled; an activation
+    of a sum of two adds them into the storage and runs in place there."""
+    gates = {g.node for g in step.block.gates.values()} if step.block else set()
+    writes = {}
+    for name in step.nodes:
+        value = with_kept(step.exprs[name], step.kept)
+        if name in gates:
+            writes[name] = Write.IN_PLACE
+        elif not per_example(value, name):
+            writes[name] = Write.BROADCAST
+        elif value.func in in_place:
+            arg = value.args[0]
+            writes[name] = Write.ADD_IN_PLACE if arg.is_Add and len(arg.args) == 2 else Write.CALL_INTO
+        else:
+            writes[name] = Write.LAST_OP_INTO if value.is_Add or value.is_Mul else Write.COPY
+    return step.with_("place_writes", writes=writes)

@@ -2,7 +2,7 @@
 from .builtin import elman_rnn, gru, lstm
 from .cells import Cell, matvec, unroll
 from .seed import seed_rnn
-from .torch_weights import params_from_torch
+from .torch_weights import params_from_torch, params_to_torch
 
 NETWORKS = {"seed": seed_rnn, "elman": elman_rnn, "lstm": lstm, "gru": gru}
 
@@ -29,4 +29,4 @@ def make_network(kind: str, steps: int, **options):
     return NETWORKS[kind](steps=steps, **given)
 
 
-__all__ = ["NETWORKS", "make_network", "Cell", "elman_rnn", "gru", "lstm", "matvec", "params_from_torch", "seed_rnn", "unroll"]
+__all__ = ["NETWORKS", "make_network", "Cell", "elman_rnn", "gru", "lstm", "matvec", "params_from_torch", "params_to_torch", "seed_rnn", "unroll"]

@@ -2,14 +2,18 @@
 
 PyTorch stores an LSTM's four input weights as one ``weight_ih_l0`` of shape (4·hidden, input),
 in the gate order i, f, g, o (a GRU's in the order r, z, n); rnnsym names each block.
+``params_from_torch`` splits the blocks, ``params_to_torch`` stacks them again.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import RnnsymError
+from ..errors import RnnsymError, choose, listed
 
 GATES = {"rnn": "", "lstm": "ifgo", "gru": "rzn"}
+# PyTorch's name of each stacked tensor and the prefix of rnnsym's blocks in it (W_ii, W_if, ...).
+TORCH_NAMES = (("weight_ih", "W_i"), ("weight_hh", "W_h"), ("bias_ih", "b_i"), ("bias_hh", "b_h"))
+KIND_NAMES = {"rnn": "Elman RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
 def params_from_torch(module, readout=None) -> dict[str, np.ndarray]:
@@ -38,13 +42,10 @@ def params_from_torch(module, readout=None) -> dict[str, np.ndarray]:
     for suffix in ("", "_reverse"):
         if f"weight_ih_l0{suffix}" not in arrays:
             continue
-        for src, dst in (("weight_ih", "W_i"), ("weight_hh", "W_h"), ("bias_ih", "b_i"), ("bias_hh", "b_h")):
+        for src, dst in TORCH_NAMES:
             value = arrays[f"{src}_l0{suffix}"]
-            if kind == "rnn":
-                params[_rnn_name(dst) + suffix] = value
-            else:
-                for k, gate in enumerate(GATES[kind]):
-                    params[f"{dst}{gate}{suffix}"] = value[k * hidden:(k + 1) * hidden]
+            for k, block in enumerate(_blocks(kind)):
+                params[f"{dst}{block}{suffix}"] = value[k * hidden:(k + 1) * hidden]
     if readout is not None:
         params.update(_readout(readout, hidden, bidirectional="weight_ih_l0_reverse" in arrays))
     return params
@@ -74,5 +75,132 @@ def _readout(readout, hidden: int, bidirectional: bool) -> dict[str, np.ndarray]
     return {"W_hy": weight[:, :hidden].copy(), "W_hy_reverse": weight[:, hidden:].copy(), "b_y": bias}
 
 
-def _rnn_name(dst: str) -> str:
-    return {"W_i": "W_ih", "W_h": "W_hh", "b_i": "b_ih", "b_h": "b_hh"}[dst]
+def _blocks(kind: str) -> str:
+    """The letters after ``W_i``/``W_h``/``b_i``/``b_h`` in rnnsym's names, in PyTorch's stacking
+    order; the Elman RNN has one block, named like PyTorch's tensor (``W_ih``, ``W_hh``, ...)."""
+    return GATES[kind] or "h"
+
+
+def params_to_torch(params, module=None, readout=None, *, kind: str | None = None):
+    """PyTorch state dicts from rnnsym's parameters of a built-in one-layer Elman RNN, LSTM or GRU
+    (``rs.elman_rnn``, ``rs.lstm``, ``rs.gru``): the exact inverse of ``params_from_torch``.
+
+    Returns ``(state, readout_state)``: ``state`` has the recurrent module's keys
+    (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``, and ``*_reverse`` for a
+    bidirectional network), the gate blocks stacked in PyTorch's order (i, f, g, o for an LSTM,
+    r, z, n for a GRU); ``readout_state`` is a ``torch.nn.Linear``'s ``{"weight", "bias"}`` from
+    ``W_hy, b_y`` (a bidirectional network's ``[W_hy | W_hy_reverse]``, the ``Linear(2·hidden, O)``
+    over the joined states), or None when ``params`` has no readout. The values are float64 torch
+    tensors (NumPy arrays when torch is not installed), copies that share no memory with ``params``.
+
+    ``kind`` (``"rnn"``, ``"lstm"`` or ``"gru"``) is inferred from the parameter names when not
+    given. ``module`` (a ``torch.nn.RNN``, ``LSTM`` or ``GRU``) and ``readout`` (a
+    ``torch.nn.Linear``), when given, are loaded with the state dicts after a check that they fit;
+    a readout without bias takes a zero ``b_y``.
+
+    >>> import torch  # doctest: +SKIP
+    >>> state, readout_state = params_to_torch(params)  # doctest: +SKIP
+    >>> torch.nn.LSTM(2, 3, batch_first=True).double().load_state_dict(state)  # doctest: +SKIP
+    """
+    arrays = {name: np.asarray(value, dtype=float) for name, value in dict(params).items()}
+    if kind is None:
+        kind = _infer_kind(arrays)
+    choose("kind", kind, GATES)
+    suffixes = ("", "_reverse") if any(name.endswith("_reverse") for name in arrays) else ("",)
+    has_readout = any(name in arrays for name in ("W_hy", "W_hy_reverse", "b_y"))
+    _check_names(arrays, kind, suffixes, has_readout)
+    _check_shapes(arrays, kind, suffixes, has_readout)
+    state = {f"{src}_l0{suffix}": np.concatenate([arrays[f"{dst}{block}{suffix}"] for block in _blocks(kind)])
+             for suffix in suffixes for src, dst in TORCH_NAMES}
+    readout_state = None
+    if has_readout:
+        # PyTorch joins the states as [h_fwd, h_bwd] (forward first), so the columns join in that order.
+        readout_state = {"weight": np.concatenate([arrays["W_hy" + suffix] for suffix in suffixes], axis=1),
+                         "bias": arrays["b_y"].copy()}
+    state = _tensors(state)
+    readout_state = None if readout_state is None else _tensors(readout_state)
+    if module is not None:
+        _load(module, state)
+    if readout is not None:
+        if readout_state is None:
+            raise RnnsymError("the parameters have no readout (W_hy, b_y) to load into the readout")
+        _load(readout, _without_zero_bias(readout, readout_state))
+    return state, readout_state
+
+
+def _cell_names(kind: str, suffixes) -> list[str]:
+    return [f"{dst}{block}{suffix}" for suffix in suffixes for _, dst in TORCH_NAMES for block in _blocks(kind)]
+
+
+def _infer_kind(arrays) -> str:
+    found = [kind for kind in GATES if set(_cell_names(kind, ("",))) & set(arrays)]
+    if len(found) != 1:
+        examples = "; ".join(f"{KIND_NAMES[kind]} {', '.join(_cell_names(kind, ('',)))}" for kind in GATES)
+        raise RnnsymError(f"cannot tell the network from the parameter names {listed(sorted(arrays))}; "
+                          f"expected a built-in network's ({examples}), or give kind='rnn', 'lstm' or 'gru'")
+    return found[0]
+
+
+def _readout_names(suffixes) -> list[str]:
+    return [f"W_hy{suffix}" for suffix in suffixes] + ["b_y"]
+
+
+def _check_names(arrays, kind: str, suffixes, has_readout: bool) -> None:
+    expected = _cell_names(kind, suffixes) + (_readout_names(suffixes) if has_readout else [])
+    missing = [name for name in expected if name not in arrays]
+    unexpected = sorted(set(arrays) - set(expected))
+    if missing or unexpected:
+        what = ("bidirectional " if len(suffixes) == 2 else "") + KIND_NAMES[kind]
+        problems = ([f"missing {listed(missing)}"] if missing else []) + (
+            [f"unexpected {listed(unexpected)}"] if unexpected else [])
+        raise RnnsymError(f"parameters of a {what} do not fit: {'; '.join(problems)}; expected {listed(expected)}")
+
+
+def _check_shapes(arrays, kind: str, suffixes, has_readout: bool) -> None:
+    """Every block (hidden, input), (hidden, hidden) or (hidden,), the readout (outputs, hidden),
+    with the sizes read from the first input weight (and W_hy), so that stacking cannot fail."""
+    first = arrays[f"W_i{_blocks(kind)[0]}"]
+    H, I = (first.shape + (1, 1))[:2]
+    expected = {}
+    for name in _cell_names(kind, suffixes):
+        expected[name] = {"W_i": (H, I), "W_h": (H, H)}.get(name[:3], (H,))
+    if has_readout:
+        O = arrays["W_hy"].shape[0] if arrays["W_hy"].ndim else 1
+        expected.update({name: (O, H) for name in _readout_names(suffixes)[:-1]}, b_y=(O,))
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            sizes = f"input size {I}, hidden size {H}" + (f", output size {O}" if has_readout else "")
+            raise RnnsymError(f"{name} has shape {arrays[name].shape}; expected {shape} ({sizes})")
+
+
+def _tensors(state: dict) -> dict:
+    try:
+        import torch
+    except ImportError:  # still useful without torch: the arrays can be saved and loaded elsewhere
+        return state
+    return {key: torch.tensor(value, dtype=torch.float64) for key, value in state.items()}
+
+
+def _without_zero_bias(readout, readout_state: dict) -> dict:
+    # torch.nn.Linear(bias=False) has no bias to load; only a zero b_y means the same readout.
+    if "bias" in readout.state_dict():
+        return readout_state
+    if np.any(np.asarray(readout_state["bias"]) != 0):
+        raise RnnsymError("the readout has no bias but b_y is not zero; use torch.nn.Linear(..., bias=True)")
+    return {"weight": readout_state["weight"]}
+
+
+def _load(target, state: dict) -> None:
+    """``target.load_state_dict(state)`` after a check that gives a one-line error instead of
+    PyTorch's multi-line one."""
+    theirs = target.state_dict()
+    name = type(target).__name__
+    missing, unexpected = sorted(set(theirs) - set(state)), sorted(set(state) - set(theirs))
+    if missing or unexpected:
+        raise RnnsymError(f"the parameters do not fit this {name}: it has {listed(missing) or 'nothing'} that they lack, "
+                          f"they give {listed(unexpected) or 'nothing'} that it lacks")
+    for key, value in state.items():
+        if tuple(theirs[key].shape) != tuple(value.shape):
+            raise RnnsymError(f"{key} from the parameters has shape {tuple(value.shape)}; "
+                              f"this {name} has {tuple(theirs[key].shape)}")
+    target.load_state_dict(state)

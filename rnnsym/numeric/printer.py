@@ -153,12 +153,6 @@ class CodePrinter(NumPyPrinter):
 
     _print_Dummy = _print_Symbol  # the compiler's own values, under the names it gave them
 
-    def _print_tanh(self, expr):
-        return f"_tanh({self._print(expr.args[0])})"
-
-    def _print_sigmoid(self, expr):
-        return f"_sigmoid({self._print(expr.args[0])})"
-
     def _print_softplus(self, expr):
         return f"numpy.logaddexp(0.0, {self._print(expr.args[0])})"
 
@@ -234,12 +228,6 @@ class CodePrinter(NumPyPrinter):
         inner = share.args[0] if isinstance(share, Summed) and not ndim else share  # a scalar sums it all anyway
         return f"numpy.sum({self._print(inner)})" if not ndim else f"numpy.sum({self._print(share)}, axis=0)"
 
-    def _print_softmax(self, expr):
-        return f"_softmax({self._print(expr.args[0])})"
-
-    def _print_log_softmax(self, expr):
-        return f"_log_softmax({self._print(expr.args[0])})"
-
     def _print_Heaviside(self, expr):
         # The value at 0 is the expression's own (SymPy's default is 1/2; relu's rule says 0).
         value = expr.args[1] if len(expr.args) > 1 else sp.S.Half
@@ -258,8 +246,10 @@ class CodePrinter(NumPyPrinter):
             code = f"{ufunc}({self._print(a)}, {code})"
         return code
 
-    def _print_erf(self, expr):
-        return f"_erf({self._print(expr.args[0])})"
+    def _print_runtime_call(self, expr):  # a function of the generated code's runtime (RUNTIME)
+        return f"_{type(expr).__name__}({self._print(expr.args[0])})"
+
+    _print_tanh = _print_sigmoid = _print_softmax = _print_log_softmax = _print_erf = _print_runtime_call
 
 
 def forward_product(vector: str, matrix: str, shape: tuple, out: str | None = None) -> str:

@@ -153,7 +153,7 @@ def _check_names(arrays, kind: str, suffixes, has_readout: bool) -> None:
         what = ("bidirectional " if len(suffixes) == 2 else "") + KIND_NAMES[kind]
         problems = ([f"missing {listed(missing)}"] if missing else []) + (
             [f"unexpected {listed(unexpected)}"] if unexpected else [])
-        raise RnnsymError(f"parameters of a {what} do not fit: {'; '.join(problems)}; expected {listed(expected)}")
+        raise RnnsymError(f"{what} parameters do not fit: {'; '.join(problems)}; expected {listed(expected)}")
 
 
 def _check_shapes(arrays, kind: str, suffixes, has_readout: bool) -> None:
@@ -197,8 +197,9 @@ def _load(target, state: dict) -> None:
     name = type(target).__name__
     missing, unexpected = sorted(set(theirs) - set(state)), sorted(set(state) - set(theirs))
     if missing or unexpected:
-        raise RnnsymError(f"the parameters do not fit this {name}: it has {listed(missing) or 'nothing'} that they lack, "
-                          f"they give {listed(unexpected) or 'nothing'} that it lacks")
+        problems = ([f"it has no {listed(unexpected)}"] if unexpected else []) + (
+            [f"they give no {listed(missing)}"] if missing else [])
+        raise RnnsymError(f"the parameters do not fit this {name}: {'; '.join(problems)}")
     for key, value in state.items():
         if tuple(theirs[key].shape) != tuple(value.shape):
             raise RnnsymError(f"{key} from the parameters has shape {tuple(value.shape)}; "

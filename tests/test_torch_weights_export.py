@@ -1,5 +1,7 @@
 """params_to_torch, the inverse of params_from_torch: weights go to real PyTorch modules and back
 unchanged, and the modules loaded from an rnnsym network compute its forward pass (float64)."""
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -145,3 +147,11 @@ def test_parameters_that_do_not_fit_are_refused_in_one_line(change, options, exp
         rs.params_to_torch(params, **options)
     assert str(err.value).startswith(expected)
     assert "\n" not in str(err.value)
+
+
+def test_without_torch_the_state_dicts_hold_numpy_arrays(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    params = {name: np.ones(shape) for name, shape in _net("gru", 2, 3, 1, False).param_shapes.items()}
+    state, readout_state = rs.params_to_torch(params)
+    assert all(type(value) is np.ndarray for value in [*state.values(), *readout_state.values()])
+    assert state["weight_hh_l0"].shape == (9, 3) and readout_state["weight"].shape == (1, 3)

@@ -96,6 +96,23 @@ def test_the_exported_tensors_share_no_memory_with_the_parameters():
     assert np.array_equal(params["W_hy"], np.ones((1, 2)))
 
 
+def test_parameters_may_be_torch_tensors_with_gradients():
+    module, readout = _modules("gru", 2, 3, 2, True)
+    params = {name: torch.tensor(value, requires_grad=True)
+              for name, value in rs.params_from_torch(module, readout).items()}
+    state, readout_state = rs.params_to_torch(params)
+    assert _same_state(state, module.state_dict()) and _same_state(readout_state, readout.state_dict())
+
+
+def test_a_refused_readout_leaves_the_module_as_it_was():
+    params = {name: np.ones(shape) for name, shape in _net("elman", 2, 2, 1, False).param_shapes.items()}
+    module, readout = _modules("elman", 2, 2, 1, False)
+    before = {key: value.clone() for key, value in module.state_dict().items()}
+    with pytest.raises(RnnsymError, match=r"^weight from the parameters has shape \(1, 2\); this Linear has \(1, 3\)$"):
+        rs.params_to_torch(params, module, torch.nn.Linear(3, 1).double())
+    assert _same_state(module.state_dict(), before)
+
+
 def test_a_readout_without_bias_takes_a_zero_b_y_and_refuses_another():
     params = {name: np.ones(shape) for name, shape in _net("gru", 2, 2, 1, False).param_shapes.items()}
     readout = torch.nn.Linear(2, 1, bias=False).double()
@@ -126,6 +143,7 @@ ERRORS = [
     ({}, {"module": ("LSTM", False)}, "the parameters do not fit this LSTM: it has no bias_hh_l0_reverse, bias_ih_l0"),
     ({"drop": ("W_hy",)}, {}, "bidirectional LSTM parameters do not fit: missing W_hy; expected"),
     ({"W_hy": np.zeros(2)}, {}, "W_hy has shape (2,); expected (2, 2)"),
+    ({"b_hi": "one"}, {}, "parameter b_hi must be an array of numbers, got str"),
     ({"drop": ("W_hy", "W_hy_reverse", "b_y")}, {"readout": True},
      "the parameters have no readout (W_hy, b_y) to load into the readout"),
 ]

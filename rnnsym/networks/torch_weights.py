@@ -102,7 +102,7 @@ def params_to_torch(params, module=None, readout=None, *, kind: str | None = Non
     >>> state, readout_state = params_to_torch(params)  # doctest: +SKIP
     >>> torch.nn.LSTM(2, 3, batch_first=True).double().load_state_dict(state)  # doctest: +SKIP
     """
-    arrays = {name: np.asarray(value, dtype=float) for name, value in dict(params).items()}
+    arrays = {name: _parameter(name, value) for name, value in dict(params).items()}
     if kind is None:
         kind = _infer_kind(arrays)
     choose("kind", kind, GATES)
@@ -119,13 +119,24 @@ def params_to_torch(params, module=None, readout=None, *, kind: str | None = Non
                          "bias": arrays["b_y"].copy()}
     state = _tensors(state)
     readout_state = None if readout_state is None else _tensors(readout_state)
-    if module is not None:
-        _load(module, state)
+    # Both checked before either is loaded, so a refusal leaves both modules as they were.
+    loads = [(module, state)] if module is not None else []
     if readout is not None:
         if readout_state is None:
             raise RnnsymError("the parameters have no readout (W_hy, b_y) to load into the readout")
-        _load(readout, _without_zero_bias(readout, readout_state))
+        loads.append((readout, _without_zero_bias(readout, readout_state)))
+    for target, target_state in loads:
+        _check_fits(target, target_state)
+    for target, target_state in loads:
+        target.load_state_dict(target_state)
     return state, readout_state
+
+
+def _parameter(name: str, value) -> np.ndarray:
+    try:
+        return _array(value)
+    except (TypeError, ValueError):
+        raise RnnsymError(f"parameter {name} must be an array of numbers, got {type(value).__name__}") from None
 
 
 def _cell_names(kind: str, suffixes) -> list[str]:
@@ -190,9 +201,9 @@ def _without_zero_bias(readout, readout_state: dict) -> dict:
     return {"weight": readout_state["weight"]}
 
 
-def _load(target, state: dict) -> None:
-    """``target.load_state_dict(state)`` after a check that gives a one-line error instead of
-    PyTorch's multi-line one."""
+def _check_fits(target, state: dict) -> None:
+    """The check ``target.load_state_dict(state)`` makes, as a one-line error instead of PyTorch's
+    multi-line one."""
     theirs = target.state_dict()
     name = type(target).__name__
     missing, unexpected = sorted(set(theirs) - set(state)), sorted(set(state) - set(theirs))
@@ -204,4 +215,3 @@ def _load(target, state: dict) -> None:
         if tuple(theirs[key].shape) != tuple(value.shape):
             raise RnnsymError(f"{key} from the parameters has shape {tuple(value.shape)}; "
                               f"this {name} has {tuple(theirs[key].shape)}")
-    target.load_state_dict(state)

@@ -56,7 +56,7 @@ class NumPyEmitter:
         return ", ".join(self.program.values[self.network.graph[n].symbol].name for n in self.program.params)
 
     def source(self) -> str:
-        p, values, args = self.program, self.program.values, self._args()
+        p, values, args, xp = self.program, self.program.values, self._args(), self.printer._module
         forward = self._forward()
         kept = ", ".join(self.kept)
         unpack = f"    {kept}, = _forward(x, {args})"
@@ -75,9 +75,9 @@ class NumPyEmitter:
             f"def _forward(x, {args}):", *forward, f"    return ({kept},)", "",
             f"def forward(x, {args}):", unpack,
             f"    return ({''.join(self.names[o] + ', ' for o in p.outputs)})", "",
-            f"def loss(x, y, {args}):", unpack, *loss, "    return numpy.mean(_per_example)", "",
+            f"def loss(x, y, {args}):", unpack, *loss, f"    return {xp}.mean(_per_example)", "",
             f"def _backward(x, y, {args}):", unpack, *loss, *backward,
-            f"    return numpy.mean(_per_example), {returned}, "
+            f"    return {xp}.mean(_per_example), {returned}, "
             f"({''.join(self.names[s.target] + ', ' for s in adjoint_values)}), ({kept},)", "",
             f"def value_and_grad(x, y, {args}):",
             f"    value, grads, _, _ = _backward(x, y, {args})", "    return value, grads", "",
@@ -128,7 +128,7 @@ class NumPyEmitter:
     def _fill(self, s: Fill) -> str:
         shape = self.program.values[s.target].shape
         return f"    {self.names[s.target]} = " + (repr(s.value) if shape == () else
-                                                   f"numpy.full(({BATCH}, {', '.join(map(str, shape))}), {s.value!r})")
+                                                   self.printer.full(f"({BATCH}, {', '.join(map(str, shape))})", repr(s.value)))
 
     def _node(self, s: Compute) -> list[str]:
         expr, name = s.expr, self.names[s.target]
@@ -150,7 +150,7 @@ class NumPyEmitter:
         if batched is None or (batched and got == shape):
             return self.code(expr)
         full = f"({BATCH}, {', '.join(map(str, shape))})" if shape else BATCH
-        return f"numpy.full({full}, {self.printer.operand(expr, shape)}, dtype=float)"
+        return self.printer.full(full, self.printer.operand(expr, shape))
 
     def _reads(self, statements) -> list[str]:
         """The columns of x (or y) a group of statements reads: one unpacking when they are every
@@ -162,7 +162,7 @@ class NumPyEmitter:
                 continue
             vector = self.program.values[reads[0].target].shape != ()
             if [r.step for r in reads] == list(range(1, len(reads) + 1)) and len(reads) > 1:
-                columns = f"numpy.moveaxis({source}, 1, 0)" if vector else f"{source}.T"
+                columns = f"{self.printer._module}.moveaxis({source}, 1, 0)" if vector else f"{source}.T"
                 lines.append(f"    {', '.join(self.names[r.target] for r in reads)}, = {columns}")
                 continue
             for r in reads:
@@ -179,7 +179,7 @@ class NumPyEmitter:
             if not isinstance(s, Compute):
                 continue
             expr = sp.factor_terms(stable(s.expr.xreplace(self.logits)))
-            wrap = "{}" if s.reduce is None else f"numpy.{s.reduce}({{}}, axis=-1)"
+            wrap = "{}" if s.reduce is None else f"{self.printer._module}.{s.reduce}({{}}, axis=-1)"
             lines += self._lines([(self.names[s.target], expr, wrap)])
             terms.append(s.target)
         parts = [self.code(w * t) for w, t in zip(p.loss_weights, p.loss_terms)]
@@ -221,7 +221,8 @@ class NumPyEmitter:
         for name, acc in self.program.gradients().items():
             shape = self.program.values[self.network.graph[name].symbol].shape
             key = self.names[acc.target] if acc else f"dL_d{self.names[self.network.graph[name].symbol][2:]}"
-            out[name] = (key, self.names[acc.target] if acc else (f"numpy.zeros({shape})" if shape else "0.0"))
+            param = self.names[self.network.graph[name].symbol]
+            out[name] = (key, self.names[acc.target] if acc else self.printer.zeros_like(param, shape))
         return out
 
     def _traced_nodes(self) -> str:

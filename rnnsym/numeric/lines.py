@@ -29,11 +29,11 @@ class LineEmitter:
     equals no other symbol, so a user's parameter named ``_t0`` or ``g_n_h1`` is never mistaken for
     the compiler's value of that name, in substitutions, in ``cse`` or in the name table."""
 
-    def __init__(self, graph):
+    def __init__(self, graph, printer_class: type[CodePrinter] = CodePrinter):
         self.graph = graph
         self.names = generated_names(graph)
         # Every value but a parameter's and a scalar constant's (a float) carries the batch axis.
-        self.printer = CodePrinter(self.names, {n.symbol: n.shape for n in graph.nodes.values()},
+        self.printer = printer_class(self.names, {n.symbol: n.shape for n in graph.nodes.values()},
                                    batched={n.symbol for n in graph.nodes.values()
                                             if n.kind != "param" and (n.kind, n.shape) != ("constant", ())})
         self._symbols: dict[str, sp.Dummy] = {}

@@ -43,9 +43,9 @@ class _LoopWriter:
     and the backward pass (the step's adjoints in a loop from the last step back, then every
     parameter's gradient reduced over all steps at once)."""
 
-    def __init__(self, network, truncate: int | None):
+    def __init__(self, network, truncate: int | None, printer_class=None):
         self.network, self.graph, self.rec, self.T = network, network.graph, network.recurrence, network.steps
-        self.em = LineEmitter(self.graph)
+        self.em = LineEmitter(self.graph, *([printer_class] if printer_class else []))
         self.names = self.em.names
         self.params = [n.name for n in self.graph.of_kind("param")]
         self.k = self.T if truncate is None else min(truncate, self.T)
@@ -121,6 +121,15 @@ class _LoopWriter:
         fwd = LoopForward(self)
         fwd.write()
         self.storage, self.before, self.body = fwd.storage, fwd.before, fwd.body
+        self._take(fwd)
+
+    def plan_forward(self) -> None:
+        """Only the forward step's passes, for a lowering of its own (rnnsym.backends.scan)."""
+        fwd = LoopForward(self)
+        fwd.plan()
+        self._take(fwd)
+
+    def _take(self, fwd: LoopForward) -> None:
         self.kept, self.stacks, self.block, self.with_kept = fwd.kept, fwd.stacks, fwd.block, fwd.with_kept
         self.forward_program, self.forward_buffers = fwd.program, fwd.buffers
 
@@ -128,12 +137,13 @@ class _LoopWriter:
     def _readout_and_loss(self) -> list[str]:
         """The readout goes after the forward loop; returns the loss's lines."""
         graph, em, names, rec, T = self.graph, self.em, self.names, self.rec, self.T
+        xp = em.printer._module
         if self.per_step:
             out, term, target = "y1", graph["L1"], "Y1"
             views = {rec.name(s, 1): self.stacked(rec.name(s, 1)) for s in rec.states}
             self.after += [f"    {names[graph[n].symbol]} = {v}" for n, v in views.items()]
             tcol = "" if graph[target].shape == () else ", :"
-            targets = [f"    {names[graph[target].symbol]} = numpy.moveaxis(y, 1, 0)" if tcol else
+            targets = [f"    {names[graph[target].symbol]} = {xp}.moveaxis(y, 1, 0)" if tcol else
                        f"    {names[graph[target].symbol]} = y.T"]
         else:
             out, term, target = "y", graph.loss, "Y"
@@ -151,11 +161,11 @@ class _LoopWriter:
         # What the readout read, as arrays that the backward loop does not overwrite.
         self.readout_view = ({rec.name(s, 1): self.stacked(rec.name(s, 1)) for s in rec.states} if self.per_step else
                              {rec.name(s, T): self.at(rec.name(s, 1), str(T - 1)) for s in rec.states})
-        reduce_axis = "" if out_node.shape == () else ("numpy.mean({}, axis=-1)" if term.reduce == "mean" else "numpy.sum({}, axis=-1)")
+        reduce_axis = "" if out_node.shape == () else f"{xp}.{'mean' if term.reduce == 'mean' else 'sum'}({{}}, axis=-1)"
         loss_expr = sp.factor_terms(stable(term.expr.xreplace({out_node.symbol: logit})))
         loss_lines = list(targets) + em.lines([("_loss", loss_expr, reduce_axis or "{}")])
         if self.per_step:
-            over_steps = "numpy.mean" if self.network.options.get("step_reduction", "mean") == "mean" else "numpy.sum"
+            over_steps = f"{xp}.{self.network.options.get('step_reduction', 'mean')}"
             loss_lines.append(f"    _per_example = {over_steps}(_loss, axis=0)")
         else:
             loss_lines.append("    _per_example = _loss")

@@ -50,6 +50,11 @@ class LoopBackward:
         self.ids = Namer(w.graph).ids  # a node's name where it is plain, else its index (as in the unrolled form)
         self.grads: dict[str, list[str]] = {p: [] for p in w.params}
         self.counter = itertools.count()
+        # δh₁ is d_h1 (as in the unrolled form); what the next step carries back into it d_h1_carried,
+        # and the output's share into it at every step d_h1_seeds. Generated names only.
+        state_id = {s: self.ids[w.rec.name(s, 1)] for s in w.rec.states}
+        self.g_carry = {s: f"d_{state_id[s]}_carried" for s in w.rec.states}
+        self.seed_of = {s: f"d_{state_id[s]}_seeds" for s in w.rec.states}
 
     # ---- the whole backward pass -------------------------------------------------------------------------
     def lines(self) -> list[str]:
@@ -58,13 +63,8 @@ class LoopBackward:
         w, graph, rec, T = self.w, self.graph, self.w.rec, self.w.T
         inv_b = self.em.symbol("_inv_batch")
         backward = [f"    {inv_b.name} = 1.0 / _B"]
-        seeds, carry = self._seeds(inv_b)
+        seeds, carry = self.seeds(inv_b)
         backward += seeds
-        # δh₁ is d_h1 (as in the unrolled form); what the next step carries back into it d_h1_carried,
-        # and the output's share into it at every step d_h1_seeds. Generated names only.
-        state_id = {s: self.ids[rec.name(s, 1)] for s in rec.states}
-        self.g_carry = {s: f"d_{state_id[s]}_carried" for s in rec.states}
-        self.seed_of = {s: f"d_{state_id[s]}_seeds" for s in rec.states}
         self.carry = carry
         zeros = {s: f"numpy.zeros((_B,) + {graph[rec.name(s, 1)].shape!r})" for s in rec.states}
         for s in rec.states:
@@ -96,7 +96,9 @@ class LoopBackward:
         return lines, keys
 
     # ---- the seeds: the output's shares, through the fused loss --------------------------------------------
-    def _seeds(self, inv_b) -> tuple[list[str], dict]:
+    def seeds(self, inv_b) -> tuple[list[str], dict]:
+        """The output's shares through the fused loss, as lines: a readout parameter's reduced where
+        it is (into ``grads``), a state's returned as ``{state: the names carried into the loop}``."""
         w, graph = self.w, self.graph
         state_of = {w.rec.name(s, t): s for s in w.rec.states for t in (1, w.T)}
         carry: dict[str, list[str]] = {s: [] for s in w.rec.states}  # adjoints flowing into the loop
@@ -125,10 +127,13 @@ class LoopBackward:
 
     # ---- one step: its program, the passes, the lowering ------------------------------------------------------
     def _step(self):
+        return StepLowering(self, self.optimised_step_program()).lower()
+
+    def optimised_step_program(self) -> Program:
+        """The step's program (``step_program``), each parameter share per example, through the passes."""
         program = self.step_program = self._step_program()
         program = per_example_shares(program)
-        program = common_subexpressions(lower_products(schedule(program, reduce_gradients=False)))
-        return StepLowering(self, program).lower()
+        return common_subexpressions(lower_products(schedule(program, reduce_gradients=False)))
 
     def _step_program(self) -> Program:
         """The adjoints of the template step's nodes (the new states' include what the next step
@@ -330,21 +335,7 @@ class StepLowering:
         body.append(f"{IN2}{self.names[s.target]} = {' + '.join(carried + parts)}")
 
     def _store(self, param: str, inner, share) -> None:
-        """A parameter's share (``inner``: its per-example value, before a weight's outer product),
-        kept for the reduction after the loop: what to store and how to reduce it."""
-        w, ndim = self.w, len(self.w.graph[param].shape)
-        if share.kind is TermKind.WEIGHT:
-            entry = Stored(param, inner, "outer", share.term.outer.name, ndim)
-        else:
-            leaf = None
-            if ndim == 0:  # a scalar weight times a stored value (w·x, u·h): keep the rest, dot it later
-                stored = {w.graph[n].symbol: n for n in (w.x1, *w.prev, *w.step)}  # nodes, not a temporary of that name
-                for arg in sp.Mul.make_args(inner):
-                    if arg in stored:
-                        leaf, inner = stored[arg], inner / arg
-                        break
-            entry = Stored(param, inner, "dot" if leaf else "total", leaf, ndim)
-        self.back.stored.append(entry)
+        self.back.stored.append(stored_share(self.w, param, inner, share))
 
     def _buffers(self, through_stack: dict, next_carry: dict) -> tuple[list, list, list]:
         """The stores of the step's parameter shares into their buffers (``(value, line)``, one per
@@ -389,6 +380,22 @@ class StepLowering:
         loads = [f"{IN2}{self.names[graph[name].symbol]} = " + (f"x[:, t{w.col}]" if name == w.x1 else w.at(name, "t"))
                  for name in (w.x1, *w.prev, *w.step) if graph[name].symbol in self.read]
         return loads + [f"{IN2}{symbol.name} = S{symbol.name}[t]" for symbol in w.kept.values() if symbol in self.read]
+
+
+def stored_share(w, param: str, inner, share) -> Stored:
+    """A parameter's share (``inner``: its per-example value, before a weight's outer product), kept
+    for the reduction after the loop: what to store and how to reduce it."""
+    ndim = len(w.graph[param].shape)
+    if share.kind is TermKind.WEIGHT:
+        return Stored(param, inner, "outer", share.term.outer.name, ndim)
+    leaf = None
+    if ndim == 0:  # a scalar weight times a stored value (w·x, u·h): keep the rest, dot it later
+        stored = {w.graph[n].symbol: n for n in (w.x1, *w.prev, *w.step)}  # nodes, not a temporary of that name
+        for arg in sp.Mul.make_args(inner):
+            if arg in stored:
+                leaf, inner = stored[arg], inner / arg
+                break
+    return Stored(param, inner, "dot" if leaf else "total", leaf, ndim)
 
 
 def per_example_shares(program: Program) -> Program:

@@ -23,6 +23,12 @@ class LoopForward:
         self.buf, self.at = w.buf, w.at
         self.before: list[str] = []  # work before the loop
         self.body: list[str] = []  # the loop's body
+        # Workspace arrays that only the forward loop reads, shaped (T, batch) + shape.
+        self.buffers: list[Buffer] = []
+
+    def plan(self) -> None:
+        """The passes over the forward step, without printing it."""
+        self._passes()
 
     def write(self) -> None:
         graph, names, x1 = self.graph, self.names, self.x1
@@ -75,8 +81,6 @@ class LoopForward:
         array that its first term fills. A gate block gets its weights [W_x | W_h | b] instead."""
         graph, em, names, T, block = self.graph, self.em, self.names, self.T, self.block
         x, inputs = graph[self.x1].symbol, self.program.inputs
-        # Workspace arrays that only the forward loop reads, shaped (T, batch) + shape.
-        self.buffers: list[Buffer] = []
         x_slices = {}  # each input weight's columns of the merged product (rnnsym.program.step.merge_input_products)
         if inputs:
             x_slices = {MatVec(m, x): Columns(inputs.product, *inputs.bounds[m]) for m in inputs.weights}

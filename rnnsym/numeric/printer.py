@@ -154,10 +154,10 @@ class CodePrinter(NumPyPrinter):
     _print_Dummy = _print_Symbol  # the compiler's own values, under the names it gave them
 
     def _print_softplus(self, expr):
-        return f"numpy.logaddexp(0.0, {self._print(expr.args[0])})"
+        return f"{self._module}.logaddexp(0.0, {self._print(expr.args[0])})"
 
     def _print_relu(self, expr):
-        return f"numpy.maximum({self._print(expr.args[0])}, 0.0)"
+        return f"{self._module}.maximum({self._print(expr.args[0])}, 0.0)"
 
     def _print_MatVec(self, expr):
         matrix, vector = expr.args
@@ -178,10 +178,6 @@ class CodePrinter(NumPyPrinter):
 
     def _print_AtStep(self, expr):
         return f"{self._print(expr.args[0])}[t]"
-
-    def writes_into(self, expr: sp.Expr) -> bool:
-        """Whether ``expr`` is a function :meth:`call_into` can write into an array."""
-        return expr.func in _INTO
 
     def call_into(self, expr: sp.Expr, out: str) -> str:
         """``f(z)`` written into the array ``out`` (no temporary)."""
@@ -215,18 +211,18 @@ class CodePrinter(NumPyPrinter):
         return f"({self._print(x)}).T @ {self._print(v)}"
 
     def _print_Summed(self, expr):
-        return f"numpy.sum({self._print(expr.args[0])}, axis=-1)"
+        return f"{self._module}.sum({self._print(expr.args[0])}, axis=-1)"
 
     def _print_Coupled(self, expr):  # (diag(o) − o·oᵀ)·x, row by row
         o, x = (self._print(a) for a in expr.args)
-        return f"({o} * (({x}) - numpy.sum({o} * ({x}), axis=-1, keepdims=True)))"
+        return f"({o} * (({x}) - {self._module}.sum({o} * ({x}), axis=-1, keepdims=True)))"
 
     def _print_OverBatch(self, expr):
         share, ndim = expr.args
         if isinstance(share, Outer):  # the product already sums over the batch
             return self._print(share)
         inner = share.args[0] if isinstance(share, Summed) and not ndim else share  # a scalar sums it all anyway
-        return f"numpy.sum({self._print(inner)})" if not ndim else f"numpy.sum({self._print(share)}, axis=0)"
+        return f"{self._module}.sum({self._print(inner)})" if not ndim else f"{self._module}.sum({self._print(share)}, axis=0)"
 
     def _print_Heaviside(self, expr):
         # The value at 0 is the expression's own (SymPy's default is 1/2; relu's rule says 0).
@@ -234,10 +230,10 @@ class CodePrinter(NumPyPrinter):
         return f"numpy.heaviside({self._print(expr.args[0])}, {float(value)!r})"
 
     def _print_Max(self, expr):
-        return self._nested("numpy.maximum", expr.args)
+        return self._nested(f"{self._module}.maximum", expr.args)
 
     def _print_Min(self, expr):
-        return self._nested("numpy.minimum", expr.args)
+        return self._nested(f"{self._module}.minimum", expr.args)
 
     def _nested(self, ufunc: str, args) -> str:
         """``max(a, b, c)`` as ``maximum(a, maximum(b, c))``: two-argument ufuncs broadcast."""
@@ -245,6 +241,15 @@ class CodePrinter(NumPyPrinter):
         for a in reversed(args[:-1]):
             code = f"{ufunc}({self._print(a)}, {code})"
         return code
+
+    # ---- arrays the code makes (the array-API printer of rnnsym.backends makes them on x's device) --------
+    def full(self, shape: str, value: str) -> str:
+        """An array of ``shape`` (code) filled with ``value`` (code), in the computation's precision."""
+        return f"numpy.full({shape}, {value}, dtype=float)"
+
+    def zeros_like(self, param: str, shape: tuple) -> str:
+        """Zeros of a parameter's shape: the gradient of one that nothing reaches."""
+        return f"numpy.zeros({shape})" if shape else "0.0"
 
     def _print_runtime_call(self, expr):  # a function of the generated code's runtime (RUNTIME)
         return f"_{type(expr).__name__}({self._print(expr.args[0])})"

@@ -229,28 +229,37 @@ class Network(Displayable):
         return values
 
     # ---- numbers ----------------------------------------------------------------------------------
-    def compile(self, truncate: int | None = None, form: str = "auto"):
-        """NumPy functions ``forward`` and ``value_and_grad`` over a batch (see CompiledNetwork).
+    def compile(self, truncate: int | None = None, form: str = "auto", backend: str = "numpy"):
+        """Functions ``forward``, ``loss`` and ``value_and_grad`` over a batch (see CompiledNetwork).
 
         ``truncate=k``: truncated BPTT, the backward recursion stops after ``k`` steps.
         ``form``: ``"loop"`` runs one differentiated step of a shared cell in a loop over time (the
         default for cells); ``"unrolled"`` writes every step out (the seed network, whose
         recurrent weights differ per step, and bidirectional networks).
+        ``backend``: ``"numpy"``, or ``"jax"`` / ``"torch"`` for the same program over JAX arrays
+        (pure functions, the loop a ``lax.scan``) or torch tensors on any device
+        (rnnsym.backends; the extras ``rnnsym[jax]`` and ``rnnsym[torch]`` install them).
         """
+        from .backends import BACKENDS, compile_backend
         from .engine.truncation import check_truncation
         from .errors import choose
         from .numeric.emit import compile_network
         from .numeric.loop import compile_loop, loop_supported
 
         choose("form", form, ("auto", "loop", "unrolled"))
+        choose("backend", backend, BACKENDS)
         truncate = self.options.get("truncate") if truncate is None else truncate
         check_truncation(truncate, bool(self.options.get("bidirectional")))
+        cache = self.__dict__.setdefault("_compiled", {})
+        if backend != "numpy":
+            if (truncate, form, backend) not in cache:
+                cache[(truncate, form, backend)] = compile_backend(self, backend, truncate, form)
+            return cache[(truncate, form, backend)]
         if form == "auto":
             form = "loop" if loop_supported(self) else "unrolled"
         elif form == "loop" and not loop_supported(self):
             raise RnnsymError("form 'loop' needs a network unrolled from one shared cell in one direction; "
                               "use form 'unrolled'")
-        cache = self.__dict__.setdefault("_compiled", {})
         if (truncate, form) not in cache:
             build = compile_loop if form == "loop" else compile_network
             cache[(truncate, form)] = build(self, truncate)

@@ -38,12 +38,14 @@ def compile_network(network, truncate: int | None = None) -> CompiledNetwork:
 class NumPyEmitter:
     """Prints one program; ``source()`` gives the module text."""
 
-    def __init__(self, program: Program, network, simplified: Program | None = None):
+    def __init__(self, program: Program, network, simplified: Program | None = None,
+                 printer_class: type[CodePrinter] = CodePrinter):
         self.program, self.network = program, network
         self.simplified = simplified or program  # its shares, one by one, for the trace of shares
         values = program.values
         self.names = {s: v.name for s, v in values.items()}
-        self.printer = CodePrinter(self.names, {s: v.shape for s, v in values.items() if v.role is not Role.TEMP},
+        # The printer decides the arrays' namespace: NumPy here, the array API for rnnsym.backends.
+        self.printer = printer_class(self.names, {s: v.shape for s, v in values.items() if v.role is not Role.TEMP},
                                    batched={s for s, v in values.items() if v.batched})
         self.logits: dict[sp.Symbol, sp.Expr] = {}  # output -> its activation of a named pre-activation
 

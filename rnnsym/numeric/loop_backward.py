@@ -91,7 +91,7 @@ class LoopBackward:
         for p in self.w.params:
             shape = self.graph[p].shape
             keys[p] = f"dL_d{self.ids[p]}"
-            value = " + ".join(self.grads[p]) if self.grads[p] else (f"numpy.zeros({shape})" if shape else "0.0")
+            value = " + ".join(self.grads[p]) if self.grads[p] else self.em.printer.zeros_like(self.names[self.graph[p].symbol], shape)
             lines.append(f"    {keys[p]} = {value}")
         return lines, keys
 

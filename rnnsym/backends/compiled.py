@@ -1,0 +1,137 @@
+"""A network compiled for JAX or PyTorch: the derived forward and backward as pure functions of
+the library's arrays, behind the same dict-based entry points as the NumPy backend.
+
+The checks are those that hold under ``jax.jit``: parameter names and every shape are checked
+(shapes are known when a function is traced); the values (finite, targets in range) are not,
+since a traced function cannot look at them — check data with the NumPy backend, or
+``rnnsym.gradcheck``, once.
+"""
+from __future__ import annotations
+
+import linecache
+from typing import Mapping
+
+from ..errors import RnnsymError, listed
+
+
+class BackendCompiled:
+    """``value_and_grad(params, x, y) -> (loss, {name: gradient})``, ``loss(params, x, y)`` and
+    ``forward(params, x)`` over one library's arrays; ``source`` is the generated code.
+
+    The computation runs in x's precision and on x's device (float32 or float64; JAX needs
+    ``jax_enable_x64`` for float64); parameters are brought to them. Under JAX the three
+    functions are pure: ``jax.jit``, ``jax.vmap`` and sharded arrays take them as they are.
+    """
+
+    def __init__(self, network, source: str, runtime: dict, backend: str, form: str, gradient_keys: dict,
+                 truncate: int | None = None):
+        self.network, self.source, self.backend, self.form, self.truncate = network, source, backend, form, truncate
+        self.param_names = network.param_names
+        self.gradient_keys = gradient_keys
+        filename = f"<rnnsym:{network.name}:T={network.steps}:{backend}:{form}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace = dict(runtime)
+        exec(compile(source, filename, "exec"), namespace)  # our own generated source, no user text
+        self._xp = runtime["xp"]
+        self._forward, self._loss, self._value_and_grad = (namespace[f] for f in ("forward", "loss", "value_and_grad"))
+        self._no_grad = _no_grad(backend)
+
+    def value_and_grad(self, params: Mapping, x, y):
+        with self._no_grad():
+            x = self._x(x)
+            value, grads = self._value_and_grad(x, self._y(y, x), *self._params(params, x))
+            shapes, xp = self.network.param_shapes, self._xp
+            return value, {name: xp.reshape(xp.asarray(grads[self.gradient_keys[name]], dtype=x.dtype, device=_device(x)),
+                                            tuple(shapes[name]))
+                           for name in self.param_names}
+
+    def loss(self, params: Mapping, x, y):
+        with self._no_grad():
+            x = self._x(x)
+            return self._loss(x, self._y(y, x), *self._params(params, x))
+
+    def forward(self, params: Mapping, x):
+        with self._no_grad():
+            x = self._x(x)
+            outputs = self._forward(x, *self._params(params, x))
+            if self.form == "loop":
+                return outputs
+            # The unrolled form gives one output node per step with outputs="all", else one.
+            return self._xp.stack(outputs, axis=1) if self.network.options.get("outputs") == "all" else outputs[0]
+
+    # ---- checks that hold while tracing: names and shapes ---------------------------------------------
+    def _params(self, params: Mapping, x) -> list:
+        expected = self.network.param_shapes
+        missing, unexpected = [n for n in expected if n not in params], [n for n in params if n not in expected]
+        if missing or unexpected:
+            raise RnnsymError(f"params: missing {listed(missing) or 'none'}, unexpected {listed(unexpected) or 'none'}; "
+                              f"expected {listed(list(expected))}")
+        out = []
+        for name, shape in expected.items():
+            value = self._xp.asarray(params[name], dtype=x.dtype, device=_device(x))
+            if tuple(value.shape) != tuple(shape):
+                raise RnnsymError(f"params[{name!r}] has shape {tuple(value.shape)}; expected {tuple(shape)}")
+            out.append(value)
+        return out
+
+    def _x(self, x):
+        net, xp = self.network, self._xp
+        x = _as_array(self.backend, x)
+        T, size = net.steps, net.input_size
+        scalar_inputs = net.graph.of_kind("input")[0].shape == ()
+        if x.ndim == 2 and size == 1 and not scalar_inputs:
+            x = x[:, :, None]
+        elif x.ndim == 3 and x.shape[2] == 1 and scalar_inputs:
+            x = x[:, :, 0]
+        expected = (T,) if scalar_inputs else (T, size)
+        if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
+            raise RnnsymError(f"x must have shape (batch, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
+        if not xp.isdtype(x.dtype, "real floating"):
+            raise RnnsymError(f"x must hold floating-point numbers (float32 or float64), got {x.dtype}")
+        return x
+
+    def _y(self, y, x):
+        net, xp = self.network, self._xp
+        y = _as_array(self.backend, y, device=_device(x))
+        target = net.graph.of_kind("target")[0]
+        lead = (x.shape[0], net.steps) if target.step is not None else (x.shape[0],)
+        size = target.shape[0] if target.shape else None
+        if net.options.get("loss") == "cross_entropy" and xp.isdtype(y.dtype, "integral"):
+            if tuple(y.shape) != lead:
+                raise RnnsymError(f"class targets y must have shape {lead} to match x, got {tuple(y.shape)}")
+            y = y[..., None] == xp.arange(size, device=_device(x))  # one-hot rows
+        y = xp.astype(y, x.dtype)
+        if size is None and y.ndim == len(lead) + 1 and y.shape[-1] == 1:
+            y = y[..., 0]
+        elif size == 1 and tuple(y.shape) == lead:
+            y = y[..., None]
+        expected = lead + ((size,) if size is not None else ())
+        if tuple(y.shape) != expected:
+            raise RnnsymError(f"y must have shape {expected} to match x, got {tuple(y.shape)}")
+        return y
+
+
+def _as_array(backend: str, value, device=None):
+    """An array of the backend's library (NumPy arrays and lists are converted; a tensor stays where it is)."""
+    if backend == "torch":
+        import torch
+
+        return value if isinstance(value, torch.Tensor) else torch.as_tensor(value, device=device)
+    import jax.numpy as jnp
+
+    return jnp.asarray(value)
+
+
+def _device(x):
+    """x's device, for the arrays made beside it (None for JAX: its arrays follow their inputs)."""
+    return getattr(x, "device", None) if type(x).__module__.startswith("torch") else None
+
+
+def _no_grad(backend: str):
+    if backend == "torch":
+        import torch
+
+        return torch.no_grad  # the derived backward needs no autograd graph
+    from contextlib import nullcontext
+
+    return nullcontext

@@ -9,6 +9,8 @@ tensors need no in-place tricks to be fast on a GPU.
 """
 from __future__ import annotations
 
+import sympy as sp
+
 from ..numeric.printer import CodePrinter
 
 
@@ -23,12 +25,43 @@ class ArrayPrinter(CodePrinter):
         # by the same names, are in every array-API namespace.
         self.known_functions = {name: "xp." + code.split(".", 1)[1] if code.startswith("numpy.") else code
                                 for name, code in self.known_functions.items()}
+        self.known_constants = {name: "xp." + code.split(".", 1)[1] if code.startswith("numpy.") else code
+                                for name, code in self.known_constants.items()}
+
+    def _print(self, expr, **kwargs):
+        # An expression of numbers (σ(0), √π: a zero initial state folded in) is a number here:
+        # torch's functions take tensors only, and a Python int would be JAX's integer array.
+        if isinstance(expr, sp.Expr) and not expr.is_Atom and expr.is_number:
+            try:
+                value = float(expr.evalf())
+            except TypeError:  # not real
+                value = None
+            if value is not None and abs(value) != float("inf") and value == value:
+                return repr(value)
+        return super()._print(expr, **kwargs)
+
+    def _nested(self, ufunc: str, args) -> str:
+        # Numbers last: PyTorch's maximum(a, b) takes a number as b only.
+        return super()._nested(ufunc, sorted(args, key=lambda a: bool(getattr(a, "is_number", False))))
 
     def _print_Heaviside(self, expr):
         # H(z) with its value at 0 (relu's rule says 0): the standard has no heaviside.
         z, value = self._print(expr.args[0]), float(expr.args[1]) if len(expr.args) > 1 else 0.5
         at_zero = "" if value == 0.0 else f" + {value!r} * (({z}) == 0)"
         return f"(xp.where(({z}) > 0, 1.0, 0.0){at_zero})"
+
+    def _print_Piecewise(self, expr):  # nested where: the standard has no select
+        *pairs, (last, condition) = expr.args
+        code = self._print(last) if condition == sp.true else f"xp.where({self._print(condition)}, {self._print(last)}, xp.nan)"
+        for value, condition in reversed(pairs):
+            code = f"xp.where({self._print(condition)}, {self._print(value)}, {code})"
+        return code
+
+    def _print_And(self, expr):  # two-argument logical functions, nested (no .reduce in the standard)
+        return self._nested("xp.logical_and", expr.args)
+
+    def _print_Or(self, expr):
+        return self._nested("xp.logical_or", expr.args)
 
     def full(self, shape: str, value: str) -> str:
         return f"_full(x, {shape}, {value})"  # x's precision, on x's device

@@ -139,7 +139,10 @@ class ScanLowering:
             value = exprs[name].xreplace(at_step)
             for f, symbol in step.kept.items():
                 if value.has(f):
-                    body.append(f"{IN2}{symbol.name} = {self.code(f.xreplace(at_step))}")
+                    kept, shape = f.xreplace(at_step), em.printer.info(symbol)[1]
+                    code = self.code(kept) if em.printer.info(kept)[0] is True else (  # a constant, kept per example
+                        f"_full(x, (_B,) + {shape!r}, {self.code(kept)})")
+                    body.append(f"{IN2}{symbol.name} = {code}")
                     value = value.xreplace({f: symbol})
                     stored.append((symbol.name, f"S{symbol.name}"))
             node = self.code(graph[name].symbol)
@@ -194,6 +197,7 @@ class ScanLowering:
         aliases = self._aliases(program)
         joined = self._joined_through_stacks(back, program)
         body, read, stored = [], set(), []
+        computed: dict = {}  # each value the step computes: (per example?, shape), as the printer sees it
         next_carry = {s: [] for s in w.rec.states}
         for s in program.backward:
             if isinstance(s, Compute):
@@ -203,6 +207,7 @@ class ScanLowering:
                     printer.declare(s.target, printer.info(s.expr))
                 body.append(f"{IN2}{self.names[s.target]} = {self.code(s.expr)}")
                 read |= s.expr.free_symbols
+                computed[s.target] = printer.info(s.expr)
                 continue
             parts = [self.names[x.expr] for x in s.shares if x.expr not in joined]
             role = program.values[s.target].role
@@ -225,12 +230,28 @@ class ScanLowering:
                     carried = [self.names[s.carried]] + ([f"{back.seed_of[state]}_t"] if w.per_step and carry[state] else [])
                 body.append(f"{IN2}{self.names[s.target]} = {' + '.join(carried + parts) or '0.0'}")
             read |= {aliases.get(x.expr, x.expr) for x in s.shares}
-        zeros = {s: f"_full(x, (_B,) + {graph[w.rec.name(s, 1)].shape!r}, 0.0)" for s in w.rec.states}
-        values = list(dict.fromkeys(self.names[e.value] for e in stored))
-        body.append(f"{IN2}return {_tuple([' + '.join(next_carry[s]) or zeros[s] for s in w.rec.states])}, {_tuple(values)}")
+        # What a step returns is one array per example: a share that is the same for every example
+        # (a constant, a function of the parameters only) is broadcast, as the NumPy form's buffers do.
+        def per_example(code: str, info) -> str:
+            return code if info[0] is True else f"_full(x, (_B,) + {info[1]!r}, {code})"
+
+        returned = []
+        for state in w.rec.states:
+            shape, parts = graph[w.rec.name(state, 1)].shape, next_carry[state]
+            if any(computed.get(sym, (True,))[0] is True for sym in self._symbols(parts)):
+                returned.append(" + ".join(parts))
+            else:  # nothing, or constants only
+                returned.append(f"_full(x, (_B,) + {shape!r}, {' + '.join(parts) or '0.0'})")
+        values = {self.names[e.value]: per_example(self.names[e.value], computed.get(e.value, (True,))) for e in stored}
+        body.append(f"{IN2}return {_tuple(returned)}, {_tuple(list(values.values()))}")
         reads = self._loads(read)
         reads += [(f"{back.seed_of[s]}_t", back.seed_of[s]) for s in w.rec.states if w.per_step and carry[s]]
         return body, reads, stored
+
+    def _symbols(self, names: list[str]) -> list:
+        """The values printed under ``names`` (a joined product is its own, per example)."""
+        by_name = {name: symbol for symbol, name in self.names.items()}
+        return [by_name.get(name, name) for name in names]
 
     def _aliases(self, program) -> dict:
         """A share that is another value under a new name (``_c13 = _u0``, left by the

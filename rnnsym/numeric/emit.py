@@ -151,7 +151,7 @@ class NumPyEmitter:
         batched, got = self.printer.info(expr)
         if batched is None or (batched and got == shape):
             return self.code(expr)
-        full = f"({BATCH}, {', '.join(map(str, shape))})" if shape else BATCH
+        full = f"({BATCH}, {', '.join(map(str, shape))})" if shape else f"({BATCH},)"
         return self.printer.full(full, self.printer.operand(expr, shape))
 
     def _reads(self, statements) -> list[str]:

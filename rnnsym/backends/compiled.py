@@ -11,7 +11,8 @@ from __future__ import annotations
 import linecache
 from typing import Mapping
 
-from ..errors import RnnsymError, listed
+from ..errors import RnnsymError
+from ..numeric.compiled import check_param_names, param_shaped
 
 
 class BackendCompiled:
@@ -61,16 +62,13 @@ class BackendCompiled:
 
     # ---- checks that hold while tracing: names and shapes ---------------------------------------------
     def _params(self, params: Mapping, x) -> list:
-        expected = self.network.param_shapes
-        missing, unexpected = [n for n in expected if n not in params], [n for n in params if n not in expected]
-        if missing or unexpected:
-            raise RnnsymError(f"params: missing {listed(missing) or 'none'}, unexpected {listed(unexpected) or 'none'}; "
-                              f"expected {listed(list(expected))}")
+        check_param_names(self.network, params)
         out = []
-        for name, shape in expected.items():
-            value = self._xp.asarray(params[name], dtype=x.dtype, device=_device(x))
-            if tuple(value.shape) != tuple(shape):
-                raise RnnsymError(f"params[{name!r}] has shape {tuple(value.shape)}; expected {tuple(shape)}")
+        for name, shape in self.network.param_shapes.items():
+            value = params[name]
+            value = self._xp.asarray(value.detach() if hasattr(value, "detach") else value,  # a torch leaf's data
+                                     dtype=x.dtype, device=_device(x))
+            value = param_shaped(name, value, tuple(shape))
             out.append(value)
         return out
 

@@ -181,6 +181,17 @@ def check_params(network, params: Mapping, copy: bool = False) -> dict[str, np.n
     """``params`` as float arrays of the network's parameter shapes, in its order; exactly its
     names, finite values and fitting shapes, or a one-line error (a scalar may come as shape (1,)).
     ``copy=True`` returns arrays the caller may change in place without touching ``params``."""
+    check_param_names(network, params)
+    checked = {}
+    for name, shape in network.param_shapes.items():
+        value = _finite(f"parameter {name!r}", params[name])
+        checked[name] = param_shaped(name, value, shape)
+        checked[name] = checked[name].copy() if copy else checked[name]
+    return checked
+
+
+def check_param_names(network, params: Mapping) -> None:
+    """Exactly the network's parameter names, or a one-line error naming the difference."""
     if not isinstance(params, Mapping):
         raise RnnsymError(f"params must be a dict of name -> value, got {type(params).__name__}")
     names = network.param_names
@@ -189,16 +200,16 @@ def check_params(network, params: Mapping, copy: bool = False) -> dict[str, np.n
     if missing or unknown:
         problem = f"missing {listed(missing)}" if missing else f"unknown {listed(unknown)}"
         raise RnnsymError(f"params: {problem}; expected exactly: {listed(names)}")
-    checked = {}
-    for name, shape in network.param_shapes.items():
-        value = _finite(f"parameter {name!r}", params[name])
-        if shape == () and value.shape in ((), (1,)):
-            value = value.reshape(())
-        elif value.shape != shape:
-            expected = "a scalar" if shape == () else f"shape {shape}"
-            raise RnnsymError(f"parameter {name!r} must be {expected}, got shape {value.shape}")
-        checked[name] = value.copy() if copy else value
-    return checked
+
+
+def param_shaped(name: str, value, shape: tuple):
+    """A parameter's array in its shape (a scalar may come as shape (1,)), or a one-line error."""
+    if shape == () and tuple(value.shape) in ((), (1,)):
+        return value.reshape(())
+    if tuple(value.shape) != shape:
+        expected = "a scalar" if shape == () else f"shape {shape}"
+        raise RnnsymError(f"parameter {name!r} must be {expected}, got shape {tuple(value.shape)}")
+    return value
 
 
 def _finite(what: str, value) -> np.ndarray:

@@ -111,7 +111,9 @@ def test_recurrence_is_a_declared_field_none_for_the_seed_network():
 LOWER = ["rnnsym.graph", "rnnsym.functions", "rnnsym.records", "rnnsym.engine", "rnnsym.engine.local",
          "rnnsym.engine.paths", "rnnsym.engine.truncation", "rnnsym.engine.rules", "rnnsym.derivation",
          "rnnsym.network", "rnnsym.networks", "rnnsym.numeric", "rnnsym.numeric.emit", "rnnsym.numeric.lines", "rnnsym.program", "rnnsym.program.build", "rnnsym.program.passes", "rnnsym.program.ir", "rnnsym.program.step", "rnnsym.numeric.loop",
-         "rnnsym.numeric.compiled", "rnnsym.numeric.gradcheck", "rnnsym.display"]
+         "rnnsym.numeric.compiled", "rnnsym.numeric.gradcheck", "rnnsym.display", "rnnsym.program.memory",
+         "rnnsym.backends", "rnnsym.backends.scan", "rnnsym.backends.printer", "rnnsym.backends.compiled",
+         "rnnsym.backends.runtimes"]
 PRESENTATION = ("rnnsym.printing", "rnnsym.docs", "rnnsym.training", "rnnsym.cli", "rnnsym.flow")
 
 # rnnsym/__init__.py imports everything for users, so the package is stood in for by a bare module
@@ -165,7 +167,7 @@ def test_notebook_display_goes_through_the_one_display_hook():
 
 
 CORE = ["graph.py", "functions.py", "records.py", "derivation.py", "network.py", "errors.py", "progress.py",
-        "display.py", "engine", "numeric", "networks"]
+        "display.py", "engine", "numeric", "networks", "program", "backends"]
 
 
 def _imports(path):

@@ -17,6 +17,7 @@ from click.core import ParameterSource
 from ..errors import RnnsymError
 from ..cli.common import cell_options, clear_errors, network_options
 from ..files import check_writable
+from .backend import BACKENDS
 from .checkpoint import MAX_STEPS, load_checkpoint
 from .data import load_data
 from .initializers import INITIALIZERS
@@ -54,13 +55,17 @@ def _build_network(ctx, net_name, steps, activation, output_activation, loss, sh
 
 def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncate, bidirectional, cell_ref, steps, activation,
            output_activation, loss, shared_bias, task, data, size, optimizer, lr, momentum, epochs, batch_size, clip,
-           init, init_scale, seed, val_split, patience, out, resume, checkpoint_every, checkpoint_format, quiet):
+           init, init_scale, seed, val_split, patience, out, resume, checkpoint_every, checkpoint_format, quiet,
+           backend, device):
     """Train a network with its compiled gradients, on a built-in task or your data.
 
     \b
     rnnsym train --net seed --task sentiment --optimizer sgd --lr 0.5 --epochs 200 --out runs/first
     rnnsym train --resume runs/first --epochs 400
+    rnnsym train --net lstm --task sentiment --backend torch --device cuda
     """
+    if device is not None and backend != "torch":
+        raise RnnsymError(f"--device applies to --backend torch, not {backend}")
     if cell_ref:
         raise RnnsymError("train takes a built-in --net; a --cell from a Python file cannot be rebuilt "
                           "from a checkpoint (use rnnsym.train in Python for your own cell)")
@@ -136,7 +141,7 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
 
     try:
         result = train(net, dataset, checkpoint=ckpt, checkpoint_every=_positive("--checkpoint-every", checkpoint_every),
-                       resume=resume_from, on_epoch=on_epoch, **settings)
+                       resume=resume_from, on_epoch=on_epoch, backend=backend, device=device, **settings)
     except TrainingInterrupted as stop:
         bar.close()
         if out:
@@ -147,8 +152,10 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
             click.echo(f"rnnsym: interrupted after epoch {stop.result.epoch}; nothing saved (no --out)", err=True)
         sys.exit(130)
     bar.close()
+    where = "" if result.backend == "numpy" else f", backend {result.backend}" + (
+        f" on {result.device}" if result.device else "")
     click.echo(f"{net.name} network (T = {net.steps}), {result.data.get('name')}, "
-               f"{result.config['optimizer']} lr={result.config['lr']:g}")
+               f"{result.config['optimizer']} lr={result.config['lr']:g}{where}")
     click.echo(result.table())
     if out:
         written = write_run(out, result)
@@ -248,6 +255,9 @@ train_command = _stack(_train, [
     click.option("--checkpoint-every", type=int, default=10, show_default=True, help="Epochs between checkpoints."),
     click.option("--checkpoint-format", type=click.Choice(["json", "npz"]), default="json", show_default=True),
     click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    click.option("--backend", type=click.Choice(list(BACKENDS)), default="numpy", show_default=True,
+                 help="Where the gradients are computed (jax and torch need rnnsym[jax] / rnnsym[torch])."),
+    click.option("--device", default=None, help="The torch device for --backend torch: cpu, cuda, cuda:1 … [cpu]."),
     click.pass_context,
     clear_errors,
 ])

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import RnnsymError, positive_int
 from ..numeric.compiled import check_params
 from . import optimizers
+from .backend import check_backend, gradients_on
 from .checkpoint import load_checkpoint, load_model_file, save_checkpoint
 from .data import Dataset, as_dataset, check_for_network, load_data
 from .initializers import init_params
@@ -43,7 +44,8 @@ class TrainResult:
     ``params``: name -> array (the best epoch's when early stopping is on, else the last good
     epoch's); ``history``: column -> list, one entry per epoch from 0 (the initial parameters):
     ``epoch, train_loss, val_loss`` and, for a classifier (BCE or cross-entropy), ``train_accuracy, val_accuracy``
-    (``None`` where there is no validation set); ``stop_reason`` says why the run ended.
+    (``None`` where there is no validation set); ``stop_reason`` says why the run ended; ``backend``
+    and ``device`` where the gradients were computed.
     """
 
     params: dict
@@ -57,6 +59,8 @@ class TrainResult:
     data: dict
     elapsed: float
     checkpoint: str | None = None
+    backend: str = "numpy"
+    device: str | None = None
     _state: dict = field(default=None, repr=False)
 
     @property
@@ -208,7 +212,8 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
           clip: float | None = None, init: str = "xavier", init_scale: float = 0.5, seed: int = 0,
           val_split: float = 0.2, patience: int | None = None, optimizer_options: Mapping | None = None,
           size: int | None = None, params: Mapping | None = None, checkpoint=None, checkpoint_every: int = 10,
-          resume=None, on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+          resume=None, on_epoch: Callable[[dict], None] | None = None, backend: str = "numpy",
+          device: str | None = None) -> TrainResult:
     """Train ``net`` on ``data`` with its compiled gradients; return a :class:`TrainResult`.
 
     ``data``: a built-in task's name (``"sentiment"``, ``"adding"``, ``"sine"``; ``size``
@@ -235,6 +240,11 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
       KeyboardInterrupt carrying the result so far). ``resume``: a checkpoint to continue from; the
       other settings must be the checkpoint's, except ``epochs``, and the result is the one an
       uninterrupted run would have given.
+    - ``backend``: where the gradients are computed: ``"numpy"``, ``"jax"`` (jit-compiled, float64
+      kept: it turns ``jax_enable_x64`` on) or ``"torch"`` on ``device`` (``"cpu"``, ``"cuda"``,
+      ``"cuda:1"`` …). The optimizers, checkpoints and history are the same NumPy code on every
+      backend, so the same seed gives the same run (to rounding, about 1e-9 in float64) and a
+      checkpoint resumes on any backend. See rnnsym.training.backend.
     - ``on_epoch(row)`` is called after every epoch run (1, 2, …, not for the initial parameters'
       row 0) with that epoch's history row.
 
@@ -245,17 +255,20 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
     """
     config = _settings(optimizer, lr, epochs, batch_size, clip, init, init_scale, seed, val_split, patience,
                        optimizer_options)
+    check_backend(backend, device)
     if params is not None:
         config["init"] = "given"
     every = positive_int("checkpoint_every", checkpoint_every)
     dataset, source = _resolve_data(net, data, size, config["seed"])
     network = describe_network(net)
     classifier = net.options.get("loss") in ("bce", "cross_entropy")
-    f = net.compile()
+    f = gradients_on(net, backend, device)
 
     train_idx, val_idx = _split(len(dataset), config["val_split"], config["seed"])
-    x_train, y_train = dataset.x[train_idx], dataset.y[train_idx]
-    x_val, y_val = dataset.x[val_idx], dataset.y[val_idx]
+    # Moved to the backend's device once; the batches are taken there.
+    x_train, y_train = f.data(dataset.x[train_idx]), f.data(dataset.y[train_idx])
+    x_val, y_val = f.data(dataset.x[val_idx]), f.data(dataset.y[val_idx])
+    labels_train, labels_val = dataset.y[train_idx], dataset.y[val_idx]  # NumPy, for the accuracies
 
     if resume is not None:
         state = _resumed_state(resume, network, config, source)
@@ -271,8 +284,8 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
     def evaluate(p) -> dict:
         row = {"train_loss": f.loss(p, x_train, y_train), "val_loss": f.loss(p, x_val, y_val) if len(val_idx) else None}
         if classifier:
-            row["train_accuracy"] = accuracy(f.forward(p, x_train), y_train, net.options["loss"])
-            row["val_accuracy"] = accuracy(f.forward(p, x_val), y_val, net.options["loss"]) if len(val_idx) else None
+            row["train_accuracy"] = accuracy(f.forward(p, x_train), labels_train, net.options["loss"])
+            row["val_accuracy"] = accuracy(f.forward(p, x_val), labels_val, net.options["loss"]) if len(val_idx) else None
         return row
 
     def record(row: dict) -> None:
@@ -328,14 +341,14 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
         if checkpoint is not None:
             save_checkpoint(checkpoint, _snapshot(good))
         raise TrainingInterrupted(_result(dict(good, stop_reason=f"interrupted after epoch {good['epoch']}"),
-                                          checkpoint)) from None
+                                          checkpoint, f)) from None
     finally:
-        f.workspaces.clear()  # the compiled network outlives the run: its buffers need not
+        f.release()  # the compiled network outlives the run: its buffers need not
 
     state["elapsed"] = time.perf_counter() - started
     if checkpoint is not None:
         save_checkpoint(checkpoint, _snapshot(state))
-    return _result(state, checkpoint)
+    return _result(state, checkpoint, f)
 
 
 def _run_epoch(f, state: dict, config: dict, x, y, epoch: int) -> str | None:
@@ -345,7 +358,7 @@ def _run_epoch(f, state: dict, config: dict, x, y, epoch: int) -> str | None:
     for batch, begin in enumerate(range(0, len(x), size), start=1):
         index = order[begin:begin + size]
         with np.errstate(all="ignore"):  # overflow is caught below, as a stop with a reason
-            loss, grads = f.value_and_grad(state["params"], x[index], y[index])
+            loss, grads = f.value_and_grad(state["params"], f.rows(x, index), f.rows(y, index))
             where = f"at epoch {epoch}, batch {batch}"
             if not np.isfinite(loss):
                 return f"loss became {format_loss(loss)} {where}"
@@ -386,7 +399,7 @@ def _snapshot(state: dict) -> dict:
     return {k: state.get(k) for k in keys}
 
 
-def _result(state: dict, checkpoint) -> TrainResult:
+def _result(state: dict, checkpoint, f) -> TrainResult:
     patience = state["config"]["patience"]
     return TrainResult(
         params=dict(state["best_params"] if patience else state["params"]),
@@ -394,7 +407,8 @@ def _result(state: dict, checkpoint) -> TrainResult:
         epoch=state["epoch"], best_epoch=state["best_epoch"], stop_reason=state["stop_reason"],
         diverged=bool(state.get("diverged", False)), network=state["network"], config=dict(state["config"]),
         data=dict(state["data"]), elapsed=state["elapsed"],
-        checkpoint=None if checkpoint is None else str(checkpoint), _state=_snapshot(state),
+        checkpoint=None if checkpoint is None else str(checkpoint), backend=f.backend, device=f.device,
+        _state=_snapshot(state),
     )
 
 

@@ -376,6 +376,9 @@ def load_model_file(path) -> dict:
             check.integer(field, document[field])
     if "stop_reason" in document:
         check.text("stop_reason", document["stop_reason"], optional=True)
+    for field in ("backend", "device"):  # where the gradients were computed; informative only
+        if field in document:
+            check.text(field, document[field], optional=True)
     if "config" in document:
         check_config(document["config"], path.name)
     if "data" in document:

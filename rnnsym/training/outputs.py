@@ -1,6 +1,7 @@
 """The files a run writes into its ``--out`` directory, each atomically.
 
-- ``params.json``: the parameters, with the network (name, steps, options), epoch and seed;
+- ``params.json``: the parameters, with the network (name, steps, options), epoch and seed, and
+  the backend (and torch device) that computed the gradients;
 - ``history.csv``: ``epoch,train_loss,val_loss`` (plus ``train_accuracy,val_accuracy`` for a
   classifier), one row per epoch from 0; an empty cell where there is no validation set;
 - ``loss.png``: the loss curves (matplotlib, Agg backend, imported only here);
@@ -71,7 +72,8 @@ def write_run(directory, result, *, plot: bool = True) -> list[Path]:
     written = [directory / "params.json", directory / "history.csv"]
     save_model(written[0], result.network, result.params, epoch=final["epoch"], epochs_run=result.epoch,
                seed=result.config["seed"], stop_reason=result.stop_reason, data=result.data, config=result.config,
-               metrics={k: v for k, v in final.items() if k != "epoch"})
+               metrics={k: v for k, v in final.items() if k != "epoch"},
+               backend=result.backend, device=result.device)
     atomic_write_text(written[1], history_csv(result.history))
     if plot:
         written.append(directory / "loss.png")

@@ -24,6 +24,7 @@ This file imports torch only when ``to_torch`` is called, so ``import rnnsym`` s
 """
 from __future__ import annotations
 
+import copy
 import functools
 from collections import OrderedDict
 from typing import Mapping
@@ -204,6 +205,14 @@ def _classes():
             if not torch.is_floating_point(x):
                 raise RnnsymError(f"x must hold floating-point numbers (float32 or float64), got {x.dtype}")
             return x.to(param.dtype)
+
+        def __deepcopy__(self, memo):
+            # copy.deepcopy(model) (AveragedModel, keeping the best model) copies the tensors; the
+            # network and its compiled functions never change and hold modules, so they are shared.
+            memo[id(self.network)], memo[id(self.compiled)] = self.network, self.compiled
+            new = memo[id(self)] = type(self).__new__(type(self))
+            new.__dict__.update({key: copy.deepcopy(value, memo) for key, value in self.__dict__.items()})
+            return new
 
         def extra_repr(self) -> str:
             return f"network={self.network.name!r}, steps={self.network.steps}, backward='derived'"

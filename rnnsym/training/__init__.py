@@ -8,8 +8,9 @@ the train loop, checkpoints and predictions.
 
 Where things live: ``optimizers`` (the update rules, one table, and gradient clipping),
 ``initializers``, ``tasks``, ``data`` (Dataset, CSV and .npz files), ``checkpoint`` (atomic
-JSON/.npz files), ``loop`` (``train``, ``predict``, ``load_model``), ``outputs`` (the files a run
-writes), ``cli`` (``rnnsym train`` and ``rnnsym predict``).
+JSON/.npz files), ``loop`` (``train``, ``predict``, ``load_model``), ``backend`` (the gradients on
+NumPy, JAX or PyTorch), ``outputs`` (the files a run writes), ``cli`` (``rnnsym train`` and
+``rnnsym predict``).
 """
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Dataset, load_data, save_data

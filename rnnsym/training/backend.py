@@ -8,7 +8,8 @@ checkpoint written on one backend resumes on another.
 - ``"numpy"``: ``net.compile()`` as it is.
 - ``"jax"``: ``net.compile(backend="jax")`` under ``jax.jit``, wrapped once, so the step is
   traced once per batch shape (the last, shorter batch of an epoch is the only other one), not
-  every step. ``jax_enable_x64`` is turned on, as float64 needs (it is a global JAX setting).
+  every step (the batches go to JAX's device with the call). ``jax_enable_x64`` is turned on, as
+  float64 needs (it is a global JAX setting).
 - ``"torch"``: ``net.compile(backend="torch")`` over tensors on ``device`` (``"cpu"`` when not
   given, ``"cuda"``, ``"cuda:1"`` …); the data is moved there once, each batch is indexed there.
 """
@@ -27,6 +28,7 @@ def check_backend(backend, device) -> None:
     choose("backend", backend, BACKENDS)
     if device is not None and backend != "torch":
         raise RnnsymError(f"device applies to backend 'torch', not {backend!r}")
+    # A name, or a torch.device (recognised without importing torch, which may not be installed).
     if device is not None and not isinstance(device, str) and type(device).__name__ != "device":
         raise RnnsymError(f"device must be a torch device name such as 'cpu' or 'cuda:0', got {device!r}")
 

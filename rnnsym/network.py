@@ -201,21 +201,58 @@ class Network(Displayable):
     def _local(self, graph: Graph, child: str, parent: str) -> sp.Expr:
         return self.local(child, parent)
 
-    def derive(self, wrt, *, path_limit: int | None = None):
+    def derive(self, wrt, *, of=None, order: int = 1, path_limit: int | None = None):
         """The derivation of ``dL/d(wrt)`` for a parameter, a node or an input, step by step.
+
+        ``of``: another node than the loss, for the total derivative ``d(of)/d(wrt)`` between two
+        nodes (``of`` a descendant of ``wrt``; for a vector ``of``, the Jacobian as a sum of path
+        products). ``order=2``: the second derivative ``d²L/d(wrt)²`` of a scalar network (see
+        rnnsym.queries).
 
         >>> d = seed_rnn(steps=4).derive("w3")
         >>> d.paths
         [('L', 'o5', 'o4', 'w3')]
+        >>> seed_rnn(steps=4).derive(of="o4", wrt="o2").expr
+        w3*(1 - o4**2)*(w2*(1 - o3**2))
         """
         from .derivation import derive
+        from .queries import check_order, derive_between, second_derivative
 
+        check_order(order)
         name = self.resolve(wrt, "parameter, node or input")
+        of = None if of is None else self.resolve(of, "node")
+        if of == self.loss_name:
+            of = None
+        limit = {} if path_limit is None else {"path_limit": path_limit}
+        if order == 2:
+            return second_derivative(self, name, of, **limit)
+        if of is not None:
+            return derive_between(self, of, name, **limit)
         if path_limit is not None:
             return derive(self, name, path_limit=path_limit)
         if name not in self._derivations:
             self._derivations[name] = derive(self, name)
         return self._derivations[name]
+
+    def ancestors(self, node) -> tuple[str, ...]:
+        """The nodes ``node`` depends on, leaves first (without ``node`` itself).
+
+        >>> seed_rnn(steps=2).ancestors("o1")
+        ('w', 'x1', 'o0', 'w0', 'b1')
+        """
+        from .queries import ancestors
+
+        return ancestors(self, node)
+
+    def descendants(self, node) -> tuple[str, ...]:
+        """The nodes that depend on ``node``, the loss last (without ``node`` itself).
+
+        >>> seed_rnn(steps=2).descendants("o1")
+        ('o2', 'o3', 'L')
+        """
+        from .queries import descendants
+
+        return descendants(self, node)
 
     @cached_property
     def expansions(self) -> dict[sp.Symbol, sp.Expr]:
@@ -229,7 +266,8 @@ class Network(Displayable):
         return values
 
     # ---- numbers ----------------------------------------------------------------------------------
-    def compile(self, truncate: int | None = None, form: str = "auto", backend: str = "numpy"):
+    def compile(self, truncate: int | None = None, form: str = "auto", backend: str = "numpy",
+                dtype: str | None = None):
         """Functions ``forward``, ``loss`` and ``value_and_grad`` over a batch (see CompiledNetwork).
 
         ``truncate=k``: truncated BPTT, the backward recursion stops after ``k`` steps.
@@ -239,6 +277,8 @@ class Network(Displayable):
         ``backend``: ``"numpy"``, or ``"jax"`` / ``"torch"`` for the same program over JAX arrays
         (pure functions, the loop a ``lax.scan``) or torch tensors on any device
         (rnnsym.backends; the extras ``rnnsym[jax]`` and ``rnnsym[torch]`` install them).
+        ``dtype``: ``"float32"`` or ``"float64"`` for every call; by default each call computes in
+        x's precision (float32 data in float32, anything else in float64).
         """
         from .backends import BACKENDS, compile_backend
         from .engine.truncation import check_truncation
@@ -248,13 +288,16 @@ class Network(Displayable):
 
         choose("form", form, ("auto", "loop", "unrolled"))
         choose("backend", backend, BACKENDS)
+        if dtype is not None:
+            choose("dtype", dtype, ("float32", "float64"))
         truncate = self.options.get("truncate") if truncate is None else truncate
         check_truncation(truncate, bool(self.options.get("bidirectional")))
         cache = self.__dict__.setdefault("_compiled", {})
         if backend != "numpy":
             if (truncate, form, backend) not in cache:
                 cache[(truncate, form, backend)] = compile_backend(self, backend, truncate, form)
-            return cache[(truncate, form, backend)]
+            compiled = cache[(truncate, form, backend)]
+            return compiled if dtype is None else compiled.with_dtype(dtype)
         if form == "auto":
             form = "loop" if loop_supported(self) else "unrolled"
         elif form == "loop" and not loop_supported(self):
@@ -263,7 +306,7 @@ class Network(Displayable):
         if (truncate, form) not in cache:
             build = compile_loop if form == "loop" else compile_network
             cache[(truncate, form)] = build(self, truncate)
-        return cache[(truncate, form)]
+        return cache[(truncate, form)] if dtype is None else cache[(truncate, form)].with_dtype(dtype)
 
 
 def _structure(graph: Graph, child: str, parent: str):

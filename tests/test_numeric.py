@@ -196,3 +196,42 @@ def test_the_direction_row_catches_a_wrong_entry_the_sample_missed(monkeypatch):
     report = rs.gradcheck(net, max_entries=1)
     assert [r.name for r in report.rows][0] != "W_hh" and not report.ok
     assert report.rows[-1].name == "(all, one direction)" and report.rows[-1].rel_error > 1e-3
+
+
+# ---- precision: float32 data is computed in float32 --------------------------------------------------------
+@pytest.mark.parametrize("make", [lambda: rs.lstm(steps=6, input_size=3, hidden_size=4),
+                                  lambda: rs.gru(steps=5, input_size=2, hidden_size=3, outputs="all", output_size=3,
+                                                 output_activation="softmax", loss="cross_entropy"),
+                                  lambda: rs.seed_rnn(steps=4),
+                                  lambda: rs.elman_rnn(steps=5, input_size=2, hidden_size=3, bidirectional=True,
+                                                       outputs="all")],
+                         ids=["lstm-loop", "gru-softmax-loop", "seed-unrolled", "bidirectional-unrolled"])
+def test_float32_in_gives_float32_gradients_that_agree_with_float64_to_float32_precision(make):
+    from rnnsym.numeric.gradcheck import random_point
+
+    net = make()
+    params, x, y = random_point(net, batch=8, seed=3)
+    value, grads = net.compile().value_and_grad(params, x, y)
+    compiled = net.compile()
+    value32, grads32 = compiled.value_and_grad({k: np.float32(v) for k, v in params.items()}, x.astype(np.float32), y)
+    assert value32 == pytest.approx(value, rel=1e-6)
+    for name, g in grads.items():
+        assert grads32[name].dtype == np.float32
+        np.testing.assert_allclose(grads32[name], g, rtol=0, atol=1e-4 * max(1.0, float(np.abs(g).max())))
+    # Computed in float32 throughout: every array the loop form keeps is float32 (not converted back).
+    kept = getattr(compiled.workspaces._local, "workspace", None)
+    assert kept is None or kept.dtype == np.float32 and all(a.dtype == np.float32 for a in kept._arrays.values())
+    # compile(dtype="float32") fixes the precision whatever x is.
+    fixed_value, fixed = net.compile(dtype="float32").value_and_grad(params, x, y)
+    assert fixed_value == value32 and all(fixed[k].dtype == np.float32 for k in fixed)
+
+
+def test_float64_stays_the_default_for_anything_but_float32():
+    net = rs.elman_rnn(steps=3, input_size=2, hidden_size=2)
+    from rnnsym.numeric.gradcheck import random_point
+
+    params, x, y = random_point(net, batch=2, seed=0)
+    _, grads = net.compile().value_and_grad(params, x.astype(np.float16), y)
+    assert all(g.dtype == np.float64 for g in grads.values())
+    with pytest.raises(rs.RnnsymError, match="unknown dtype 'float16'; allowed: float32, float64"):
+        net.compile(dtype="float16")

@@ -36,6 +36,15 @@ class BackendCompiled:
         self._xp = runtime["xp"]
         self._forward, self._loss, self._value_and_grad = (namespace[f] for f in ("forward", "loss", "value_and_grad"))
         self._no_grad = _no_grad(backend)
+        self.dtype: str | None = None  # None: x's precision; else every call's ("float32", "float64")
+
+    def with_dtype(self, dtype: str) -> "BackendCompiled":
+        """The same functions, computing in ``dtype`` whatever x is."""
+        import copy
+
+        fixed = copy.copy(self)
+        fixed.dtype = dtype
+        return fixed
 
     def value_and_grad(self, params: Mapping, x, y):
         with self._no_grad():
@@ -84,7 +93,9 @@ class BackendCompiled:
         expected = (T,) if scalar_inputs else (T, size)
         if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
             raise RnnsymError(f"x must have shape (batch, {', '.join(map(str, expected))}), got {tuple(x.shape)}")
-        if not xp.isdtype(x.dtype, "real floating"):
+        if self.dtype is not None:
+            x = xp.astype(x, getattr(xp, self.dtype))
+        elif not xp.isdtype(x.dtype, "real floating"):
             raise RnnsymError(f"x must hold floating-point numbers (float32 or float64), got {x.dtype}")
         return x
 

@@ -20,6 +20,10 @@ class CompiledNetwork:
     ``(batch, T, input_size)``; ``y`` is ``(batch,)``. The loss is the batch mean and
     ``grads[name]`` has the parameter's shape.
 
+    The precision is x's: float32 data is computed in float32 (parameters and targets brought to
+    it, gradients returned in it), anything else in float64; ``dtype`` ("float32" or "float64")
+    fixes it whatever x is.
+
     The loop form keeps its large (T, batch, ...) arrays between calls, per thread and for the
     latest batch size, up to 1 GiB (``workspaces``; ``workspaces.nbytes`` tells how much,
     ``workspaces.clear()`` frees it). What the functions return is never part of them. Safe to
@@ -28,6 +32,7 @@ class CompiledNetwork:
 
     def __init__(self, network, source: str, runtime: dict, truncate: int | None = None, form: str = "unrolled"):
         self.network = network
+        self.dtype: np.dtype | None = None  # None: x's precision (float32 stays float32), else this one
         self.source = source
         self.truncate = truncate
         self.form = form  # "unrolled" (straight-line code per step) or "loop" (one step in a loop over time)
@@ -47,11 +52,20 @@ class CompiledNetwork:
         self._trace = namespace.get("trace")
         self._adjoints = namespace.get("adjoints")
 
+    def with_dtype(self, dtype: str) -> "CompiledNetwork":
+        """The same functions, computing in ``dtype`` ("float32" or "float64") whatever x is."""
+        import copy
+
+        fixed = copy.copy(self)  # the generated functions and workspaces are shared
+        fixed.dtype = np.dtype(dtype)
+        return fixed
+
     # ---- entry points -------------------------------------------------------------------------------
     def forward(self, params: Mapping, x) -> np.ndarray:
         """The network output for each example: ``(batch,)`` or ``(batch, output_size)``; with
         ``outputs="all"``, one per step: ``(batch, T)`` or ``(batch, T, output_size)``."""
-        outputs = self._forward(self._x(x), *self._params(params))
+        x = self._x(x)
+        outputs = self._forward(x, *self._params(params, x.dtype))
         self.workspaces.trim()
         if self.form == "unrolled" and self.network.options.get("outputs") == "all":
             return np.stack(outputs, axis=1)  # one output node per step
@@ -60,19 +74,19 @@ class CompiledNetwork:
     def loss(self, params: Mapping, x, y) -> float:
         """The batch-mean loss."""
         x = self._x(x)
-        value = float(self._loss(x, self._y(y, x), *self._params(params)))
+        value = float(self._loss(x, self._y(y, x), *self._params(params, x.dtype)))
         self.workspaces.trim()
         return value
 
     def value_and_grad(self, params: Mapping, x, y) -> tuple[float, dict[str, np.ndarray]]:
         """The batch-mean loss and its gradient with respect to every parameter."""
         x = self._x(x)
-        value, grads = self._value_and_grad(x, self._y(y, x), *self._params(params))
+        value, grads = self._value_and_grad(x, self._y(y, x), *self._params(params, x.dtype))
         self.workspaces.trim()
         if isinstance(grads, dict):  # by the gradients' generated names
             grads = [grads[self.gradient_keys[name]] for name in self.param_names]
         return float(value), {  # copies: parameters tied in the code (b_ih, b_hh) share one array
-            name: np.array(g, dtype=float).reshape(np.shape(params[name]))
+            name: np.array(g, dtype=x.dtype).reshape(np.shape(params[name]))
             for name, g in zip(self.param_names, grads)
         }
 
@@ -84,7 +98,7 @@ class CompiledNetwork:
         if self._adjoints is None:
             raise RnnsymError("adjoints are traced by the unrolled form: use network.compile(form='unrolled')")
         x = self._x(x)
-        nodes, shares = self._adjoints(x, self._y(y, x), *self._params(params))
+        nodes, shares = self._adjoints(x, self._y(y, x), *self._params(params, x.dtype))
         return (dict(zip(self.adjoint_nodes, nodes)),
                 {p: list(zip(self.share_nodes[p], s)) for p, s in zip(self.param_names, shares)})
 
@@ -93,7 +107,7 @@ class CompiledNetwork:
         if self._trace is None:
             raise RnnsymError("node values are traced by the unrolled form: use network.compile(form='unrolled')")
         x = self._x(x)
-        values = self._trace(x, self._y(y, x), *self._params(params))
+        values = self._trace(x, self._y(y, x), *self._params(params, x.dtype))
         names = [n.name for n in self.network.graph.nodes.values() if n.kind not in ("loss", "loss_term")]
         return dict(zip(names, values))
 
@@ -108,11 +122,12 @@ class CompiledNetwork:
         return self._namespace[name]
 
     # ---- input checks: a clear error before anything is computed ----------------------------------
-    def _params(self, params: Mapping) -> list:
-        return list(check_params(self.network, params).values())
+    def _params(self, params: Mapping, dtype=np.float64) -> list:
+        return [value.astype(dtype, copy=False) for value in check_params(self.network, params).values()]
 
     def _x(self, x) -> np.ndarray:
-        x = _finite("x", x)
+        float32 = self.dtype == np.float32 if self.dtype is not None else getattr(x, "dtype", None) == np.float32
+        x = _finite("x", x, np.float32 if float32 else np.float64)
         T, size = self.network.steps, self.network.input_size
         scalar_inputs = self.network.graph.of_kind("input")[0].shape == ()
         if x.ndim == 2 and size == 1 and not scalar_inputs:
@@ -134,7 +149,7 @@ class CompiledNetwork:
         lead = (x.shape[0], net.steps) if per_step else (x.shape[0],)
         if net.options.get("loss") == "cross_entropy":
             y = _class_targets(y, lead, size)
-        y = _finite("y", y)
+        y = _finite("y", y, x.dtype)
         if size is None and y.ndim == len(lead) + 1 and y.shape[-1] == 1:
             y = y[..., 0]
         elif size == 1 and y.shape == lead:
@@ -212,9 +227,9 @@ def param_shaped(name: str, value, shape: tuple):
     return value
 
 
-def _finite(what: str, value) -> np.ndarray:
+def _finite(what: str, value, dtype=np.float64) -> np.ndarray:
     try:
-        array = np.asarray(value, dtype=float)
+        array = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError):
         raise RnnsymError(f"{what} must be numeric, got {type(value).__name__}") from None
     if not np.isfinite(array).all():

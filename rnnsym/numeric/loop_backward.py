@@ -66,7 +66,7 @@ class LoopBackward:
         seeds, carry = self.seeds(inv_b)
         backward += seeds
         self.carry = carry
-        zeros = {s: f"numpy.zeros((_B,) + {graph[rec.name(s, 1)].shape!r})" for s in rec.states}
+        zeros = {s: f"numpy.zeros((_B,) + {graph[rec.name(s, 1)].shape!r}, dtype=x.dtype)" for s in rec.states}
         for s in rec.states:
             if w.per_step:
                 backward.append(f"    {self.seed_of[s]} = {' + '.join(carry[s])}" if carry[s] else f"    {self.seed_of[s]} = None")
@@ -358,7 +358,7 @@ class StepLowering:
                 back.groups.append((group, dict(zip(inner, rows.values()))))
                 product = f"{group}[t] @ {stacked_name}"
             else:
-                parts = [self.code(v) if v is not None else f"numpy.zeros((_B, {graph[m.name].shape[0]}))"
+                parts = [self.code(v) if v is not None else f"numpy.zeros((_B, {graph[m.name].shape[0]}), dtype=x.dtype)"
                          for v, m in zip(inner, rows)]
                 product = f"numpy.concatenate([{', '.join(parts)}], axis=-1) @ {stacked_name}"
             c = f"_carried{next(back.counter)}"

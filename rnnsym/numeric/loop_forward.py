@@ -91,7 +91,7 @@ class LoopForward:
         x_symbol = {x: em.symbol("_X", like=x)}
         blocks_used = [a for _, v in self.hoisted for a in sp.Add.make_args(v) if a in x_slices.values()]
         if block:  # one weight matrix [W_x | W_h | b] for the product with [x_t, h_(t-1), 1]
-            biases = ", ".join(em.code(sp.Add(*g.biases)) if g.biases else f"numpy.zeros({graph[g.node].shape[0]})"
+            biases = ", ".join(em.code(sp.Add(*g.biases)) if g.biases else f"numpy.zeros({graph[g.node].shape[0]}, dtype=x.dtype)"
                                for g in block.gates.values())
             x_block = ", ".join(names[g.x_weight] for g in block.gates.values())
             self.before.append(f"    _WC = numpy.concatenate([numpy.concatenate([{x_block}]), {self.stacks[block.vector][0]}, "
@@ -162,7 +162,7 @@ def storage_lines(fwd) -> list[str]:
     first its initial value). A gate block's gates are column blocks of one (T, batch, width)
     array, and the state the stacked weights multiply a column block of [x_t, h_(t-1), 1]."""
     graph, T, block = fwd.graph, fwd.T, fwd.block
-    lines = ["    _B = x.shape[0]", "    _ws = _workspace(_B)"]
+    lines = ["    _B = x.shape[0]", "    _ws = _workspace(_B, x.dtype)"]
     gates = {g.node: "{}:{}".format(*block.bounds[m]) for m, g in block.gates.items()} if block else {}
     if block:
         lines.append(f"    S_G = _ws.empty('S_G', ({T}, _B, {block.width}))")

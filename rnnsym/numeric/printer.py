@@ -245,11 +245,11 @@ class CodePrinter(NumPyPrinter):
     # ---- arrays the code makes (the array-API printer of rnnsym.backends makes them on x's device) --------
     def full(self, shape: str, value: str) -> str:
         """An array of ``shape`` (code) filled with ``value`` (code), in the computation's precision."""
-        return f"numpy.full({shape}, {value}, dtype=float)"
+        return f"numpy.full({shape}, {value}, dtype=x.dtype)"
 
     def zeros_like(self, param: str, shape: tuple) -> str:
         """Zeros of a parameter's shape: the gradient of one that nothing reaches."""
-        return f"numpy.zeros({shape})" if shape else "0.0"
+        return f"numpy.zeros({shape}, dtype=x.dtype)" if shape else "0.0"
 
     def _print_runtime_call(self, expr):  # a function of the generated code's runtime (RUNTIME)
         return f"_{type(expr).__name__}({self._print(expr.args[0])})"
@@ -361,7 +361,7 @@ def _sigmoid(z, out=None):
     if out is None and numpy.ndim(z) == 0:
         with numpy.errstate(over="ignore"):
             return 1.0 / (1.0 + numpy.exp(-z))
-    return _activation("sigmoid", _numpy_sigmoid, z, numpy.empty(numpy.shape(z)) if out is None else out)
+    return _activation("sigmoid", _numpy_sigmoid, z, _empty_like(z) if out is None else out)
 
 
 def _tanh(z, out=None):
@@ -370,7 +370,14 @@ def _tanh(z, out=None):
 
     if out is None and numpy.ndim(z) == 0:
         return numpy.tanh(z)
-    return _activation("tanh", _numpy_tanh, z, numpy.empty(numpy.shape(z)) if out is None else out)
+    return _activation("tanh", _numpy_tanh, z, _empty_like(z) if out is None else out)
+
+
+def _empty_like(z):
+    """A new array for f(z): float32 stays float32, anything else is float64."""
+    import numpy
+
+    return numpy.empty(numpy.shape(z), dtype=numpy.float32 if getattr(z, "dtype", None) == numpy.float32 else numpy.float64)
 
 
 def _log_softmax(z):
@@ -392,7 +399,7 @@ def _erf(z, out=None):
 
     import numpy
 
-    values = numpy.vectorize(math.erf, otypes=[numpy.float64])(z)
+    values = numpy.vectorize(math.erf, otypes=[numpy.float64])(z).astype(_empty_like(z).dtype, copy=False)
     if out is None:
         return values
     out[...] = values

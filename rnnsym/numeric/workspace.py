@@ -22,15 +22,16 @@ MAX_KEPT_BYTES = 1 << 30
 
 
 class Workspace:
-    """Named float64 arrays, allocated on first use and handed out again while the shape fits."""
+    """Named arrays of one precision, allocated on first use and handed out again while the shape fits."""
 
-    def __init__(self):
+    def __init__(self, dtype=np.float64):
         self._arrays: dict[str, np.ndarray] = {}
+        self.dtype = np.dtype(dtype)
 
     def empty(self, name: str, shape: tuple) -> np.ndarray:
         array = self._arrays.get(name)
         if array is None or array.shape != shape:
-            array = self._arrays[name] = np.empty(shape)
+            array = self._arrays[name] = np.empty(shape, dtype=self.dtype)
         return array
 
     def zeros(self, name: str, shape: tuple) -> np.ndarray:
@@ -44,14 +45,14 @@ class Workspace:
 
 
 class Workspaces:
-    """One compiled network's workspaces: one per thread, for its latest batch size."""
+    """One compiled network's workspaces: one per thread, for its latest batch size and precision."""
 
     def __init__(self):
         self._local = threading.local()
 
-    def __call__(self, batch: int) -> Workspace:
-        if getattr(self._local, "batch", None) != batch:
-            self._local.batch, self._local.workspace = batch, Workspace()
+    def __call__(self, batch: int, dtype=np.float64) -> Workspace:
+        if getattr(self._local, "batch", None) != (batch, np.dtype(dtype)):
+            self._local.batch, self._local.workspace = (batch, np.dtype(dtype)), Workspace(dtype)
         return self._local.workspace
 
     def trim(self) -> None:

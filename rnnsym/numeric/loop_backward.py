@@ -377,7 +377,7 @@ class StepLowering:
     def _loads(self) -> list[str]:
         """The values of this step the body's code reads, and only those (no dead loads)."""
         w, graph = self.w, self.w.graph
-        loads = [f"{IN2}{self.names[graph[name].symbol]} = " + (f"x[:, t{w.col}]" if name == w.x1 else w.at(name, "t"))
+        loads = [f"{IN2}{self.names[graph[name].symbol]} = " + ("_X[t]" if name == w.x1 else w.at(name, "t"))
                  for name in (w.x1, *w.prev, *w.step) if graph[name].symbol in self.read]
         return loads + [f"{IN2}{symbol.name} = S{symbol.name}[t]" for symbol in w.kept.values() if symbol in self.read]
 

@@ -35,7 +35,7 @@ class LoopForward:
         self._passes()
         self._input_products()
         if any(graph[x1].symbol in e.free_symbols for e in self.step_exprs.values()):  # not only the hoisted terms
-            self.body.append(f"        {names[graph[x1].symbol]} = x[:, t{self.col}]")
+            self.body.append(f"        {names[graph[x1].symbol]} = _X[t]")
         # The previous states the step reads (the gate block reads its state from [x_t, h_(t-1), 1]).
         read = set().union(*(e.free_symbols for e in self.step_exprs.values()))
         read |= {v for v in self.stacks if not (self.block and self.block.vector == v)}
@@ -166,8 +166,11 @@ def storage_lines(fwd) -> list[str]:
     gates = {g.node: "{}:{}".format(*block.bounds[m]) for m, g in block.gates.items()} if block else {}
     if block:
         lines.append(f"    S_G = _ws.empty('S_G', ({T}, _B, {block.width}))")
-    # Time-major view of the inputs (no copy: products that need it contiguous make their own).
-    lines.append("    _X = numpy.moveaxis(x, 1, 0)")
+    # The inputs time-major, copied once into a kept array: every later read (the input products,
+    # the weight gradients, each step's x_t) is contiguous, where a strided view of x made each
+    # product copy it again or read it element by element.
+    x_shape = graph[fwd.x1].shape
+    lines += [f"    _X = _ws.empty('_X', ({T}, _B) + {x_shape!r})", "    _X[...] = numpy.moveaxis(x, 1, 0)"]
     block_state = fwd.rec.name(fwd.prev[block.vector.name], 1) if block else None
     for name in fwd.step:
         buf, rows = fwd.buf(name), T + 1 if name in fwd.new else T

@@ -13,8 +13,57 @@ import sympy as sp
 
 from .errors import RnnsymError, choose
 
+# ---- printing for SymPy's code printers ------------------------------------------------------------
+# SymPy asks an expression to print itself before it looks for a printer's own ``_print_<name>``
+# (Printer._print), under the printer's ``printmethod`` name: ``_numpycode``, ``_pythoncode``,
+# ``_ccode``, ... So that ``sp.lambdify``, ``sp.pycode`` and ``sp.ccode`` know rnnsym's functions,
+# each function answers those names; and so that a printer that prints these functions its own way
+# (rnnsym's CodePrinter calls the generated code's runtime ``_sigmoid``) keeps doing so, a printer's
+# own ``_print_<name>`` is asked first.
+ARRAY_LIBRARIES = {"_numpycode": "numpy", "_cupycode": "cupy", "_jaxcode": "jax", "_torchcode": "torch"}
+CODE_PRINTMETHODS = (*ARRAY_LIBRARIES, "_pythoncode", "_mpmathcode", "_cmathcode", "_ccode", "_cxxcode")
 
-class sigmoid(sp.Function):
+
+def _library(printer) -> str:
+    """Which language a SymPy code printer writes: an array library's name ("numpy", "scipy",
+    "cupy", "jax", "torch"), "python" (the math module), "exact" (mpmath, cmath: no overflow to
+    avoid, or complex arguments) or "c" (C and C++)."""
+    method = printer.printmethod
+    if method in ARRAY_LIBRARIES:
+        from sympy.printing.numpy import SciPyPrinter
+
+        return "scipy" if isinstance(printer, SciPyPrinter) else ARRAY_LIBRARIES[method]
+    return {"_pythoncode": "python", "_ccode": "c", "_cxxcode": "c"}.get(method, "exact")
+
+
+def _name(printer, dotted: str) -> str:
+    """``dotted`` as the printer writes a library name (and imports it, for lambdify)."""
+    return printer._module_format(dotted) if hasattr(printer, "_module_format") else dotted.rsplit(".", 1)[-1]
+
+
+def _numpy_like(library: str) -> str:
+    return {"scipy": "numpy", "jax": "jax.numpy"}.get(library, library)
+
+
+class _Printed:
+    """The code-printer hooks shared by rnnsym's functions: each subclass gives ``_code(printer,
+    library, *args)``, the source of the call in one of the languages :func:`_library` names."""
+
+    def _print_code(self, printer, **kwargs):
+        own = getattr(printer, f"_print_{type(self).__name__}", None)
+        if own is not None:  # the printer knows this function (rnnsym's own code printers)
+            return own(self, **kwargs)
+        return self._code(printer, _library(printer), *(printer._print(a) for a in self.args))
+
+    def _code(self, printer, library: str, *args: str) -> str:  # pragma: no cover - each subclass has one
+        raise NotImplementedError
+
+
+for _method in CODE_PRINTMETHODS:
+    setattr(_Printed, _method, _Printed._print_code)
+
+
+class sigmoid(_Printed, sp.Function):
     """The logistic function ``1 / (1 + exp(-z))``, kept as one symbol so it prints as σ."""
 
     def fdiff(self, argindex=1):
@@ -23,17 +72,36 @@ class sigmoid(sp.Function):
     def _eval_rewrite_as_exp(self, z, **kwargs):
         return 1 / (1 + sp.exp(-z))
 
+    def _eval_rewrite_as_tanh(self, z, **kwargs):
+        return (1 + sp.tanh(z / 2)) / 2
+
     def _eval_is_extended_real(self):  # what SymPy's own rules ask of an argument (sign(σ(z))')
         return self.args[0].is_extended_real
 
     def _eval_is_positive(self):
         return True if self.args[0].is_extended_real else None
 
+    def _eval_is_finite(self):  # between 0 and 1 for every real argument, ±∞ included
+        return True if self.args[0].is_extended_real else None
+
     def _eval_evalf(self, prec):
         return self.rewrite(sp.exp)._eval_evalf(prec)
 
+    def _code(self, printer, library, z):
+        # Stable forms only: 1/(1 + exp(-z)) overflows (a warning, or math's OverflowError) for large -z.
+        if library in ("scipy", "jax", "torch"):
+            return f"{_name(printer, {'scipy': 'scipy.special.expit', 'jax': 'jax.nn.sigmoid', 'torch': 'torch.sigmoid'}[library])}({z})"
+        if library in ("numpy", "cupy"):  # σ(z) = exp(-softplus(-z)), softplus as logaddexp(0, ·)
+            return f"{_name(printer, library + '.exp')}(-{_name(printer, library + '.logaddexp')}(0, -({z})))"
+        if library == "python":  # z once, then the branch whose exp cannot overflow
+            exp = _name(printer, "math.exp")
+            return f"(lambda _z: 1/(1 + {exp}(-_z)) if _z >= 0 else {exp}(_z)/(1 + {exp}(_z)))({z})"
+        if library == "c":  # one evaluation of z and no overflow (C has no lambda to branch on it once)
+            return f"(0.5*tanh(0.5*({z})) + 0.5)"
+        return printer._print(self.rewrite(sp.exp))
 
-class relu(sp.Function):
+
+class relu(_Printed, sp.Function):
     """The rectifier ``max(0, z)``."""
 
     def fdiff(self, argindex=1):
@@ -42,22 +110,53 @@ class relu(sp.Function):
     def _eval_rewrite_as_Max(self, z, **kwargs):
         return sp.Max(0, z)
 
+    def _eval_rewrite_as_Heaviside(self, z, **kwargs):
+        return z * sp.Heaviside(z, 0)
+
+    def _eval_rewrite_as_Piecewise(self, z, **kwargs):
+        return sp.Piecewise((z, z > 0), (0, True))
+
     def _eval_is_extended_real(self):
         return self.args[0].is_extended_real
 
     def _eval_is_nonnegative(self):
         return True if self.args[0].is_extended_real else None
 
+    def _eval_is_finite(self):
+        return True if self.args[0].is_extended_real and self.args[0].is_finite else None
+
     def _eval_evalf(self, prec):
         return self.rewrite(sp.Max)._eval_evalf(prec)
 
+    def _code(self, printer, library, z):
+        if library == "torch":
+            return f"{_name(printer, 'torch.relu')}({z})"
+        if library in ARRAY_LIBRARIES.values() or library == "scipy":
+            return f"{_name(printer, _numpy_like(library) + '.maximum')}({z}, 0.0)"
+        if library == "python":
+            return f"max(0.0, {z})"
+        return printer._print(self.rewrite(sp.Max))
 
-class softmax(sp.Function):
+
+class softmax(_Printed, sp.Function):
     """``exp(z) / Σ exp(z)`` over a vector: not elementwise, so it has no rule in the table; it is
     only used fused with cross-entropy, whose combined derivative is ``o - Y``."""
 
+    def _code(self, printer, library, z):  # over the last axis: a batch of vectors is (batch, n)
+        if library == "scipy":
+            return f"{_name(printer, 'scipy.special.softmax')}({z}, axis=-1)"
+        if library == "jax":
+            return f"{_name(printer, 'jax.nn.softmax')}({z}, axis=-1)"
+        if library == "torch":
+            return f"{_name(printer, 'torch.softmax')}({z}, dim=-1)"
+        if library in ("numpy", "cupy"):  # exp(z - logsumexp(z)): z once, nothing overflows
+            exp, logaddexp = _name(printer, library + ".exp"), _name(printer, library + ".logaddexp")
+            return f"(lambda _z: {exp}(_z - {logaddexp}.reduce(_z, axis=-1, keepdims=True)))({z})"
+        raise RnnsymError(f"softmax is over a vector: print it for numpy, scipy, jax or torch, "
+                          f"not {printer.printmethod[1:]!r}")
 
-class MatVec(sp.Function):
+
+class MatVec(_Printed, sp.Function):
     """``W·v``, a matrix (a parameter) times a vector node: the one non-elementwise operation.
 
     Everything else in a cell is elementwise over vectors; the engine gives this product its own
@@ -65,6 +164,12 @@ class MatVec(sp.Function):
     """
 
     nargs = 2
+
+    def _code(self, printer, library, matrix, vector):
+        if library in (*ARRAY_LIBRARIES.values(), "scipy"):  # a batch of vectors (batch, n): v·Wᵀ
+            return f"(({vector}) @ ({matrix}).T)"
+        raise RnnsymError(f"W·v is a matrix product: print it for numpy, scipy, jax or torch, "
+                          f"not {printer.printmethod[1:]!r}")
 
 
 # ---- derivative rules: d f(z)/dz, written in the output y = f(z) ---------------------------

@@ -146,6 +146,24 @@ class Derivation(Displayable):
         batch = np.shape(x)[0]
         return [float(np.sum(np.broadcast_to(v, (batch,))) / batch) for v in self._term_function(values)]
 
+    def lambdify(self):
+        """:attr:`expr` as a NumPy function of named arguments: the parameters, inputs and target it
+        depends on (``f.arguments`` lists them), each a number or an array over the batch; it returns
+        one value per example. Every node the expression reads is computed once from its own
+        expression, so this stays linear where :attr:`expanded` grows with nesting (scalar networks).
+
+        >>> d = rnnsym.seed_rnn(steps=2).derive("w1")
+        >>> f = d.lambdify()
+        >>> f.arguments
+        ('x1', 'x2', 'w', 'w1', 'w2', 'b1', 'b2', 'b3', 'Y')
+        """
+        from .queries import expression_function
+
+        if not self.scalar:
+            raise RnnsymError("lambdify() is given for scalar networks; a vector network's derivation is a "
+                              "product of Jacobian records (compile() evaluates its gradient)")
+        return expression_function(self.network, self.expr)
+
     # ---- renderings (printers, through rnnsym.display): a recursive view longer than a screenful ----
     # shows its ends unless full=True
     def text(self, full: bool = False) -> str:

@@ -213,7 +213,7 @@ class Network(Displayable):
         >>> d.paths
         [('L', 'o5', 'o4', 'w3')]
         >>> seed_rnn(steps=4).derive(of="o4", wrt="o2").expr
-        w3*(1 - o4**2)*(w2*(1 - o3**2))
+        w2*w3*(1 - o3**2)*(1 - o4**2)
         """
         from .derivation import derive
         from .queries import check_order, derive_between, second_derivative
@@ -238,7 +238,7 @@ class Network(Displayable):
         """The nodes ``node`` depends on, leaves first (without ``node`` itself).
 
         >>> seed_rnn(steps=2).ancestors("o1")
-        ('w', 'x1', 'o0', 'w0', 'b1')
+        ('x1', 'w', 'w0', 'b1', 'o0')
         """
         from .queries import ancestors
 

@@ -12,8 +12,9 @@ Where the parameters live:
   bidirectional) keeps PyTorch's layout: ``model.rnn`` holds exactly ``torch.nn.RNN/LSTM/GRU``'s
   tensors (``weight_ih_l0``, ..., ``*_reverse``; gate blocks stacked i,f,g,o / r,z,n) and
   ``model.readout`` a ``torch.nn.Linear``'s ``weight`` and ``bias``, so their state dicts load into
-  those modules and back. The forward slices the stacked tensors into rnnsym's parameters (views),
-  and autograd adds each block's gradient into its rows of the stacked tensor;
+  those modules and back (the modules compute what the network computes with its default
+  activation, tanh; ``relu`` for ``nn.RNN(nonlinearity="relu")``). The forward slices the stacked
+  tensors into rnnsym's parameters (views), and autograd adds each block's gradient into its rows;
 - any other network (a user's cell, the seed network) gets generated names ``p0, p1, ...`` in the
   network's parameter order (a user's parameter name never becomes an attribute);
   ``model.rnnsym_names`` maps them back.

@@ -133,6 +133,9 @@ def _classes():
     import torch
     from torch.autograd.function import once_differentiable
 
+    def _parameters(state):
+        return torch.nn.ParameterDict(OrderedDict((key, torch.nn.Parameter(value)) for key, value in state.items()))
+
     class DerivedLoss(torch.autograd.Function):
         """The loss, with the derived gradients computed beside it and returned by backward."""
 
@@ -166,9 +169,8 @@ def _classes():
             state, readout_state = params_to_torch(start, kind=self.kind)
             self.hidden_size = self.network.options["hidden_size"]
             # OrderedDict: ParameterDict sorts a plain dict's keys; these keep nn.LSTM's and Linear's order.
-            self.rnn = torch.nn.ParameterDict(OrderedDict((key, torch.nn.Parameter(value)) for key, value in state.items()))
-            self.readout = torch.nn.ParameterDict(OrderedDict((key, torch.nn.Parameter(value))
-                                                              for key, value in readout_state.items()))
+            self.rnn = _parameters(state)
+            self.readout = _parameters(readout_state)
             self.rnnsym_names = None
 
         def rnnsym_params(self) -> dict:

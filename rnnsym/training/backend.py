@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends import BACKENDS
 from ..errors import RnnsymError, choose
-
-BACKENDS = ("numpy", "jax", "torch")
 
 
 def check_backend(backend, device) -> None:

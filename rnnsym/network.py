@@ -254,6 +254,16 @@ class Network(Displayable):
 
         return descendants(self, node)
 
+    def verify(self, text: str, wrt=None):
+        """Check a hand-derived formula for ``dL/d(wrt)``: right or wrong, and why (rnnsym.learn).
+
+        >>> seed_rnn(steps=4).verify("dL/dw3 = (o5 - Y)*w4*(1 - o4**2)*o3").ok
+        True
+        """
+        from .learn import verify
+
+        return verify(self, text, wrt)
+
     @cached_property
     def expansions(self) -> dict[sp.Symbol, sp.Expr]:
         """Each node's value in inputs, target and parameters only (constants put in)."""

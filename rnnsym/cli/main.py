@@ -13,6 +13,7 @@ from ..docs.cli import docs
 from ..errors import RnnsymError
 from ..numeric.gradcheck import gradcheck
 from ..printing import FORMATS
+from ..learn.cli import verify_command
 from ..training.cli import predict_command, train_command
 from .common import OneLineGroup, cell_options, clear_errors, emit, network_from_options, network_options
 from .flow import flow
@@ -121,6 +122,7 @@ main.add_command(train_command)
 main.add_command(predict_command)
 main.add_command(docs)
 main.add_command(flow)
+main.add_command(verify_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

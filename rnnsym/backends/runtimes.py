@@ -24,8 +24,8 @@ def load(backend: str) -> dict:
 
 def _common(xp) -> dict:
     """The helpers written once over the array API."""
-    def outer(d, v):  # Σ over steps and examples of d ⊗ v: one contraction
-        return xp.einsum("...i,...j->ij", d, v)
+    def outer(d, v):  # Σ over steps and examples of d ⊗ v: one matrix product
+        return xp.reshape(d, (-1, d.shape[-1])).T @ xp.reshape(v, (-1, v.shape[-1]))
 
     def total(d, ndim):  # the sum over every axis but the parameter's own
         return xp.sum(d) if ndim == 0 else xp.sum(xp.reshape(d, (-1, *d.shape[d.ndim - ndim:])), axis=0)

@@ -255,10 +255,7 @@ def test_other_networks_get_generated_names_never_a_users_name():
 
 
 def test_the_start_is_rs_trains_start_for_the_same_seed_or_the_given_params():
-    from rnnsym.backends.torch_module import TRAIN_INIT_STREAM
     from rnnsym.training.loop import _INIT
-
-    assert TRAIN_INIT_STREAM == _INIT
     network = NETWORKS["gru, class targets at every step"]()
     for init in ("xavier", "orthogonal"):
         expected = init_params(network, init, scale=0.5, rng=np.random.default_rng([7, _INIT]))  # rs.train's draw

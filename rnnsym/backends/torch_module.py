@@ -38,9 +38,6 @@ from ..networks.torch_weights import TORCH_NAMES, _blocks, params_to_torch
 # The built-in constructors' network names and the kind torch_weights calls them.
 BUILTIN_KINDS = {"elman": "rnn", "lstm": "lstm", "gru": "gru"}
 INITS = ("normal", "xavier", "orthogonal")
-# rs.train draws its start from the seed stream [seed, 0] (rnnsym.training.loop._INIT; the layers
-# keep backends from importing training, and a test checks the two agree).
-TRAIN_INIT_STREAM = 0
 
 
 def to_torch(net, params: Mapping | None = None, *, dtype=None, device=None, init: str = "xavier",
@@ -93,7 +90,7 @@ def _torch():
 
 def _start_params(net, params, init, init_scale, seed) -> dict[str, np.ndarray]:
     """float64 NumPy arrays of the parameters' shapes, checked, or drawn as rs.train draws them."""
-    from ..networks.initializers import init_params
+    from ..networks.initializers import INIT_STREAM, init_params
     from ..numeric.compiled import check_params
 
     if params is not None:
@@ -105,7 +102,7 @@ def _start_params(net, params, init, init_scale, seed) -> dict[str, np.ndarray]:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise RnnsymError(f"seed must be a non-negative integer, got {seed!r}")
     choose("initialisation", init, INITS)
-    return init_params(net, init, scale=init_scale, rng=np.random.default_rng([seed, TRAIN_INIT_STREAM]))
+    return init_params(net, init, scale=init_scale, rng=np.random.default_rng([seed, INIT_STREAM]))
 
 
 def builtin_kind(net) -> str | None:

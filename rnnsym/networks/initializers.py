@@ -62,6 +62,9 @@ def _orthogonal(shape, rng, scale):
 
 
 # scheme -> (rule for ordinary weights, rule for recurrent weights)
+# A run's start is drawn from the random stream [seed, INIT_STREAM] (rs.train and rs.to_torch alike).
+INIT_STREAM = 0
+
 INITIALIZERS = {
     "normal": (_normal, _normal),
     "xavier": (_xavier, _xavier),

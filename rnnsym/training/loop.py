@@ -23,11 +23,12 @@ from . import optimizers
 from .backend import check_backend, gradients_on
 from .checkpoint import load_checkpoint, load_model_file, save_checkpoint
 from .data import Dataset, as_dataset, check_for_network, load_data
+from ..networks.initializers import INIT_STREAM
 from .initializers import init_params
 from .tasks import DEFAULT_SIZE, TASKS, make_task
 
 # Independent random streams of one run, all drawn from its seed: ``[seed, purpose, ...]``.
-_INIT, _SPLIT, _SHUFFLE = 0, 1, 2
+_INIT, _SPLIT, _SHUFFLE = INIT_STREAM, 1, 2
 
 # A run whose training loss ends an epoch this many times above its loss at the initial parameters
 # has diverged, although the loss is still finite: with too large a learning rate the loss can climb

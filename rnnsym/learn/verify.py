@@ -40,7 +40,7 @@ class PathFinding:
 
     path: tuple[str, ...]
     label: str  # "through layer 4 (o4)", the derivation's words
-    status: str  # matched, missing, mistake, sign, count
+    status: str  # matched, missing, mistake, sign, count, zero (a constant 0 on the path), unmatched
     detail: str = ""
     term: str = ""  # the path's correct term, as text
 
@@ -356,28 +356,27 @@ class _Check:
                 where = f"∂{child}/∂{parent}"
                 for words, wrong in _wrong_factors(self.graph, child, parent, factor):
                     budget -= 1
-                    yield index, f"{where} is {_t(factor)}; the formula has {_t(wrong)} ({words})", rest * self.points(wrong)
+                    yield index, _Words(where, factor, wrong, words), rest * self.points(wrong)
                 for s in sorted(factor.free_symbols, key=lambda s: s.name):
                     for other in swaps:
                         if other == s or budget <= 0:
                             continue
                         budget -= 1
-                        wrong = factor.xreplace({s: other})
-                        yield (index, f"{where} is {_t(factor)}; the formula has {_t(wrong)} ({other} where {s} belongs)",
+                        yield (index, _Words(where, factor, {s: other}, f"{other} where {s} belongs"),
                                rest * self.points(factor, swap={s: other}))
 
     def _findings(self, terms, live, coefficients, chosen) -> tuple[PathFinding, ...]:
         base = {i: coefficients[j] for j, i in enumerate(live)}
         mistakes: dict[int, list] = {}
         for (index, words, _), c in zip(chosen, coefficients[len(live):]):
-            mistakes.setdefault(index, []).append((words, c))
+            mistakes.setdefault(index, []).append((str(words), c))
         out = []
         for i, t in enumerate(terms):
             label = _path_label(self.graph, t.path)
             term = _term_text(t)
             c = _round(base.get(i, 1.0 if t.value == 0 else 0.0))
             if t.value == 0:  # o0 = 0: a path whose term vanishes is matched by anything
-                out.append(PathFinding(t.path, label, "matched", "its term is 0", term))
+                out.append(PathFinding(t.path, label, "zero", "its term is 0, whatever the formula says", term))
                 continue
             if i in mistakes:
                 words = "; ".join(w + _times(m) for w, m in mistakes[i])
@@ -395,9 +394,9 @@ class _Check:
         return tuple(out)
 
     def _summarise(self, paths: list[PathFinding]) -> None:
-        present = [p for p in paths if p.status != "missing" and p.detail != "its term is 0"]
+        present = [p for p in paths if p.status not in ("missing", "zero")]
         missing = [p for p in paths if p.status == "missing"]
-        live = [p for p in paths if p.detail != "its term is 0"]
+        live = [p for p in paths if p.status != "zero"]
         if live and all(p.status == "sign" for p in live):
             self.findings.append("a sign error: the formula is the gradient with the opposite sign "
                                  "(o − Y and Y − o are easy to swap)")
@@ -408,7 +407,7 @@ class _Check:
             self.findings.append(
                 f"your formula is {'the path' if len(present) == 1 else 'the paths' if present else ''} {have}; "
                 f"dL/d{self.target} also has the path{'s' if len(missing) > 1 else ''} {also}: it is the sum of "
-                f"all {len(paths)} path terms")
+                f"all {len(live)} path terms")
             self._local_hint(present, missing)
         for p in paths:
             if p.status == "mistake":
@@ -436,6 +435,20 @@ class _Check:
                     + " + ".join(f"∂{child}/∂{h}·d{h}/d{self.target}" for h in held)
                     + " brings in the longer paths")
                 return
+
+
+@dataclass(frozen=True)
+class _Words:
+    """A mistake's description, written only for the mistakes that are reported (thousands are tried)."""
+
+    where: str
+    factor: sp.Expr
+    wrong: object  # the wrong factor, or the renaming that makes it
+    why: str
+
+    def __str__(self) -> str:
+        wrong = self.factor.xreplace(self.wrong) if isinstance(self.wrong, dict) else self.wrong
+        return f"{self.where} is {_t(self.factor)}; the formula has {_t(wrong)} ({self.why})"
 
 
 class _Mistaken(sp.Function):
@@ -504,8 +517,7 @@ def _pursue(basis: np.ndarray, candidates: list, target: np.ndarray, scale: floa
     candidates = [c for c in candidates if np.all(np.isfinite(c[2])) and np.any(c[2] != 0)]
     best = _fit(basis, chosen, target, scale)
     for _ in range(MAX_MISTAKES):
-        trial = min((_fit(basis, chosen + [c], target, scale) for c in candidates), key=lambda r: r[2],
-                    default=None)
+        trial = min((_fit(basis, chosen + [c], target, scale) for c in candidates), key=_plainest, default=None)
         if trial is None or trial[2] >= best[2] * (1 - 1e-9):
             break
         best = trial
@@ -513,6 +525,14 @@ def _pursue(basis: np.ndarray, candidates: list, target: np.ndarray, scale: floa
         if best[2] < TOLERANCE:
             break
     return best
+
+
+def _plainest(fit) -> tuple:
+    """Exact fits first, and among them the one that reads most simply: each path taken 0 or 1 times
+    (o4·(1 − o4) is one mistaken factor, not the path minus another mistaken one)."""
+    _, coefficients, residual = fit
+    messy = sum(1 for c in coefficients if abs(c - round(c)) > 1e-6 or round(c) not in (0, 1))
+    return (0.0, messy) if residual < TOLERANCE else (residual, messy)
 
 
 _WRONG_RULES = {

@@ -334,3 +334,18 @@ def test_no_eval_exec_or_parse_expr_in_the_reader():
     code = re.sub(r'""".*?"""|#.*', "", source, flags=re.S)
     assert not re.search(r"\b(eval|exec|parse_expr|sympify|compile)\(", code)
     assert np is not None
+
+
+def test_no_lower_layer_imports_the_learners_layer():
+    root = os.path.dirname(rs.__file__)
+    for folder, _, files in os.walk(root):
+        if os.path.relpath(folder, root).split(os.sep)[0] in ("learn", "cli"):
+            continue
+        for name in files:
+            if name.endswith(".py") and not (folder == root and name in ("network.py", "__init__.py")):
+                source = open(os.path.join(folder, name)).read()
+                imported = {m for pair in re.findall(r"from \.+(\w+)|import rnnsym\.(\w+)", source) for m in pair}
+                assert "learn" not in imported, name
+    # the one method on Network imports it lazily, inside the method
+    network = open(os.path.join(root, "network.py")).read()
+    assert "\nfrom .learn" not in network and "        from .learn import verify" in network

@@ -32,6 +32,9 @@ MAX_DEPTH = 40  # nested brackets, and the depth of the parsed tree
 MAX_TOKENS = 5_000
 MAX_EXPONENT = 16  # an integer power of an expression: (a + b)**1000 would be expanded later
 MAX_NUMBER = 1e15
+# Functions inside functions: SymPy's assumptions on tanh(tanh(…)) cost time exponential in the
+# depth (ten levels take half a minute); a formula names nodes rather than nesting their definitions.
+MAX_CALL_DEPTH = 6
 
 # The functions a formula may call, by the names people write them.
 FUNCTIONS: dict[str, tuple[object, tuple[int, ...]]] = {
@@ -137,6 +140,7 @@ class _Reader:
         self.factors: dict[sp.Dummy, DerivativeFactor] = {}
         self.differentials: dict[str, tuple[str, bool]] = {}
         self.notes: list[str] = []
+        self._calls = 0  # functions open around the node being walked
 
     def read(self, text: str, where: str) -> sp.Expr:
         source = self._rewrite(text)
@@ -251,9 +255,16 @@ class _Reader:
             return self.graph[node.id].symbol
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS:
             func, arities = FUNCTIONS[node.func.id]
+            if self._calls >= MAX_CALL_DEPTH:
+                raise RnnsymError(f"the formula nests functions more than {MAX_CALL_DEPTH} deep; write a node's name "
+                                  "(o3) instead of its definition (tanh(…))")
             if node.keywords or any(isinstance(a, ast.Starred) for a in node.args) or len(node.args) not in arities:
                 raise RnnsymError(f"{node.func.id} takes {' or '.join(map(str, arities))} argument(s) in a formula")
-            return func(*(self._walk(a) for a in node.args))
+            self._calls += 1
+            try:
+                return func(*[self._walk(a) for a in node.args])
+            finally:
+                self._calls -= 1
         raise RnnsymError(f"{_describe(node)} is not allowed in a formula; allowed: {ALLOWED}")
 
     def _is_diff(self, node: ast.AST) -> bool:

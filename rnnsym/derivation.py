@@ -162,7 +162,9 @@ class Derivation(Displayable):
         if not self.scalar:
             raise RnnsymError("lambdify() is given for scalar networks; a vector network's derivation is a "
                               "product of Jacobian records (compile() evaluates its gradient)")
-        return expression_function(self.network, self.expr)
+        if "_lambdified" not in self.__dict__:  # one NumPy function per derivation, made when first asked for
+            self._lambdified = expression_function(self.network, self.expr)
+        return self._lambdified
 
     # ---- renderings (printers, through rnnsym.display): a recursive view longer than a screenful ----
     # shows its ends unless full=True

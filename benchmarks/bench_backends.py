@@ -15,7 +15,8 @@ load average is printed before measuring: figures taken on a busy machine say so
 
 Targets (the issue's): rnnsym's JAX backend within 1.1 times the hand-written JAX peer (it runs
 the same kind of program), its torch backend within 1.2 times torch eager autograd of the
-torch.nn module. The table also says, case by case, which contenders beat the NumPy backend.
+torch.nn module. The table also says, case by case, which contenders beat the NumPy backend. A full
+run exits with status 1 where a target is missed (a quick run's sizes are not the targets').
 """
 from __future__ import annotations
 

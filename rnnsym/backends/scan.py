@@ -20,7 +20,7 @@ PyTorch), as are the activations; the arrays come from ``xp``, the array API (Ar
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
@@ -29,7 +29,7 @@ from ..functions import MatVec
 from ..numeric.loop import _LoopWriter
 from ..numeric.loop_backward import LoopBackward
 from ..program.ir import Accumulate, Compute, Role
-from ..program.step import AtStep
+from ..program.step import AtStep, merge_input_products
 from .printer import ArrayPrinter
 
 IN, IN2 = "    ", "        "
@@ -65,6 +65,12 @@ class ScanLowering:
         w.plan_forward()
         self.em, self.names, self.graph, self.T = w.em, w.names, w.graph, w.T
         self.step = w.forward_program
+        if self.step.block is not None and self.step.inputs is None:
+            # The NumPy form's gate block takes the gates' input products; here they are one
+            # product with all steps' inputs, as merge_input_products makes for any other cell.
+            graph, em = self.graph, self.em
+            self.step = merge_input_products(replace(self.step, block=None), graph[w.x1].symbol,
+                                             lambda m: graph[m.name].shape[0], lambda name, info: em.symbol(name, like=info))
 
     def code(self, expr: sp.Expr) -> str:
         return self.em.printer.doprint(expr)
@@ -175,12 +181,21 @@ class ScanLowering:
         carried = [back.g_carry[s] for s in w.rec.states]
         lines += [f"{IN}def _back(_carry, _xs):", f"{IN2}{_unpack(carried)} = _carry",
                   *([f"{IN2}{_unpack([n for n, _ in reads])} = _xs"] if reads else []), *body]
-        values = list(dict.fromkeys(self.names[e.value] for e in stored))
-        lines.append(f"{IN}_, {_unpack([f'_D{i}' for i in range(len(values))])} = "
+        sources = list(dict.fromkeys(d for d, _ in self.layout.values()))
+        returned = {d: f"_D{i}" for i, d in enumerate(sources)}
+        lines.append(f"{IN}_, {_unpack(list(returned.values()))} = "
                      f"_scan(_back, {_tuple([start[s] for s in w.rec.states])}, {_tuple(xs)}, {k}, reverse=True)")
-        for e in stored:  # reduced once, over every step of the window and every example
-            d = f"_D{values.index(self.names[e.value])}"
-            back.grads[e.param].append(f"_outer({d}, {w.stacked(e.leaf)}[{window}])" if e.leaf else f"_total({d}, {e.ndim})")
+        reductions: dict[str, str] = {}  # each product or sum over the steps, once: its code -> its name
+        for e in stored:  # reduced over every step of the window and every example
+            source, columns = self.layout[e.value]
+            d = returned[source]
+            if columns is not None and not (e.leaf or e.ndim == 1):  # a slice the reduction cannot share
+                d, columns = f"{d}[..., {columns}]", None
+            code = f"_outer({d}, {w.stacked(e.leaf)}[{window}])" if e.leaf else f"_total({d}, {e.ndim})"
+            if code not in reductions:
+                reductions[code] = f"_R{len(reductions)}"
+                lines.append(f"{IN}{reductions[code]} = {code}")
+            back.grads[e.param].append(reductions[code] + (f"[{columns}]" if columns is not None else ""))
         return lines
 
     def _backward_body(self, back: LoopBackward, program, carry) -> tuple[list[str], list, list[_Stored]]:
@@ -196,7 +211,7 @@ class ScanLowering:
                 self.names[symbol] = f"_u{value.name[2:]}"
         aliases = self._aliases(program)
         joined = self._joined_through_stacks(back, program)
-        body, read, stored = [], set(), []
+        body, read, stored, stacks = [], set(), [], []
         computed: dict = {}  # each value the step computes: (per example?, shape), as the printer sees it
         next_carry = {s: [] for s in w.rec.states}
         for s in program.backward:
@@ -216,12 +231,14 @@ class ScanLowering:
                     leaf = x.term.outer.name if x.kind is TermKind.WEIGHT else None
                     stored.append(_Stored(s.node, aliases.get(x.expr, x.expr), leaf, len(graph[s.node].shape)))
             elif s.target in back.next_state:
-                product = joined.get(s.target)
-                if product is not None:  # the shares through a stack of weights: one product
-                    name = f"_joined{list(back.next_state).index(s.target)}"
-                    body.append(f"{IN2}{name} = {product}")
-                    parts.append(name)
-                    read |= set().union(*(e.free_symbols for e in joined[s.target, "read"]))
+                if s.target in joined:  # the shares through a stack of weights: one product
+                    matrix, values, columns = joined[s.target]
+                    i = list(back.next_state).index(s.target)
+                    body += [f"{IN2}_stack{i} = xp.concat([{', '.join(self.code(v) for v in values)}], axis=-1)",
+                             f"{IN2}_joined{i} = _stack{i} @ {matrix}"]
+                    parts.append(f"_joined{i}")
+                    read |= set().union(*(v.free_symbols for v in values))
+                    stacks.append((f"_stack{i}", values, columns))
                 next_carry[back.next_state[s.target]] += parts
             else:
                 carried = []
@@ -242,8 +259,10 @@ class ScanLowering:
                 returned.append(" + ".join(parts))
             else:  # nothing, or constants only
                 returned.append(f"_full(x, (_B,) + {shape!r}, {' + '.join(parts) or '0.0'})")
-        values = {self.names[e.value]: per_example(self.names[e.value], computed.get(e.value, (True,))) for e in stored}
-        body.append(f"{IN2}return {_tuple(returned)}, {_tuple(list(values.values()))}")
+        self.layout = _layout(stored, stacks)
+        sources = list(dict.fromkeys(d for d, _ in self.layout.values()))
+        values = [d if isinstance(d, str) else per_example(self.names[d], computed.get(d, (True,))) for d in sources]
+        body.append(f"{IN2}return {_tuple(returned)}, {_tuple(values)}")
         reads = self._loads(read)
         reads += [(f"{back.seed_of[s]}_t", back.seed_of[s]) for s in w.rec.states if w.per_step and carry[s]]
         return body, reads, stored
@@ -268,7 +287,7 @@ class ScanLowering:
     def _joined_through_stacks(self, back: LoopBackward, program) -> dict:
         """The adjoint carried into a previous state through a stack of weights (an LSTM's four
         ``W_h*``) as one product ``[δ_i, δ_f, δ_g, δ_o] @ W_stack`` instead of four: ``{each share so
-        joined: True, the carried adjoint: its code, (the carried adjoint, "read"): what it reads}``."""
+        joined: True, the carried adjoint: (the stacked matrix, the values side by side, their columns)}``."""
         w, definitions, joined = self.w, {s.target: s.expr for s in program.backward if isinstance(s, Compute)}, {}
         for s in program.backward:
             if not (isinstance(s, Accumulate) and s.target in back.next_state and self.graph[s.node].symbol in w.stacks):
@@ -281,8 +300,7 @@ class ScanLowering:
             if len(by_weight) != len(through) or set(by_weight) != set(rows):
                 continue
             joined.update(dict.fromkeys(through, True))
-            joined[s.target] = f"xp.concat([{', '.join(self.code(by_weight[m]) for m in rows)}], axis=-1) @ {stacked_name}"
-            joined[s.target, "read"] = [by_weight[m] for m in rows]
+            joined[s.target] = (stacked_name, [by_weight[m] for m in rows], list(rows.values()))
         return joined
 
     def _loads(self, read: set) -> list[tuple[str, str]]:
@@ -290,6 +308,19 @@ class ScanLowering:
         w, graph = self.w, self.graph
         loads = [(self.names[graph[n].symbol], w.stacked(n)) for n in (w.x1, *w.prev, *w.step) if graph[n].symbol in read]
         return loads + [(symbol.name, f"S{symbol.name}") for symbol in w.kept.values() if symbol in read]
+
+
+def _layout(stored: list[_Stored], stacks: list) -> dict:
+    """Where each stored share comes back from the backward scan: ``{value: (what the step returns,
+    its columns or None)}``. The values of a stack (an LSTM's four gates' δ, side by side for the
+    carried product) come back as the stack itself when all of them are stored, so that each
+    weight family's gradient is one product and a slice, as in the NumPy form."""
+    wanted = {e.value for e in stored}
+    layout = {}
+    for name, values, columns in stacks:
+        if all(isinstance(v, sp.Symbol) and v in wanted for v in values) and len(set(values)) == len(values):
+            layout.update({v: (name, c) for v, c in zip(values, columns)})
+    return {**{e.value: (e.value, None) for e in stored}, **layout}
 
 
 def _stacked_product(em, stack):

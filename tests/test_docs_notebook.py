@@ -27,3 +27,6 @@ def test_example_notebook_runs_and_displays_math_and_pictures():
     assert 'data-path="4"' in picture["image/svg+xml"]
     printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "path 4:" in printed and "finite difference" in printed and "OK" in printed
+    # The derivation lambdified to JAX gives the compiled gradient (issue 16: a notebook cell).
+    through_jax, compiled = (float(v.rstrip(",")) for v in printed.split("dL/dw through JAX ")[1].split()[:3:2])
+    assert abs(through_jax - compiled) <= 1.5e-12  # both printed to 12 decimals

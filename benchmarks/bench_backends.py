@@ -33,7 +33,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import bench_speed  # noqa: E402  (the cases, the timing and the hand-written peers)
-from bench_speed import CASES, agrees, build, interleaved, jax_case, torch_case, torch_loop_case  # noqa: E402
+from bench_speed import (CASES, build, checked_steps, interleaved, jax_case, torch_case,  # noqa: E402
+                         torch_loop_case)
 
 # Contenders in the order of the table's columns: (key, label).
 CONTENDERS = (("numpy", "rnnsym NumPy"), ("jax", "rnnsym JAX (jit)"), ("jax_hand", "hand JAX jit(vg(scan))"),
@@ -45,15 +46,6 @@ TARGETS = (("jax", "jax_hand", 1.1), ("torch", "torch_eager", 1.2))
 
 def load_average() -> tuple[float, float, float]:
     return os.getloadavg()
-
-
-def _numpy_of(value):
-    """A JAX array or torch tensor (any device) as NumPy."""
-    if hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
-    import numpy as np
-
-    return np.asarray(value)
 
 
 def rnnsym_jax_case(net, params, x, y, device=None):
@@ -118,34 +110,6 @@ def makers(kind, net, params, x, y, device: str = "cpu") -> dict:
             "torch": lambda: rnnsym_torch_case(net, params, x, y, device),
             "torch_eager": on_device(lambda: torch_case(kind, params, x, y)),
             "torch_compile": on_device(lambda: torch_loop_case(kind, params, x, y))}
-
-
-def checked_steps(makers_: dict, reference, quick: bool) -> tuple[dict, dict]:
-    """Every contender's step, its answer checked against the NumPy backend's and its first call
-    (the compile) made outside the timing; and what the table says about each (first call, form,
-    or why it is absent)."""
-    steps, notes = {}, {}
-    for name, make in makers_.items():
-        if name == "torch_compile" and quick:  # tens of seconds of compiling: the full run only
-            notes[name] = {"absent": "full run only"}
-            continue
-        start = time.perf_counter()
-        try:
-            made = make()
-            step, form = made if isinstance(made, tuple) else (made, None)
-            value, grads = step()
-        except ImportError as error:
-            notes[name] = {"absent": f"not installed ({error})" if "GPU" in str(error) else "not installed"}
-            continue
-        except Exception as error:  # a peer that cannot compile here is reported, not fatal
-            notes[name] = {"absent": f"failed: {type(error).__name__}: {str(error).strip().splitlines()[0][:80]}"}
-            continue
-        answer = (value, {k: _numpy_of(g) for k, g in grads.items()} if grads else None)
-        if not agrees(reference, answer):
-            raise AssertionError(f"{name} disagrees with rnnsym's NumPy backend: loss {value!r} against {reference[0]!r}")
-        notes[name] = {"first_call_s": time.perf_counter() - start, "form": form}
-        steps[name] = step
-    return steps, notes
 
 
 def point(net, batch: int):

@@ -256,6 +256,43 @@ def agrees(reference: tuple, answer: tuple) -> bool:
     return True
 
 
+def numpy_of(value):
+    """A JAX array or torch tensor (any device) as NumPy."""
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    import numpy as np
+
+    return np.asarray(value)
+
+
+def checked_steps(makers_: dict, reference, quick: bool) -> tuple[dict, dict]:
+    """Every contender's step, its answer checked against the NumPy backend's and its first call
+    (the compile) made outside the timing; and what the table says about each (first call, form,
+    or why it is absent)."""
+    steps, notes = {}, {}
+    for name, make in makers_.items():
+        if name == "torch_compile" and quick:  # tens of seconds of compiling: the full run only
+            notes[name] = {"absent": "full run only"}
+            continue
+        start = time.perf_counter()
+        try:
+            made = make()
+            step, form = made if isinstance(made, tuple) else (made, None)
+            value, grads = step()
+        except ImportError as error:
+            notes[name] = {"absent": f"not installed ({error})" if "GPU" in str(error) else "not installed"}
+            continue
+        except Exception as error:  # a peer that cannot compile here is reported, not fatal
+            notes[name] = {"absent": f"failed: {type(error).__name__}: {str(error).strip().splitlines()[0][:80]}"}
+            continue
+        answer = (value, {k: numpy_of(g) for k, g in grads.items()} if grads else None)
+        if not agrees(reference, answer):
+            raise AssertionError(f"{name} disagrees with rnnsym's NumPy backend: loss {value!r} against {reference[0]!r}")
+        notes[name] = {"first_call_s": time.perf_counter() - start, "form": form}
+        steps[name] = step
+    return steps, notes
+
+
 def peer_steps(kind, params, x, y, reference, quick: bool) -> tuple[dict, dict]:
     """Every peer's step, checked against rnnsym's answer and warmed up (compiled) outside the
     timing; and, by peer, what the table says about it (compile time, form, or why it is absent)."""
@@ -269,27 +306,7 @@ def peer_steps(kind, params, x, y, reference, quick: bool) -> tuple[dict, dict]:
               "torch": lambda: torch_case(kind, params, x, y),
               "torch_compile": lambda: torch_loop_case(kind, params, x, y),
               "jax": lambda: jax_case(kind, params, x, y)}
-    steps, notes = {}, {}
-    for name, make in makers.items():
-        if name == "torch_compile" and quick:  # tens of seconds of compiling: the full run only
-            notes[name] = {"absent": "full run only"}
-            continue
-        start = time.perf_counter()
-        try:
-            made = make()
-            step, form = made if isinstance(made, tuple) else (made, None)
-            answer = step()  # compiles, where the peer compiles
-        except ImportError:
-            notes[name] = {"absent": "not installed"}
-            continue
-        except Exception as error:  # a peer that cannot compile here is reported, not fatal
-            notes[name] = {"absent": f"failed: {type(error).__name__}: {str(error).strip().splitlines()[0][:80]}"}
-            continue
-        if not agrees(reference, answer):
-            raise AssertionError(f"{name} disagrees with rnnsym: loss {answer[0]!r} against {reference[0]!r}")
-        notes[name] = {"first_call_s": time.perf_counter() - start, "form": form}
-        steps[name] = step
-    return steps, notes
+    return checked_steps(makers, reference, quick)
 
 
 def run_case(name: str, quick: bool) -> dict:

@@ -263,3 +263,13 @@ def test_bad_shapes_and_names_are_named_as_the_numpy_backend_names_them(backend)
         compiled.value_and_grad({**params, "W_ih": np.zeros((3, 2))}, x, y)
     with pytest.raises(RnnsymError, match=r"y must have shape \(2, 1\) to match x, got \(3,\)"):
         compiled.value_and_grad(params, x, np.zeros((3,)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parameters_named_like_the_generated_codes_own_names_stay_apart(backend):
+    # The runtime's names (xp, _scan, _full) and the code's locals (_B) as a user's parameter names:
+    # every name the code prints is generated, so they cannot shadow each other.
+    h, x = sp.symbols("h x")
+    xp, scan, full, batch = sp.symbols("xp _scan _full _B")
+    cell = rs.Cell(state=h, input=x, params=[xp, scan, full, batch], update=sp.tanh(xp * x + scan * h + full) * batch)
+    _agree(rs.unroll(cell, steps=3, outputs="all"), backend)

@@ -112,7 +112,8 @@ LOWER = ["rnnsym.graph", "rnnsym.functions", "rnnsym.records", "rnnsym.engine", 
          "rnnsym.engine.paths", "rnnsym.engine.truncation", "rnnsym.engine.rules", "rnnsym.derivation",
          "rnnsym.network", "rnnsym.networks", "rnnsym.numeric", "rnnsym.numeric.emit", "rnnsym.numeric.lines", "rnnsym.program", "rnnsym.program.build", "rnnsym.program.passes", "rnnsym.program.ir", "rnnsym.program.step", "rnnsym.numeric.loop",
          "rnnsym.numeric.compiled", "rnnsym.numeric.gradcheck", "rnnsym.display", "rnnsym.program.memory",
-         "rnnsym.backends", "rnnsym.backends.scan", "rnnsym.backends.printer", "rnnsym.backends.compiled",
+         "rnnsym.backends", "rnnsym.backends.scan", "rnnsym.backends.scan_backward", "rnnsym.backends.printer",
+         "rnnsym.backends.compiled",
          "rnnsym.backends.runtimes"]
 PRESENTATION = ("rnnsym.printing", "rnnsym.docs", "rnnsym.training", "rnnsym.cli", "rnnsym.flow")
 

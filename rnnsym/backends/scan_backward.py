@@ -58,12 +58,12 @@ class ScanBackward:
         window = f"{T - k}:{T}"
         xs = [f"{array}[{window}]" for _, array in reads]
         carried = [back.g_carry[s] for s in w.rec.states]
-        lines += [f"{IN}def _back(_carry, _xs):", f"{IN2}{_unpack(carried)} = _carry",
-                  *([f"{IN2}{_unpack([n for n, _ in reads])} = _xs"] if reads else []), *body]
+        lines += [f"{IN}def _back(_carry, _xs):", f"{IN2}{unpack_code(carried)} = _carry",
+                  *([f"{IN2}{unpack_code([n for n, _ in reads])} = _xs"] if reads else []), *body]
         sources = list(dict.fromkeys(d for d, _ in self.layout.values()))
         returned = {d: f"_D{i}" for i, d in enumerate(sources)}
-        lines.append(f"{IN}_, {_unpack(list(returned.values()))} = "
-                     f"_scan(_back, {_tuple([start[s] for s in w.rec.states])}, {_tuple(xs)}, {k}, reverse=True)")
+        lines.append(f"{IN}_, {unpack_code(list(returned.values()))} = "
+                     f"_scan(_back, {tuple_code([start[s] for s in w.rec.states])}, {tuple_code(xs)}, {k}, reverse=True)")
         reductions: dict[str, str] = {}  # each product or sum over the steps, once: its code -> its name
         for e in stored:  # reduced over every step of the window and every example
             source, columns = self.layout[e.value]
@@ -162,7 +162,7 @@ class ScanBackward:
         self.layout = _layout(stored, stacks)
         sources = list(dict.fromkeys(d for d, _ in self.layout.values()))
         values = [d if isinstance(d, str) else per_example(self.names[d], computed.get(d, (True,))) for d in sources]
-        return f"{IN2}return {_tuple(returned)}, {_tuple(values)}"
+        return f"{IN2}return {tuple_code(returned)}, {tuple_code(values)}"
 
     def _symbols(self, names: list[str]) -> list:
         """The values printed under ``names`` (a joined product is its own, per example)."""
@@ -221,9 +221,9 @@ def _layout(stored: list[_Stored], stacks: list) -> dict:
     return {**{e.value: (e.value, None) for e in stored}, **layout}
 
 
-def _tuple(items: list[str]) -> str:
+def tuple_code(items: list[str]) -> str:
     return "(" + "".join(f"{i}, " for i in items) + ")"
 
 
-def _unpack(names: list[str]) -> str:
+def unpack_code(names: list[str]) -> str:
     return "(" + "".join(f"{n}, " for n in names) + ")"

@@ -29,7 +29,7 @@ from ..numeric.loop import _LoopWriter
 from ..numeric.loop_backward import LoopBackward
 from ..program.step import AtStep, merge_input_products
 from .printer import ArrayPrinter
-from .scan_backward import IN, IN2, ScanBackward, tuple_code, unpack_code
+from .scan_backward import IN, IN2, ScanBackward, tuple_code
 
 
 def scan_supported(network, truncate: int | None) -> bool:
@@ -104,9 +104,9 @@ class ScanLowering:
                   for p, name in zip(prev, w.prev)]
         body, xs, stored = self._step_body()
         new = [self.code(graph[name].symbol) for name in w.new]
-        lines += [f"{IN}def _step(_carry, _xs):", f"{IN2}{unpack_code(prev)} = _carry", f"{IN2}{unpack_code(list(xs))} = _xs",
+        lines += [f"{IN}def _step(_carry, _xs):", f"{IN2}{tuple_code(prev)} = _carry", f"{IN2}{tuple_code(list(xs))} = _xs",
                   *body, f"{IN2}return {tuple_code(new)}, {tuple_code([n for n, _ in stored])}"]
-        lines.append(f"{IN}_, {unpack_code([b for _, b in stored])} = _scan(_step, {tuple_code(prev)}, {tuple_code(list(xs.values()))}, {T})")
+        lines.append(f"{IN}_, {tuple_code([b for _, b in stored])} = _scan(_step, {tuple_code(prev)}, {tuple_code(list(xs.values()))}, {T})")
         for p, name in zip(prev, w.prev):  # a state's storage starts with its initial value (T + 1 rows)
             buffer = w.buf(w.rec.name(w.prev[name], 1))
             lines.append(f"{IN}{buffer} = xp.concat([{p}[None, ...], {buffer}], axis=0)")

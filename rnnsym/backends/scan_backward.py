@@ -58,11 +58,11 @@ class ScanBackward:
         window = f"{T - k}:{T}"
         xs = [f"{array}[{window}]" for _, array in reads]
         carried = [back.g_carry[s] for s in w.rec.states]
-        lines += [f"{IN}def _back(_carry, _xs):", f"{IN2}{unpack_code(carried)} = _carry",
-                  *([f"{IN2}{unpack_code([n for n, _ in reads])} = _xs"] if reads else []), *body]
+        lines += [f"{IN}def _back(_carry, _xs):", f"{IN2}{tuple_code(carried)} = _carry",
+                  *([f"{IN2}{tuple_code([n for n, _ in reads])} = _xs"] if reads else []), *body]
         sources = list(dict.fromkeys(d for d, _ in self.layout.values()))
         returned = {d: f"_D{i}" for i, d in enumerate(sources)}
-        lines.append(f"{IN}_, {unpack_code(list(returned.values()))} = "
+        lines.append(f"{IN}_, {tuple_code(list(returned.values()))} = "
                      f"_scan(_back, {tuple_code([start[s] for s in w.rec.states])}, {tuple_code(xs)}, {k}, reverse=True)")
         reductions: dict[str, str] = {}  # each product or sum over the steps, once: its code -> its name
         for e in stored:  # reduced over every step of the window and every example
@@ -222,8 +222,5 @@ def _layout(stored: list[_Stored], stacks: list) -> dict:
 
 
 def tuple_code(items: list[str]) -> str:
+    """``(a, b, )``: a tuple, or the names a tuple unpacks into, whatever their number (one too)."""
     return "(" + "".join(f"{i}, " for i in items) + ")"
-
-
-def unpack_code(names: list[str]) -> str:
-    return "(" + "".join(f"{n}, " for n in names) + ")"

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import bench_speed  # noqa: E402  (the cases, the timing and the hand-written peers)
-from bench_speed import (CASES, build, checked_steps, interleaved, jax_case, torch_case,  # noqa: E402
+from bench_speed import (CASES, build, case_sizes, checked_steps, interleaved, jax_case, torch_case,  # noqa: E402
                          torch_loop_case)
 
 # Contenders in the order of the table's columns: (key, label).
@@ -128,12 +128,7 @@ def point(net, batch: int):
 
 def run_case(name: str, quick: bool, device: str = "cpu") -> dict:
     """One case in this (fresh) process: every contender checked, then timed in turns."""
-    spec = CASES[name]
-    options = dict(spec["net"])
-    batch = spec["batch"]
-    if quick:
-        options["steps"], batch = spec["quick"]["steps"], spec["quick"]["batch"]
-    kind = options.pop("kind")
+    kind, options, batch = case_sizes(name, quick)
     net = build(kind, **options)
     f = net.compile()
     params, x, y = point(net, batch)

@@ -91,6 +91,17 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def case_sizes(name: str, quick: bool) -> tuple[str, dict, int]:
+    """A case's kind of cell, its network options and its batch (the quick run's steps and batch
+    when ``quick``)."""
+    spec = CASES[name]
+    options = dict(spec["net"])
+    batch = spec["batch"]
+    if quick:
+        options["steps"], batch = spec["quick"]["steps"], spec["quick"]["batch"]
+    return options.pop("kind"), options, batch
+
+
 def build(kind: str, steps: int, **sizes):
     import rnnsym as rs
 
@@ -315,12 +326,7 @@ def run_case(name: str, quick: bool) -> dict:
 
     from rnnsym.numeric.gradcheck import random_point
 
-    spec = CASES[name]
-    options = dict(spec["net"])
-    batch = spec["batch"]
-    if quick:
-        options["steps"], batch = spec["quick"]["steps"], spec["quick"]["batch"]
-    kind = options.pop("kind")
+    kind, options, batch = case_sizes(name, quick)
     result = {"case": name, "steps": options["steps"], "batch": batch, **{k: v for k, v in options.items() if k != "steps"}}
     start = time.perf_counter()
     net = build(kind, **options)
@@ -384,12 +390,7 @@ def run_contention(name: str, quick: bool) -> dict:
 
     from rnnsym.numeric.gradcheck import random_point
 
-    spec = CASES[name]
-    options = dict(spec["net"])
-    batch = spec["batch"]
-    if quick:
-        options["steps"], batch = spec["quick"]["steps"], spec["quick"]["batch"]
-    kind = options.pop("kind")
+    kind, options, batch = case_sizes(name, quick)
     net = build(kind, **options)
     f = net.compile()
     params, x, y = random_point(net, batch=batch, seed=0)

@@ -50,6 +50,18 @@ class Chooser:
         return self.integer(0, 99) >= 100 - round(100 * p)
 
 
+class HypothesisChooser(Chooser):
+    """Decisions drawn from Hypothesis (``st.data()``): the property tests' source, shrinkable."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def integer(self, lo: int, hi: int) -> int:
+        from hypothesis import strategies as st
+
+        return self.data.draw(st.integers(lo, hi))
+
+
 class RandomChooser(Chooser):
     """Decisions from ``random.Random(seed)``: the fuzz script's source, reproducible by seed."""
 

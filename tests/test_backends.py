@@ -73,19 +73,11 @@ def test_every_backend_gives_the_numpy_backends_loss_outputs_and_gradients(name,
     assert compiled.form == expected
 
 
-class _Chooser(cellgen.Chooser):
-    def __init__(self, data):
-        self.data = data
-
-    def integer(self, lo: int, hi: int) -> int:
-        return self.data.draw(st.integers(lo, hi))
-
-
 @settings(max_examples=40, derandomize=True, deadline=None, database=None, phases=(Phase.generate,),
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_a_random_user_cell_gives_the_same_gradients_on_every_backend(data):
-    case = cellgen.draw_case(_Chooser(data), extended=True)
+    case = cellgen.draw_case(cellgen.HypothesisChooser(data), extended=True)
     try:
         network = rs.unroll(case.cell(), **case.unroll_options())
         params, x, y = random_point(network, batch=3, seed=case.seed)

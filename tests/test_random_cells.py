@@ -17,23 +17,13 @@ from hypothesis import strategies as st
 import cellgen
 
 
-class HypothesisChooser(cellgen.Chooser):
-    """The generator's decisions drawn from Hypothesis."""
-
-    def __init__(self, data):
-        self.data = data
-
-    def integer(self, lo: int, hi: int) -> int:
-        return self.data.draw(st.integers(lo, hi))
-
-
 # No shrinking phase: each example compiles two forms, and shrinking a failure ran past five minutes;
 # the failure message carries a full reproducer, and benchmarks/fuzz_cells.py ranks failures by size.
 @settings(max_examples=200, derandomize=True, deadline=None, database=None, phases=(Phase.generate,),
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_every_compiled_form_of_a_random_cell_matches_central_differences(data):
-    case = cellgen.draw_case(HypothesisChooser(data), extended=True)
+    case = cellgen.draw_case(cellgen.HypothesisChooser(data), extended=True)
     outcome = cellgen.check_case(case)
     assume(outcome.status != "skipped")  # only draws whose loss is not finite
     assert outcome.status in ("ok", "refused"), (

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from . import native
 from .lines import LineEmitter
 from .loop_backward import LoopBackward
 from .loop_forward import LoopForward
@@ -30,8 +31,16 @@ def loop_supported(network) -> bool:
 
 
 def compile_loop(network, truncate: int | None = None) -> CompiledNetwork:
-    writer = _LoopWriter(network, truncate)
-    compiled = CompiledNetwork(network, writer.source(), {**RUNTIME, **LOOP_RUNTIME}, truncate=truncate, form="loop")
+    """The loop form, its step's elementwise work in fused C kernels where they can be built
+    (rnnsym.numeric.native), else NumPy alone."""
+    writer = _LoopWriter(network, truncate, native=native.enabled())
+    source = writer.source()
+    library = native.load(writer.kernels)
+    if writer.kernels and library is None:  # no compiler here: the same program in NumPy
+        writer = _LoopWriter(network, truncate, native=False)
+        source = writer.source()
+    compiled = CompiledNetwork(network, source, {**RUNTIME, **LOOP_RUNTIME, "_native": library},
+                               truncate=truncate, form="loop")
     compiled.gradient_keys = writer.gradient_keys  # gradients are returned by name
     compiled.program = writer.back.step_program  # the adjoint program of one step, lowered into the loop
     return compiled
@@ -43,7 +52,8 @@ class _LoopWriter:
     and the backward pass (the step's adjoints in a loop from the last step back, then every
     parameter's gradient reduced over all steps at once)."""
 
-    def __init__(self, network, truncate: int | None, printer_class=None):
+    def __init__(self, network, truncate: int | None, printer_class=None, native: bool = False):
+        self.native, self.kernels = native, []  # fused step kernels wanted (rnnsym.numeric.loop_fusion), and made
         self.network, self.graph, self.rec, self.T = network, network.graph, network.recurrence, network.steps
         self.em = LineEmitter(self.graph, *([printer_class] if printer_class else []))
         self.names = self.em.names

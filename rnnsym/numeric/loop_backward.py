@@ -22,6 +22,7 @@ from ..program.build import Namer, adjoint_shares, nodes_needing_adjoints
 from ..program.memory import Buffer, Phase, share_memory
 from ..program.ir import Accumulate, Compute, Program, Role, Value
 from ..program.passes import common_subexpressions, fold_zeros, fused_factor, lower_products, schedule
+from .loop_fusion import BackwardFusion
 
 IN2 = "        "  # the loop body's indent
 
@@ -66,15 +67,20 @@ class LoopBackward:
         seeds, carry = self.seeds(inv_b)
         backward += seeds
         self.carry = carry
+        self.fused_before = None
+        body, next_carry, allocations = self._step()
         zeros = {s: f"numpy.zeros((_B,) + {graph[rec.name(s, 1)].shape!r}, dtype=x.dtype)" for s in rec.states}
         for s in rec.states:
+            first = " + ".join(carry[s]) if carry[s] and not w.per_step else None
             if w.per_step:
                 backward.append(f"    {self.seed_of[s]} = {' + '.join(carry[s])}" if carry[s] else f"    {self.seed_of[s]} = None")
-                backward.append(f"    {self.g_carry[s]} = {zeros[s]}")
+            if self.fused_before is not None:  # the kernel updates it in place: a buffer of its own
+                backward += [f"    {self.g_carry[s]} = _ws.empty({self.g_carry[s]!r}, (_B,) + {graph[rec.name(s, 1)].shape!r})",
+                             f"    {self.g_carry[s]}[...] = {first or 0.0}"]
             else:
-                backward.append(f"    {self.g_carry[s]} = {' + '.join(carry[s]) if carry[s] else zeros[s]}")
-        body, next_carry, allocations = self._step()
-        body += [f"{IN2}{self.g_carry[s]} = {' + '.join(next_carry[s]) if next_carry[s] else zeros[s]}" for s in rec.states]
+                backward.append(f"    {self.g_carry[s]} = {first or zeros[s]}")
+        if self.fused_before is None:
+            body += [f"{IN2}{self.g_carry[s]} = {' + '.join(next_carry[s]) if next_carry[s] else zeros[s]}" for s in rec.states]
         if w.windowed:  # for each loss L_s: its seed, then back k steps from step s
             header = [f"    for _s in range({T - 1}, -1, -1):"]
             header += [f"        {self.g_carry[s]} = {self.seed_of[s]}[_s]" if carry[s] else f"        {self.g_carry[s]} = {zeros[s]}"
@@ -82,7 +88,7 @@ class LoopBackward:
             loop = [*header, f"        for t in range(_s, max(_s - {w.k}, -1), -1):", *("    " + line for line in body)]
         else:
             loop = [f"    for t in range({T - 1}, {T - 1 - w.k}, -1):", *body]
-        return backward + self._allocate(allocations) + loop + self._reductions()
+        return backward + self._allocate(allocations) + (self.fused_before or []) + loop + self._reductions()
 
     def gradients(self) -> tuple[list[str], dict[str, str]]:
         """Each parameter's gradient, the sum of its reduced shares (zero when nothing reads it), as
@@ -272,6 +278,10 @@ class StepLowering:
             if isinstance(s, Compute) and self.program.values[s.target].role is Role.TEMP:
                 printer.declare(s.target, printer.info(s.expr))
         stores, carried, allocations = self._buffers(through_stack, next_carry)
+        fused = BackwardFusion(self, printed, self.carried_products).fuse() if w.native else None
+        if fused is not None:  # one kernel, then what depends on a product: the carried adjoints updated in place
+            back.fused_before = fused[0]
+            return fused[1], None, allocations
         body: list[tuple] = []  # (statement or None, line)
         for s in printed:
             if isinstance(s, Accumulate):
@@ -342,6 +352,7 @@ class StepLowering:
         distinct value; a stack's side by side), the adjoints carried back through each stacked
         matrix (each one product, after the stores it reads), and the buffers to allocate."""
         back, w, graph = self.back, self.w, self.w.graph
+        self.carried_products = []  # (name, left, stacked matrix, state): for a fused step (rnnsym.numeric.loop_fusion)
         stored_values = {e.value for e in back.stored}
         allocations, stores, carried = [], [], []
         for vector, shares in through_stack.items():
@@ -356,14 +367,17 @@ class StepLowering:
                 allocations.append((group, (sum(graph[m.name].shape[0] for m in rows),)))
                 back.buffers.update({v: (group, rng) for v, rng in zip(inner, rows.values())})
                 back.groups.append((group, dict(zip(inner, rows.values()))))
-                product = f"{group}[t] @ {stacked_name}"
+                product, group_used = f"{group}[t] @ {stacked_name}", True
             else:
+                group_used = False
                 parts = [self.code(v) if v is not None else f"numpy.zeros((_B, {graph[m.name].shape[0]}), dtype=x.dtype)"
                          for v, m in zip(inner, rows)]
                 product = f"numpy.concatenate([{', '.join(parts)}], axis=-1) @ {stacked_name}"
             c = f"_carried{next(back.counter)}"
             carried.append(f"{IN2}{c} = {product}")
             next_carry[w.prev[vector.name]].append(c)
+            self.carried_products.append((c, product.rsplit(" @ ", 1)[0] if group_used else inner, stacked_name,
+                                          w.prev[vector.name]))
         for e in back.stored:  # a share has the shape of the value stored
             if e.value not in back.buffers:
                 back.buffers[e.value] = (f"_D{len(allocations)}", None)

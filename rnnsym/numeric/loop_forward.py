@@ -10,6 +10,7 @@ from ..functions import MatVec
 from ..program.memory import Buffer, Phase
 from ..program.step import (Columns, StepForward, Write, find_gate_block, hoist_time_parallel, keep_functions,
                             merge_input_products, place_writes, stack_weights, with_kept)
+from .loop_fusion import ForwardFusion
 from .printer import IN_PLACE_FUNCTIONS
 
 
@@ -20,7 +21,8 @@ class LoopForward:
     def __init__(self, w):
         self.graph, self.em, self.names, self.T, self.rec = w.graph, w.em, w.names, w.T, w.rec
         self.x1, self.col, self.prev, self.new, self.step, self.params = w.x1, w.col, w.prev, w.new, w.step, w.params
-        self.buf, self.at = w.buf, w.at
+        self.buf, self.at, self.stacked = w.buf, w.at, w.stacked
+        self.native, self.kernels = w.native, w.kernels  # fused kernels wanted, and those made
         self.before: list[str] = []  # work before the loop
         self.body: list[str] = []  # the loop's body
         # Workspace arrays that only the forward loop reads, shaped (T, batch) + shape.
@@ -133,6 +135,11 @@ class LoopForward:
     def _step_lines(self) -> None:
         """The step's nodes, each written into its storage as rnnsym.program.step.place_writes decided."""
         em, names, graph = self.em, self.names, self.graph
+        fused = ForwardFusion(self, "fwd").fuse() if self.native else None
+        if fused:  # one kernel for the whole elementwise step (rnnsym.numeric.loop_fusion)
+            self.before += fused[0]
+            self.body += fused[1]
+            return
         for name in self.step:
             value, buffer, shape = self.step_exprs[name], self.at(name, 't'), graph[name].shape
             node = names[graph[name].symbol]

@@ -1,0 +1,198 @@
+"""Fused step kernels: a step's elementwise work as one C loop, emitted from the program.
+
+A loop form's step is a few matrix products and, around them, a dozen elementwise operations on
+(batch, H) arrays (an LSTM's five activations, its cell update, the backward pass's shares). As
+NumPy calls each costs a few microseconds of overhead and an array written and read again, which at
+the sizes of a recurrent step is most of the time. A :class:`Kernel` is that elementwise work as
+data: the arrays it reads and writes (:class:`Operand`), the values it computes per element in
+order, and what it writes where. :func:`c_source` prints kernels as C, one function per kernel and
+precision; rnnsym.numeric.native compiles and runs them.
+
+Every value in a kernel is one element: a (batch, H) operand's ``[b, j]``, a parameter vector's
+``[j]``, a per-example scalar's ``[b]``. Each iteration loads all its inputs before it stores
+anything, so an output may be an input's own array (an activation in place, a carried adjoint
+updated) without a hazard.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.codegen.ast import float32, real
+from sympy.printing.c import C99CodePrinter
+
+from ..functions import relu, sigmoid
+
+
+@dataclass(frozen=True)
+class Operand:
+    """An array the kernel reads or writes: ``array`` is the generated code's expression for it,
+    bound once before the loop; ``stepped``: its first axis is time (the kernel reads row t);
+    ``batched``: it has a row per example; ``vector``: its last axis is the kernel's width (else it
+    is one value per row, or one value in all)."""
+
+    array: str
+    stepped: bool
+    batched: bool
+    vector: bool
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """``values``: ``(symbol, expression)`` computed per element, in order, from the operands'
+    elements (``loads``: symbol → operand index) and earlier values; ``stores``: ``(operand index,
+    symbol)``, written at the end of each element's work."""
+
+    name: str
+    width: int
+    operands: tuple[Operand, ...]
+    loads: tuple[tuple[sp.Symbol, int], ...]
+    values: tuple[tuple[sp.Symbol, sp.Expr], ...]
+    stores: tuple[tuple[int, sp.Symbol], ...]
+
+
+# The functions a kernel can compute, each with IEEE semantics (NaN in, NaN out, as NumPy's ufuncs).
+SUPPORTED = (sp.Add, sp.Mul, sp.Pow, sp.exp, sp.log, sp.tanh, sigmoid, relu, sp.sin, sp.cos, sp.sinh, sp.cosh,
+             sp.atan, sp.Abs, sp.sign, sp.Heaviside, sp.Max, sp.Min, sp.erf)
+
+
+def fusable(expr: sp.Expr) -> bool:
+    """Whether ``expr`` is elementwise arithmetic a kernel can compute (no product of arrays, no
+    reduction, nothing the C printer does not know)."""
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, (sp.Symbol, sp.Number, sp.NumberSymbol)):
+            continue
+        if not isinstance(node, SUPPORTED):
+            return False
+        if isinstance(node, sp.Heaviside) and len(node.args) > 1 and not node.args[1].is_number:
+            return False
+    return True
+
+
+_HELPERS = """\
+static inline REAL rs_sigmoidS(REAL x) { return ONE / (ONE + EXP(-x)); }
+/* NumPy's maximum, minimum, sign and heaviside: NaN in, NaN out. */
+static inline REAL rs_maxS(REAL a, REAL b) { return (a != a || b != b) ? a + b : (a > b ? a : b); }
+static inline REAL rs_minS(REAL a, REAL b) { return (a != a || b != b) ? a + b : (a < b ? a : b); }
+static inline REAL rs_signS(REAL x) { return x != x ? x : (REAL)((x > 0) - (x < 0)); }
+static inline REAL rs_heavisideS(REAL x, REAL at0) { return x != x ? x : (x < 0 ? 0 : (x > 0 ? ONE : at0)); }
+"""
+
+# glibc's vector math library (libmvec) has SIMD variants of these; declaring them lets GCC call
+# four or eight at a time without -ffast-math (which would drop NaN and infinity handling).
+_MVEC = """\
+#if defined(RS_MVEC) && defined(__GLIBC__) && defined(__x86_64__)
+#pragma omp declare simd notinbranch
+double exp(double);
+#pragma omp declare simd notinbranch
+double log(double);
+#pragma omp declare simd notinbranch
+float expf(float);
+#pragma omp declare simd notinbranch
+float logf(float);
+#if __GLIBC_PREREQ(2, 35)
+#pragma omp declare simd notinbranch
+double tanh(double);
+#pragma omp declare simd notinbranch
+float tanhf(float);
+#endif
+#endif
+"""
+
+
+class _ElementPrinter(C99CodePrinter):
+    """C for one element's value, in one precision: symbols under the kernel's own names, rnnsym's
+    functions as the helpers above, small integer powers as products."""
+
+    def __init__(self, names: dict, single: bool):
+        super().__init__({"type_aliases": {real: float32}} if single else {})
+        self._names, self._suffix = names, "_f" if single else "_d"
+
+    def _print_Symbol(self, expr):
+        return self._names[expr]
+
+    _print_Dummy = _print_Symbol
+
+    def _helper(self, name: str, *args) -> str:
+        return f"rs_{name}{self._suffix}({', '.join(self._print(a) for a in args)})"
+
+    def _print_sigmoid(self, expr):
+        return self._helper("sigmoid", expr.args[0])
+
+    def _print_relu(self, expr):
+        return self._helper("max", expr.args[0], sp.S.Zero)
+
+    def _print_sign(self, expr):
+        return self._helper("sign", expr.args[0])
+
+    def _print_Heaviside(self, expr):
+        at0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
+        return self._helper("heaviside", expr.args[0], at0)
+
+    def _print_Max(self, expr):
+        return self._nested("max", expr.args)
+
+    def _print_Min(self, expr):
+        return self._nested("min", expr.args)
+
+    def _nested(self, name: str, args) -> str:
+        code = self._print(args[-1])
+        for a in reversed(args[:-1]):
+            code = f"rs_{name}{self._suffix}({self._print(a)}, {code})"
+        return code
+
+    def _print_Pow(self, expr):
+        base, exponent = expr.args
+        if exponent.is_Integer and 1 <= abs(int(exponent)) <= 4:
+            product = "(" + "*".join([f"({self._print(base)})"] * abs(int(exponent))) + ")"  # one factor, as x**2 is
+            return product if exponent > 0 else f"({self._print(sp.S.One)}/{product})"
+        return super()._print_Pow(expr)
+
+
+def c_source(kernels: list[Kernel]) -> str:
+    """The C of ``kernels``, each as ``<name>_f64`` and ``<name>_f32`` with the signature
+    ``(long t, long B, void *const *arrays, const long *step_strides, const long *row_strides)``
+    (strides in elements: rnnsym.numeric.native binds them)."""
+    out = ["/* Generated by rnnsym: fused elementwise step kernels. Every name is generated. */",
+           "#include <math.h>", _MVEC]
+    for suffix, ctype, one, exp in (("_d", "double", "1.0", "exp"), ("_f", "float", "1.0f", "expf")):
+        out.append(_HELPERS.replace("S(", f"{suffix}(").replace("REAL", ctype).replace("ONE", one).replace("EXP", exp))
+    for kernel in kernels:
+        out += [_function(kernel, "f64", "double", single=False), _function(kernel, "f32", "float", single=True)]
+    return "\n".join(out)
+
+
+def _function(kernel: Kernel, tag: str, ctype: str, single: bool) -> str:
+    names = {symbol: f"v{i}" for i, (symbol, _) in enumerate((*kernel.loads, *kernel.values))}
+    printer = _ElementPrinter(names, single)
+    scalar = kernel.width == 1  # one value per example: the loop runs over the batch
+    lines = [f"void {kernel.name}_{tag}(long t, long B, void *const *arrays, const long *ss, const long *rs) {{"]
+    for k, op in enumerate(kernel.operands):
+        lines.append(f"    {ctype} *a{k} = ({ctype} *)arrays[{k}] + t * ss[{k}];")
+    if scalar:  # rows one element apart (a scalar network's (batch,) arrays) get a loop of their own
+        batched = [k for k, op in enumerate(kernel.operands) if op.batched]
+        contiguous = " && ".join(f"rs[{k}] == 1" for k in batched) or "1"
+        row = {k: f"a{k}" for k in range(len(kernel.operands))}
+        body = _element(kernel, names, printer, ctype, row, {k: "[b]" if k in batched else "[0]" for k in row}, "        ")
+        strided = _element(kernel, names, printer, ctype, row, {k: f"[b * rs[{k}]]" if k in batched else "[0]" for k in row},
+                           "        ")
+        lines += [f"    if ({contiguous}) {{", "    #pragma omp simd", "    for (long b = 0; b < B; b++) {", *body, "    }",
+                  "    } else {", "    for (long b = 0; b < B; b++) {", *strided, "    }", "    }", "}"]
+        return "\n".join(lines)
+    else:
+        lines.append("    for (long b = 0; b < B; b++) {")
+        row = {}
+        for k, op in enumerate(kernel.operands):
+            row[k] = f"r{k}"
+            lines.append(f"        {ctype} *r{k} = a{k}" + (f" + b * rs[{k}];" if op.batched else ";"))
+        lines += ["        #pragma omp simd", f"        for (long j = 0; j < {kernel.width}; j++) {{"]
+        where = {k: ("[j]" if op.vector else "[0]") for k, op in enumerate(kernel.operands)}
+    lines += [*_element(kernel, names, printer, ctype, row, where, "            "), "        }", "    }", "}"]
+    return "\n".join(lines)
+
+
+def _element(kernel: Kernel, names: dict, printer, ctype: str, row: dict, where: dict, indent: str) -> list[str]:
+    """One element's work: every load, then the values in order, then every store."""
+    lines = [f"{indent}const {ctype} {names[symbol]} = {row[k]}{where[k]};" for symbol, k in kernel.loads]
+    lines += [f"{indent}const {ctype} {names[symbol]} = {printer.doprint(expr)};" for symbol, expr in kernel.values]
+    return lines + [f"{indent}{row[k]}{where[k]} = {names[symbol]};" for k, symbol in kernel.stores]

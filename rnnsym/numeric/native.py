@@ -1,0 +1,170 @@
+"""Compiled step kernels (rnnsym.numeric.kernel_c), built at first use and cached, with ctypes.
+
+The C of a network's kernels is compiled with the system's C compiler into a shared library kept in
+a cache folder under its source's hash, so a network built again (in this process or another) loads
+it at once. Where there is no compiler, the build fails, or ``RNNSYM_NATIVE=0`` is set, ``load``
+gives None and the network is compiled to NumPy alone, with the same results.
+
+Only generated source is compiled: kernel and variable names are the compiler's own, never a user's.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .kernel_c import Kernel, c_source
+
+_loaded: dict[str, ctypes.CDLL | None] = {}  # by source: built or loaded once per process
+last_failure: str | None = None  # why the last build gave None (for `rnnsym info` and the tests)
+
+
+def enabled() -> bool:
+    return os.environ.get("RNNSYM_NATIVE", "1") != "0"
+
+
+class Library:
+    """A loaded build of some kernels: ``fused(name)`` is the kernel's callable pair, by precision."""
+
+    def __init__(self, cdll: ctypes.CDLL, kernels: list[Kernel]):
+        self._cdll = cdll
+        self.kernels = {k.name: FusedKernel(k, cdll) for k in kernels}
+
+
+class FusedKernel:
+    """One kernel of a library; ``bind(B, arrays)`` before a loop gives the step's call ``f(t)``."""
+
+    def __init__(self, kernel: Kernel, cdll: ctypes.CDLL):
+        self.kernel = kernel
+        self._functions = {}
+        for tag, dtype in (("f64", np.float64), ("f32", np.float32)):
+            f = getattr(cdll, f"{kernel.name}_{tag}")
+            f.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+            f.restype = None
+            self._functions[np.dtype(dtype)] = f
+        self._written = {k for k, _ in kernel.stores}
+
+    def bind(self, B: int, dtype, *arrays):
+        """The step's call for these arrays (one per operand, in order, of ``dtype``): their
+        addresses and strides are taken once, here. An input in another layout is copied first; an
+        output must already be in the kernel's layout (the loop allocates them)."""
+        dtype = np.dtype(dtype)
+        f = self._functions[dtype]
+        n = len(arrays)
+        kept, pointers, steps, rows = [], (ctypes.c_void_p * n)(), (ctypes.c_long * n)(), (ctypes.c_long * n)()
+        for k, (op, a) in enumerate(zip(self.kernel.operands, arrays)):
+            a = self._laid_out(k, op, a, dtype, B)
+            kept.append(a)
+            pointers[k] = a.ctypes.data
+            steps[k] = a.strides[0] // a.itemsize if op.stepped else 0
+            rows[k] = a.strides[int(op.stepped)] // a.itemsize if op.batched else 0
+        kept += [pointers, steps, rows]
+        p, s, r = ctypes.addressof(pointers), ctypes.addressof(steps), ctypes.addressof(rows)
+
+        def step(t, _kept=kept):
+            f(t, B, p, s, r)
+        return step
+
+    def _laid_out(self, k: int, op, a, dtype, B: int) -> np.ndarray:
+        """``a`` as the kernel reads it: of ``dtype``, its element axis contiguous."""
+        a = np.asarray(a) if k in self._written else np.asarray(a, dtype=dtype)
+        lead = int(op.stepped) + int(op.batched)
+        expected = (B,) if op.batched else ()
+        shape_ok = a.dtype == dtype and a.shape[int(op.stepped):lead] == expected and (
+            a.ndim == lead + 1 if op.vector else a.shape[lead:] in ((), (1,)))
+        contiguous = all(a.strides[i] == a.itemsize for i in range(lead, a.ndim))
+        if shape_ok and (contiguous or a.size == 0):
+            return a
+        if k in self._written:  # the loop's own arrays: a wrong layout is rnnsym's bug, not the user's
+            raise AssertionError(f"kernel {self.kernel.name}: output {op.array} has shape {a.shape}, strides {a.strides}")
+        if not shape_ok:
+            raise AssertionError(f"kernel {self.kernel.name}: input {op.array} has shape {a.shape}")
+        return np.ascontiguousarray(a)
+
+
+def load(kernels: list[Kernel]) -> Library | None:
+    """The kernels compiled and loaded (cached by their source), or None where they cannot be."""
+    global last_failure
+    if not kernels or not enabled():
+        return None
+    source = c_source(kernels)
+    key = hashlib.sha256((source + _machine()).encode()).hexdigest()[:24]
+    if key not in _loaded:
+        path, last_failure = _build(source, key)
+        _loaded[key] = ctypes.CDLL(str(path)) if path else None
+    # The same C can serve kernels whose arrays differ in layout (stepped or not): a wrapper each.
+    return Library(_loaded[key], kernels) if _loaded[key] is not None else None
+
+
+def _machine() -> str:
+    """What a build depends on beyond its source: the compiler flags are for this CPU."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        pass
+    return platform.machine() + platform.system() + flags
+
+
+def _cache_dirs() -> list[Path]:
+    home = os.environ.get("RNNSYM_CACHE") or os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return [Path(home) / "rnnsym" / "kernels", Path(tempfile.gettempdir()) / f"rnnsym-kernels-{os.getuid()}"]
+
+
+def _build(source: str, key: str) -> tuple[Path | None, str | None]:
+    """``(the library's path, None)``, or ``(None, why not)``."""
+    suffix = sysconfig.get_config_var("SHLIB_SUFFIX") or ".so"
+    for folder in _cache_dirs():
+        path = folder / f"{key}{suffix}"
+        if path.exists():
+            return path, None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK):
+            return _compile(source, path)
+    return None, "no writable cache folder for compiled kernels"
+
+
+def _compiler() -> list[str] | None:
+    configured = (sysconfig.get_config_var("CC") or "").split()
+    if configured and shutil.which(configured[0]):
+        return configured
+    found = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    return [found] if found else None
+
+
+def _compile(source: str, path: Path) -> tuple[Path | None, str | None]:
+    """Compiled into ``path`` through a temporary file beside it (replaced atomically: a process
+    that builds the same kernels at the same time writes the same bytes)."""
+    cc = _compiler()
+    if cc is None:
+        return None, "no C compiler found"
+    base = ["-O3", "-fno-math-errno", "-fopenmp-simd", "-fPIC", "-shared"]
+    attempts = [base + ["-march=native", "-DRS_MVEC"], base + ["-march=native"], base]
+    error = ""
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        c_file, out = Path(tmp) / "kernels.c", Path(tmp) / path.name
+        c_file.write_text(source)
+        for flags in attempts:
+            libs = ["-lmvec", "-lm"] if "-DRS_MVEC" in flags else ["-lm"]
+            try:
+                done = subprocess.run([*cc, *flags, str(c_file), "-o", str(out), *libs],
+                                      capture_output=True, text=True, timeout=120)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                return None, f"the C compiler did not run: {e}"
+            if done.returncode == 0:
+                os.replace(out, path)
+                return path, None
+            error = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+    return None, f"the C compiler failed: {error}"

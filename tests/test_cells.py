@@ -290,3 +290,20 @@ def test_a_cell_message_about_hundreds_of_symbols_gives_a_count_not_a_list():
     with pytest.raises(rs.RnnsymError, match=r"undeclared symbol\(s\) q0, q1, .*, …, q99 \(700 in all\)") as info:
         rs.Cell(state=h, input=x, params=[], update=sum(many) + h)
     assert len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize("form", ["loop", "unrolled"])
+def test_tied_arguments_of_max_and_min_share_the_derivative_evenly(form):
+    # Max(a, 2·(a/2), h) ties all three arguments from step 2 on (h = a), so h_t = a and dh_t/da = 1.
+    # SymPy's Max derivative gives each tied argument ½: 3/2 per step, a wrong number without an error.
+    h, x, g, a = sp.symbols("h x g a")
+    for extreme, sign in ((sp.Max, 1), (sp.Min, -1)):
+        cell = rs.Cell(state=h, input=x, params=[a], gates={g: a / 2}, update=extreme(a, 2 * g, h) + 0 * x)
+        net = rs.unroll(cell, steps=3, output_activation="identity", loss="mse")
+        a0 = 0.55 * sign  # the extreme of a, a and h0 = 0: a itself
+        params = {"a": np.array(a0), "W_hy": np.array(0.7), "b_y": np.array(0.1)}
+        x0, y0 = np.zeros((1, 3)), np.array([0.3])
+        # y = W·h3 + b with h3 = a: dL/da = (W·a + b − y)·2·W (the mean over one output of (y − Y)²)
+        expected = 2 * (0.7 * a0 + 0.1 - 0.3) * 0.7
+        _, grads = net.compile(form=form).value_and_grad(params, x0, y0)
+        assert grads["a"] == pytest.approx(expected, rel=1e-12), extreme

@@ -131,10 +131,45 @@ def _elementwise(node, flat: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
     return sp.factor_terms(derivative) if derivative.is_Add else derivative
 
 
+def _share_of_tie(args: tuple, k: int, above) -> sp.Expr:
+    """``∂/∂a_k`` of a max (``above(a, b)``: a − b) or min (b − a) of ``args``: 1 for the one
+    extreme argument, 1/m for each of m tied ones. Two arguments: SymPy's ``Heaviside(a − b)``,
+    ½ at the tie, is that; with more, SymPy gives each tied argument ½ (``Max(a, 2·(a/2), h)`` at
+    h = a: 3/2 where the derivative is 1). Symmetric in the arguments, so it does not depend on the
+    order SymPy keeps them in."""
+    if len(args) == 2:
+        return sp.Heaviside(above(args[k], args[1 - k]))
+    extreme = [sp.Mul(*[sp.Heaviside(above(a, b), 1) for j, b in enumerate(args) if j != i]) for i, a in enumerate(args)]
+    return extreme[k] / sp.Add(*extreme)
+
+
+class _EvenMax(sp.Max):
+    def fdiff(self, argindex=1):
+        return _share_of_tie(self.args, argindex - 1, lambda a, b: a - b)
+
+
+class _EvenMin(sp.Min):
+    def fdiff(self, argindex=1):
+        return _share_of_tie(self.args, argindex - 1, lambda a, b: b - a)
+
+
+_TIE_AWARE = {sp.Max: _EvenMax, sp.Min: _EvenMin}
+
+
 def real_diff(expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
     """``∂expr/∂wrt`` for real values, which every value of a network is: ``|z|' = sign(z)``
     (SymPy's answer for a complex z holds re and im). A step's derivative is 0 away from the step:
-    the DiracDelta of ``Heaviside'`` and ``sign'`` is dropped, as autograd frameworks do."""
+    the DiracDelta of ``Heaviside'`` and ``sign'`` is dropped, as autograd frameworks do. At a tie
+    of Max or Min the tied arguments share the derivative evenly (as PyTorch's amax does)."""
+    if expr.has(sp.Max, sp.Min):
+        tie_aware = expr.replace(lambda e: type(e) in _TIE_AWARE, lambda e: _TIE_AWARE[type(e)](*e.args))
+        derivative = _real_diff(tie_aware, wrt)
+        return derivative.replace(lambda e: isinstance(e, (_EvenMax, _EvenMin)),
+                                  lambda e: (sp.Max if isinstance(e, _EvenMax) else sp.Min)(*e.args))
+    return _real_diff(expr, wrt)
+
+
+def _real_diff(expr: sp.Expr, wrt: sp.Symbol) -> sp.Expr:
     if not expr.has(sp.Abs, sp.sign, sp.Heaviside):
         return sp.diff(expr, wrt)  # nothing assumption-dependent: the common, fast case
     real = {s: sp.Dummy(s.name, real=True) for s in expr.free_symbols | {wrt}}

@@ -71,14 +71,10 @@ class LoopBackward:
         body, next_carry, allocations = self._step()
         zeros = {s: f"numpy.zeros((_B,) + {graph[rec.name(s, 1)].shape!r}, dtype=x.dtype)" for s in rec.states}
         for s in rec.states:
-            first = " + ".join(carry[s]) if carry[s] and not w.per_step else None
             if w.per_step:
                 backward.append(f"    {self.seed_of[s]} = {' + '.join(carry[s])}" if carry[s] else f"    {self.seed_of[s]} = None")
-            if self.fused_before is not None:  # the kernel updates it in place: a buffer of its own
-                backward += [f"    {self.g_carry[s]} = _ws.empty({self.g_carry[s]!r}, (_B,) + {graph[rec.name(s, 1)].shape!r})",
-                             f"    {self.g_carry[s]}[...] = {first or 0.0}"]
-            else:
-                backward.append(f"    {self.g_carry[s]} = {first or zeros[s]}")
+            first = " + ".join(carry[s]) if carry[s] and not w.per_step else None
+            backward += _carried_start(self.g_carry[s], graph[rec.name(s, 1)].shape, first, zeros[s], self.fused_before is not None)
         if self.fused_before is None:
             body += [f"{IN2}{self.g_carry[s]} = {' + '.join(next_carry[s]) if next_carry[s] else zeros[s]}" for s in rec.states]
         if w.windowed:  # for each loss L_s: its seed, then back k steps from step s
@@ -394,6 +390,14 @@ class StepLowering:
         loads = [f"{IN2}{self.names[graph[name].symbol]} = " + ("_X[t]" if name == w.x1 else w.at(name, "t"))
                  for name in (w.x1, *w.prev, *w.step) if graph[name].symbol in self.read]
         return loads + [f"{IN2}{symbol.name} = S{symbol.name}[t]" for symbol in w.kept.values() if symbol in self.read]
+
+
+def _carried_start(name: str, shape: tuple, first: str | None, zeros: str, fused: bool) -> list[str]:
+    """The adjoint carried into the loop's first step: ``first`` (the output's shares) or zeros; a
+    fused step updates it in place, so it gets a buffer of its own."""
+    if not fused:
+        return [f"    {name} = {first or zeros}"]
+    return [f"    {name} = _ws.empty({name!r}, (_B,) + {shape!r})", f"    {name}[...] = {first or 0.0}"]
 
 
 def stored_share(w, param: str, inner, share) -> Stored:

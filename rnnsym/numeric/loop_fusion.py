@@ -72,13 +72,67 @@ def kernel_width(shapes) -> int | None:
     return 1 if shape == () else shape[0] if len(shape) == 1 else None
 
 
-class ForwardFusion:
+class _StepFusion:
+    """What both passes' fusions share: an expression rewritten in the kernel's symbols. A product
+    ``W·v`` of a value from before the step is computed into a buffer before the kernel; every other
+    symbol is loaded from its array (``_load``, each pass's own) or is a value of the kernel."""
+
+    def _resolved(self, expr: sp.Expr) -> sp.Expr | None:
+        """``expr`` in the kernel's symbols, or None where a kernel cannot compute it."""
+        k, replace = self.k, {}
+        for a in expr.atoms(AtStep):  # a hoisted sum's row (forward)
+            P = a.args[0]
+            replace[a] = k.load(self.names[P], True, True, self._vector(self.fwd.hoisted_shape[P]))
+        for c in expr.atoms(Columns):  # a stacked product's columns (forward)
+            M, start, stop = c.args
+            replace[c] = k.load(f"{self.names[M]}_out[..., {int(start)}:{int(stop)}]", False, True, True)
+        for product in expr.atoms(MatVec):
+            matrix, vector = product.args
+            node = self.graph.nodes.get(matrix.name)
+            if node is None or node.kind != "param" or not self._before_step(vector):
+                return None
+            out = f"_KM{self.k.name}{len(self.products)}"
+            rows = node.shape[:1]
+            self.before.append(f"    {out} = _ws.empty({out!r}, (_B,) + {rows!r})")
+            self.products.append(f"        {self.printer.product_into(product, out)}")
+            self.product_reads.add(vector)
+            replace[product] = k.load(out, False, True, self._vector(rows))
+        expr = expr.xreplace(replace)
+        for s in expr.free_symbols - set(replace.values()):
+            if s in k.defined or s in k.loads:
+                continue
+            loaded = self._load(s)
+            if loaded is None:
+                return None
+            replace[s] = loaded
+        expr = expr.xreplace(replace)
+        return expr if fusable(expr) else None
+
+    def _node_load(self, s, stored: tuple) -> sp.Symbol | None:
+        """A parameter's load, or a stored node's (``stored``: the template nodes with arrays)."""
+        node = self.graph.nodes.get(getattr(s, "name", None))
+        if node is None or node.symbol != s:
+            return None
+        if node.kind == "param":
+            if node.shape and not self._vector(node.shape):
+                return None
+            return self.k.load(self.names[s], False, False, bool(node.shape), symbol=s)
+        if s.name in stored:
+            return self.k.load(self.w.stacked(s.name), True, True, self._vector(node.shape), symbol=s)
+        return None
+
+    def _vector(self, shape: tuple) -> bool:
+        """Whether a value of ``shape`` runs along the kernel's width (else it is one per row)."""
+        return len(shape) == 1 and shape[0] == self.k.width
+
+
+class ForwardFusion(_StepFusion):
     """The forward step's elementwise nodes as one kernel (``fwd``: rnnsym.numeric.loop_forward's
     LoopForward, its passes run). ``fuse()`` gives ``(lines before the loop, lines of the body)``
     in place of the step's NumPy lines, or None."""
 
     def __init__(self, fwd, name: str):
-        self.fwd, self.name = fwd, name
+        self.fwd, self.w, self.name = fwd, fwd, name
         self.graph, self.names, self.printer = fwd.graph, fwd.names, fwd.em.printer
 
     def fuse(self):
@@ -87,7 +141,7 @@ class ForwardFusion:
         if width is None or any(fwd.program.writes[n] is Write.BROADCAST for n in fwd.step):
             return None
         self.k = KernelBuilder(self.name, width)
-        self.before, self.products = [], []
+        self.before, self.products, self.product_reads = [], [], set()
         self.local = {graph[n].symbol for n in fwd.step} | set(fwd.kept.values())
         for name in fwd.step:
             if not self._node(name):
@@ -105,7 +159,7 @@ class ForwardFusion:
         for f, kept in fwd.kept.items():
             if value.has(f):
                 inner = self._resolved(f)
-                if inner is None:
+                if inner is None or self.printer.info(kept) != (True, graph[name].shape):  # one per element
                     return False
                 k.value(kept, inner)
                 k.store(f"S{kept.name}", True, kept)
@@ -117,61 +171,15 @@ class ForwardFusion:
         k.store(stepped_array, True, symbol)
         return True
 
-    def _resolved(self, expr: sp.Expr) -> sp.Expr | None:
-        """``expr`` in the kernel's symbols (the step's arrays loaded), or None if a kernel cannot
-        compute it."""
-        fwd, graph, k = self.fwd, self.graph, self.k
-        replace = {}
-        for a in expr.atoms(AtStep):
-            P = a.args[0]
-            replace[a] = k.load(self.names[P], True, True, self._vector(fwd.hoisted_shape[P]))
-        for c in expr.atoms(Columns):
-            M, start, stop = c.args
-            replace[c] = k.load(f"{self.names[M]}_out[..., {int(start)}:{int(stop)}]", False, True, True)
-        for product in expr.atoms(MatVec):
-            matrix, vector = product.args
-            if vector in self.local or matrix.name not in graph or graph[matrix.name].kind != "param":
-                return None
-            out = f"_KM{self.name}{len(self.products)}"
-            rows = graph[matrix.name].shape[:1]
-            self.before.append(f"    {out} = _ws.empty({out!r}, (_B,) + {rows!r})")
-            self.products.append(f"        {self.printer.product_into(product, out)}")
-            replace[product] = k.load(out, False, True, self._vector(rows))
-        expr = expr.xreplace(replace)
-        for s in expr.free_symbols - set(replace.values()):
-            if s in k.defined or s in k.loads:
-                continue
-            found = self._symbol(s)
-            if found is None:
-                return None
-            replace[s] = found
-        expr = expr.xreplace(replace)
-        return expr if fusable(expr) else None
+    def _before_step(self, vector) -> bool:
+        return vector not in self.local
 
-    def _symbol(self, s: sp.Symbol) -> sp.Symbol | None:
-        fwd, graph, k = self.fwd, self.graph, self.k
-        node = graph.nodes.get(s.name)
-        if node is None or node.symbol != s or s in self.local:  # a later node of this step, or not a node
-            return None
-        if node.kind == "param":
-            return self._param(s, node.shape)
-        if s.name == fwd.x1:
-            return k.load("_X", True, True, self._vector(node.shape), symbol=s)
-        if s.name in fwd.prev:
-            return k.load(fwd.stacked(s.name), True, True, self._vector(node.shape), symbol=s)
-        return None
-
-    def _param(self, s, shape):
-        if shape != () and not self._vector(shape):
-            return None
-        return self.k.load(self.names[s], False, False, shape != (), symbol=s)
-
-    def _vector(self, shape: tuple) -> bool:
-        """Whether a value of ``shape`` runs along the kernel's width (else it is one per row)."""
-        return len(shape) == 1 and shape[0] == self.k.width
+    def _load(self, s) -> sp.Symbol | None:
+        """An input, a previous state or a parameter (a later node of this step is not loaded)."""
+        return None if s in self.local else self._node_load(s, (self.fwd.x1, *self.fwd.prev))
 
 
-class BackwardFusion:
+class BackwardFusion(_StepFusion):
     """The backward step's elementwise statements as one kernel (``lowering``: the step's
     rnnsym.numeric.loop_backward.StepLowering, its shares placed). The kernel takes every statement
     that needs no value a product computes in this step; ``fuse()`` gives ``(lines before the loop,
@@ -183,7 +191,7 @@ class BackwardFusion:
         self.graph, self.names, self.printer = self.w.graph, lowering.names, self.w.em.printer
 
     def fuse(self):
-        w, back = self.w, self.back
+        w = self.w
         width = kernel_width(self.graph[n].shape for n in w.step)
         if width is None or w.windowed:
             return None
@@ -244,54 +252,22 @@ class BackwardFusion:
         self.printer.declare(s.target, info)
         self.k.value(s.target, expr)
 
-    def _resolved(self, expr: sp.Expr) -> sp.Expr | None:
-        """``expr`` in the kernel's symbols, or None where it needs what the kernel cannot read."""
-        k, replace = self.k, {}
-        for product in expr.atoms(MatVec):  # W·v of a stored node: computed before the kernel
-            matrix, vector = product.args
-            node = self.graph.nodes.get(matrix.name)
-            stored = self.graph.nodes.get(getattr(vector, "name", None))
-            if (stored is None or stored.symbol != vector or vector.name not in (self.w.x1, *self.w.prev, *self.w.step)
-                    or node is None or node.kind != "param"):  # W·v of a stored node only
-                return None
-            out = f"_KMbwd{len(self.products)}"
-            rows = self.graph[matrix.name].shape[:1]
-            self.before.append(f"    {out} = _ws.empty({out!r}, (_B,) + {rows!r})")
-            self.products.append(f"        {self.printer.product_into(product, out)}")
-            self.product_reads.add(vector)
-            replace[product] = k.load(out, False, True, len(rows) == 1 and rows[0] == k.width)
-        expr = expr.xreplace(replace)
-        for s in expr.free_symbols - set(replace.values()):
-            if s in k.defined or s in k.loads:
-                continue
-            loaded = self._loadable(s)
-            if loaded is None:
-                return None
-            replace[s] = loaded
-        expr = expr.xreplace(replace)
-        return expr if fusable(expr) else None
+    def _before_step(self, vector) -> bool:
+        node = self.graph.nodes.get(getattr(vector, "name", None))
+        return node is not None and node.symbol == vector and vector.name in (self.w.x1, *self.w.prev, *self.w.step)
 
-    def _loadable(self, s) -> sp.Symbol | None:
-        """The kernel's load of a value from before the step: a stored node or kept function, a
-        carried adjoint, a parameter or the batch scale."""
-        w, k, graph = self.w, self.k, self.graph
-        if s in k.loads:
-            return s
-        vector = lambda shape: len(shape) == 1 and shape[0] == k.width  # noqa: E731
-        node = graph.nodes.get(getattr(s, "name", None))
-        if node is not None and node.symbol == s:
-            if node.kind == "param":
-                if node.shape and not vector(node.shape):
-                    return None
-                return k.load(self.names[s], False, False, bool(node.shape), symbol=s)
-            if s.name in (w.x1, *w.prev, *w.step):
-                return k.load(w.stacked(s.name), True, True, vector(node.shape), symbol=s)
-            return None
+    def _load(self, s) -> sp.Symbol | None:
+        """A value from before the step: a stored node or kept function, a parameter, a carried
+        adjoint or the batch scale."""
+        w, k = self.w, self.k
+        loaded = self._node_load(s, (w.x1, *w.prev, *w.step))
+        if loaded is not None:
+            return loaded
         if s in w.kept.values():
-            return k.load(f"S{s.name}", True, True, vector(self.printer.info(s)[1]), symbol=s)
+            return k.load(f"S{s.name}", True, True, self._vector(self.printer.info(s)[1]), symbol=s)
         value = self.program.values.get(s)
         if value is not None and self.names.get(s) in self.back.g_carry.values():
-            return k.load(self.names[s], False, True, vector(value.shape), symbol=s)
+            return k.load(self.names[s], False, True, self._vector(value.shape), symbol=s)
         if value is not None and value.role is Role.SCALE:
             return k.load(self.names[s], False, False, False, symbol=s)
         return None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 from unittest import mock
 
 import numpy as np
@@ -184,3 +186,15 @@ def test_a_compiler_that_fails_is_reported_and_not_fatal(monkeypatch, tmp_path):
     monkeypatch.setattr(native, "_compiler", lambda: ["false"])
     assert "_native" not in BUILT_IN["elman"]().compile(form="loop").source
     assert "the C compiler failed" in native.last_failure
+
+
+def test_the_same_network_gives_the_same_c_in_every_process():
+    # Cached builds are found by the source's hash: a source that followed set order (hash
+    # randomisation) would be rebuilt in every process.
+    script = ("import hashlib, rnnsym as rs\nfrom rnnsym.numeric import loop\n"
+              "w = loop._LoopWriter(rs.gru(steps=4, input_size=3, hidden_size=5), None, native=True)\nw.source()\n"
+              "from rnnsym.numeric.kernel_c import c_source\n"
+              "print(hashlib.sha256(c_source(w.kernels).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    assert len(digests) == 1

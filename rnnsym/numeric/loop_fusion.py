@@ -12,8 +12,11 @@ vector of another width), nothing is fused and the step is NumPy as before.
 """
 from __future__ import annotations
 
+import math
+
 import sympy as sp
 
+from ..engine.rules import TransposeTimes
 from ..functions import MatVec
 from ..program.ir import Accumulate, Role
 from ..program.step import AtStep, Columns, Write
@@ -63,6 +66,12 @@ class KernelBuilder:
         return f"    {call} = _native.kernels[{self.name!r}].bind(_B, x.dtype, {arrays})"
 
 
+def _ordered(items) -> list:
+    """A set of SymPy objects in an order that does not depend on hashing: the same step gives the
+    same C, and the same cached build, in every process."""
+    return sorted(items, key=sp.default_sort_key)
+
+
 def kernel_width(shapes) -> int | None:
     """The kernel's width for values of these shapes: one vector length, or 1 for scalars."""
     shapes = set(shapes)
@@ -80,13 +89,18 @@ class _StepFusion:
     def _resolved(self, expr: sp.Expr) -> sp.Expr | None:
         """``expr`` in the kernel's symbols, or None where a kernel cannot compute it."""
         k, replace = self.k, {}
-        for a in expr.atoms(AtStep):  # a hoisted sum's row (forward)
+        for a in _ordered(expr.atoms(AtStep)):  # a hoisted sum's row (forward)
             P = a.args[0]
             replace[a] = k.load(self.names[P], True, True, self._vector(self.fwd.hoisted_shape[P]))
-        for c in expr.atoms(Columns):  # a stacked product's columns (forward)
+        for c in _ordered(expr.atoms(Columns)):  # a stacked product's columns (forward)
             M, start, stop = c.args
             replace[c] = k.load(f"{self.names[M]}_out[..., {int(start)}:{int(stop)}]", False, True, True)
-        for product in expr.atoms(MatVec):
+        for product in expr.atoms(MatVec, TransposeTimes):  # a 1×1 weight's product is a multiplication
+            node = self.graph.nodes.get(product.args[0].name)
+            if node is not None and node.kind == "param" and node.shape == (1, 1):
+                replace[product] = sp.Mul(*product.args)
+        expr = expr.xreplace(replace)
+        for product in _ordered(expr.atoms(MatVec)):
             matrix, vector = product.args
             node = self.graph.nodes.get(matrix.name)
             if node is None or node.kind != "param" or not self._before_step(vector):
@@ -98,7 +112,7 @@ class _StepFusion:
             self.product_reads.add(vector)
             replace[product] = k.load(out, False, True, self._vector(rows))
         expr = expr.xreplace(replace)
-        for s in expr.free_symbols - set(replace.values()):
+        for s in _ordered(expr.free_symbols - set(replace.values())):
             if s in k.defined or s in k.loads:
                 continue
             loaded = self._load(s)
@@ -114,9 +128,9 @@ class _StepFusion:
         if node is None or node.symbol != s:
             return None
         if node.kind == "param":
-            if node.shape and not self._vector(node.shape):
+            if not self._vector(node.shape) and math.prod(node.shape) != 1:  # a vector of another width, a matrix
                 return None
-            return self.k.load(self.names[s], False, False, bool(node.shape), symbol=s)
+            return self.k.load(self.names[s], False, False, self._vector(node.shape), symbol=s)
         if s.name in stored:
             return self.k.load(self.w.stacked(s.name), True, True, self._vector(node.shape), symbol=s)
         return None

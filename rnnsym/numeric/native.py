@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import platform
 import shutil
@@ -79,7 +80,7 @@ class FusedKernel:
         lead = int(op.stepped) + int(op.batched)
         expected = (B,) if op.batched else ()
         shape_ok = a.dtype == dtype and a.shape[int(op.stepped):lead] == expected and (
-            a.ndim == lead + 1 if op.vector else a.shape[lead:] in ((), (1,)))
+            a.ndim == lead + 1 if op.vector else math.prod(a.shape[lead:]) == 1)
         contiguous = all(a.strides[i] == a.itemsize for i in range(lead, a.ndim))
         if shape_ok and (contiguous or a.size == 0):
             return a

@@ -5,6 +5,10 @@ their results come back as NumPy arrays and Python floats, so the optimizers, cl
 divergence checks, checkpoints and history are the same code on every backend — and a
 checkpoint written on one backend resumes on another.
 
+``dtype`` (``"float32"`` or ``"float64"``) is the precision every call computes in, whatever the
+data's: the network is compiled with it (``net.compile(..., dtype=dtype)``), so parameters,
+data and gradients are all in it on every backend.
+
 - ``"numpy"``: ``net.compile()`` as it is.
 - ``"jax"``: ``net.compile(backend="jax")`` under ``jax.jit``, wrapped once, so the step is
   traced once per batch shape (the last, shorter batch of an epoch is the only other one), not
@@ -20,6 +24,9 @@ import numpy as np
 from ..backends import BACKENDS
 from ..errors import RnnsymError, choose
 
+# The precisions a run may train in (``train(dtype=...)``, ``rnnsym train --dtype``).
+DTYPES = ("float32", "float64")
+
 
 def check_backend(backend, device) -> None:
     """The choice itself, before anything is compiled or imported: the backend's name, and a device
@@ -32,12 +39,14 @@ def check_backend(backend, device) -> None:
         raise RnnsymError(f"device must be a torch device name such as 'cpu' or 'cuda:0', got {device!r}")
 
 
-def gradients_on(net, backend: str = "numpy", device=None) -> "Gradients":
-    """The network's compiled functions on ``backend`` (and ``device``), returning NumPy results."""
+def gradients_on(net, backend: str = "numpy", device=None, dtype: str = "float64") -> "Gradients":
+    """The network's compiled functions on ``backend`` (and ``device``) in ``dtype``, returning NumPy
+    results (gradients in ``dtype``, losses as Python floats)."""
     check_backend(backend, device)
+    choose("dtype", dtype, DTYPES)
     if backend == "numpy":
-        return Gradients(net.compile())
-    compiled = net.compile(backend=backend)  # without the library: a one-line error naming the extra
+        return Gradients(net.compile(dtype=dtype))
+    compiled = net.compile(backend=backend, dtype=dtype)  # without the library: a one-line error naming the extra
     return JaxGradients(compiled) if backend == "jax" else TorchGradients(compiled, torch_device(device))
 
 

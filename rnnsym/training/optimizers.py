@@ -85,19 +85,24 @@ def options_for(name: str, options: Mapping | None = None) -> dict:
     return merged
 
 
-def new_state(name: str, shapes) -> dict:
+def new_state(name: str, shapes, dtype="float64") -> dict:
     """The state before the first update: ``{"step": 0, "slots": {slot: {param: zeros}}}``.
 
-    ``shapes`` maps each parameter to its shape, or is a list of names of scalar parameters.
+    ``shapes`` maps each parameter to its shape, or is a list of names of scalar parameters;
+    ``dtype`` is the slots' precision, the parameters' (a float32 run keeps its moments in float32).
     """
     if not isinstance(shapes, Mapping):
         shapes = {n: () for n in shapes}
-    return {"step": 0, "slots": {slot: {n: np.zeros(s) for n, s in shapes.items()} for slot in get(name).slots}}
+    return {"step": 0, "slots": {slot: {n: np.zeros(s, dtype=dtype) for n, s in shapes.items()}
+                                 for slot in get(name).slots}}
 
 
 def step(name: str, params: Mapping, grads: Mapping, state: dict, lr: float,
          options: Mapping | None = None) -> tuple[dict, dict]:
     """One update of every parameter; returns new ``(params, state)`` and leaves the inputs alone.
+
+    Each parameter and its slots keep the parameter's precision: a float32 parameter stays float32
+    (a 0-d float32 array times a Python float would otherwise come back float64 on NumPy 1.x).
 
     >>> import numpy as np
     >>> p, s = step("momentum", {"w": np.array(1.0)}, {"w": np.array(1.0)}, new_state("momentum", ["w"]), lr=0.5)
@@ -111,9 +116,11 @@ def step(name: str, params: Mapping, grads: Mapping, state: dict, lr: float,
     new_params, new_slots = {}, {slot: {} for slot in opt.slots}
     for pname, w in params.items():
         slots = {slot: state["slots"][slot][pname] for slot in opt.slots}
-        new_params[pname], updated = opt.update(w, grads[pname], slots, lr, t, options)
+        new_w, updated = opt.update(w, grads[pname], slots, lr, t, options)
+        dtype = np.result_type(w)
+        new_params[pname] = np.asarray(new_w, dtype=dtype)
         for slot in opt.slots:
-            new_slots[slot][pname] = updated[slot]
+            new_slots[slot][pname] = np.asarray(updated[slot], dtype=dtype)
     return new_params, {"step": t, "slots": new_slots}
 
 
@@ -133,4 +140,4 @@ def clip_grad_norm(grads: Mapping, max_norm: float | None) -> tuple[dict, float]
     if max_norm is None or norm <= max_norm:
         return dict(grads), norm
     scale = max_norm / norm
-    return {name: g * scale for name, g in grads.items()}, norm
+    return {name: np.asarray(g * scale, dtype=np.result_type(g)) for name, g in grads.items()}, norm

@@ -10,7 +10,8 @@ A **model** (``params.json``) is the parameters with the metadata needed to use 
 (name, steps, options), the epoch and the seed.
 
 JSON keeps every float exactly (Python writes the shortest repr that reads back to the same
-double). In ``.npz`` files the arrays are stored as arrays and the rest as one JSON string.
+double). A float32 run's numbers are written as float64 too (exactly: every float32 is a double);
+its ``config["dtype"]`` says to hold them in float32 again on resume. In ``.npz`` files the arrays are stored as arrays and the rest as one JSON string.
 
 Every field is checked on load, type and range, before any work: a damaged or hand-edited file is
 one :class:`~rnnsym.errors.RnnsymError` naming the file and the field, never a traceback later.
@@ -262,16 +263,20 @@ def check_network(network, where: str) -> dict:
 
 # What a run's settings hold (rnnsym.training.loop's settings); a file with other keys is damaged.
 _CONFIG_KEYS = ("optimizer", "optimizer_options", "lr", "epochs", "batch_size", "clip", "init", "init_scale",
-                "seed", "val_split", "patience")
+                "seed", "val_split", "patience", "dtype")
+# Settings added after the first files were written, with the value those runs had: a file without
+# one still reads, as the run it was.
+_CONFIG_DEFAULTS = {"dtype": "float64"}
 
 
 def check_config(config, where: str) -> dict:
     """A run's saved settings, checked: the keys :func:`rnnsym.train` takes, each of its type and range."""
+    from .backend import DTYPES
     from .initializers import INITIALIZERS
     from .optimizers import OPTIMIZERS, options_for
 
     check = _Fields(where)
-    config = check.mapping("config", config)
+    config = {**_CONFIG_DEFAULTS, **check.mapping("config", config)}
     if sorted(config) != sorted(_CONFIG_KEYS):
         unknown = [k for k in config if k not in _CONFIG_KEYS]
         missing = [k for k in _CONFIG_KEYS if k not in config]
@@ -294,6 +299,8 @@ def check_config(config, where: str) -> dict:
     if check.number("config.val_split", config["val_split"], minimum=0) >= 1:
         check.fail("config.val_split", "a number in [0, 1)", config["val_split"])
     check.integer("config.patience", config["patience"], minimum=1, optional=True)
+    if config["dtype"] not in DTYPES:
+        check.fail("config.dtype", f"one of {', '.join(DTYPES)}", config["dtype"])
     return config
 
 

@@ -17,7 +17,7 @@ from click.core import ParameterSource
 from ..errors import RnnsymError
 from ..cli.common import cell_options, clear_errors, network_options
 from ..files import check_writable
-from .backend import BACKENDS
+from .backend import BACKENDS, DTYPES
 from .checkpoint import MAX_STEPS, load_checkpoint
 from .data import load_data
 from .initializers import INITIALIZERS
@@ -56,13 +56,14 @@ def _build_network(ctx, net_name, steps, activation, output_activation, loss, sh
 def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncate, bidirectional, cell_ref, steps, activation,
            output_activation, loss, shared_bias, task, data, size, optimizer, lr, momentum, epochs, batch_size, clip,
            init, init_scale, seed, val_split, patience, out, resume, checkpoint_every, checkpoint_format, quiet,
-           backend, device):
+           backend, device, dtype):
     """Train a network with its compiled gradients, on a built-in task or your data.
 
     \b
     rnnsym train --net seed --task sentiment --optimizer sgd --lr 0.5 --epochs 200 --out runs/first
     rnnsym train --resume runs/first --epochs 400
     rnnsym train --net lstm --task sentiment --backend torch --device cuda
+    rnnsym train --net lstm --task adding --dtype float32
     """
     if device is not None and backend != "torch":
         raise RnnsymError(f"--device applies to --backend torch, not {backend}")
@@ -80,6 +81,10 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
         if found is None:
             raise RnnsymError(f"--resume {resume}: no checkpoint.json or checkpoint.npz in that directory")
         state = load_checkpoint(found)
+        # A resumed run keeps its precision; --dtype may be given, but only as the run's own.
+        if _given(ctx, "dtype") and dtype != state["config"]["dtype"]:
+            raise RnnsymError(f"--dtype {dtype} does not match the resumed run's dtype {state['config']['dtype']}; "
+                              f"drop --dtype to continue in {state['config']['dtype']}")
         net = build_network(state["network"])
         source, config = state["data"], dict(state["config"])
         dataset = _saved_data(source)
@@ -115,7 +120,7 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
             raise RnnsymError(f"--momentum applies to --optimizer momentum, not {optimizer}")
         settings = dict(optimizer=optimizer, lr=lr, epochs=epochs, batch_size=batch_size, clip=clip, init=init,
                         init_scale=init_scale, seed=seed, val_split=val_split, patience=patience,
-                        optimizer_options=opt_options)
+                        optimizer_options=opt_options, dtype=dtype)
         if data is None:
             settings["size"] = size
         elif size is not None:
@@ -154,6 +159,8 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
     bar.close()
     where = "" if result.backend == "numpy" else f", backend {result.backend}" + (
         f" on {result.device}" if result.device else "")
+    if result.config["dtype"] != "float64":  # float64 is the default and goes unsaid
+        where += f", {result.config['dtype']}"
     click.echo(f"{net.name} network (T = {net.steps}), {result.data.get('name')}, "
                f"{result.config['optimizer']} lr={result.config['lr']:g}{where}")
     click.echo(result.table())
@@ -258,6 +265,8 @@ train_command = _stack(_train, [
     click.option("--backend", type=click.Choice(list(BACKENDS)), default="numpy", show_default=True,
                  help="Where the gradients are computed (jax and torch need rnnsym[jax] / rnnsym[torch])."),
     click.option("--device", default=None, help="The torch device for --backend torch: cpu, cuda, cuda:1 … [cpu]."),
+    click.option("--dtype", type=click.Choice(list(DTYPES)), default="float64", show_default=True,
+                 help="The precision of data, parameters, gradients and optimizer state (a resumed run keeps its own)."),
     click.pass_context,
     clear_errors,
 ])

@@ -17,10 +17,10 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..errors import RnnsymError, positive_int
+from ..errors import RnnsymError, choose, positive_int
 from ..numeric.compiled import check_params
 from . import optimizers
-from .backend import check_backend, gradients_on
+from .backend import DTYPES, check_backend, gradients_on
 from .checkpoint import load_checkpoint, load_model_file, save_checkpoint
 from .data import Dataset, as_dataset, check_for_network, load_data
 from ..networks.initializers import INIT_STREAM
@@ -42,8 +42,8 @@ DIVERGENCE_FACTOR = 1000.0
 class TrainResult:
     """What :func:`train` returns.
 
-    ``params``: name -> array (the best epoch's when early stopping is on, else the last good
-    epoch's); ``history``: column -> list, one entry per epoch from 0 (the initial parameters):
+    ``params``: name -> array in the run's ``config["dtype"]`` (the best epoch's when early stopping
+    is on, else the last good epoch's); ``history``: column -> list, one entry per epoch from 0 (the initial parameters):
     ``epoch, train_loss, val_loss`` and, for a classifier (BCE or cross-entropy), ``train_accuracy, val_accuracy``
     (``None`` where there is no validation set); ``stop_reason`` says why the run ended; ``backend``
     and ``device`` where the gradients were computed.
@@ -153,10 +153,11 @@ def _number(name: str, value, *, minimum: float = 0.0, allow_zero: bool = False)
 
 
 def _settings(optimizer, lr, epochs, batch_size, clip, init, init_scale, seed, val_split, patience,
-              optimizer_options) -> dict:
+              optimizer_options, dtype="float64") -> dict:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise RnnsymError(f"seed must be a non-negative integer, got {seed!r}")
     val_split = _number("val_split", val_split, allow_zero=True)
+    choose("dtype", dtype, DTYPES)
     if val_split >= 1:
         raise RnnsymError(f"val_split must lie in [0, 1), got {val_split!r}")
     return {
@@ -167,6 +168,7 @@ def _settings(optimizer, lr, epochs, batch_size, clip, init, init_scale, seed, v
         "init": init, "init_scale": _number("init_scale", init_scale),
         "seed": int(seed), "val_split": val_split,
         "patience": None if patience is None else positive_int("patience", patience),
+        "dtype": str(dtype),  # a NumPy dtype equal to a name is kept as the name (the config is JSON)
     }
 
 
@@ -214,7 +216,7 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
           val_split: float = 0.2, patience: int | None = None, optimizer_options: Mapping | None = None,
           size: int | None = None, params: Mapping | None = None, checkpoint=None, checkpoint_every: int = 10,
           resume=None, on_epoch: Callable[[dict], None] | None = None, backend: str = "numpy",
-          device: str | None = None) -> TrainResult:
+          device: str | None = None, dtype: str = "float64") -> TrainResult:
     """Train ``net`` on ``data`` with its compiled gradients; return a :class:`TrainResult`.
 
     ``data``: a built-in task's name (``"sentiment"``, ``"adding"``, ``"sine"``; ``size``
@@ -246,6 +248,12 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
       ``"cuda:1"`` …). The optimizers, checkpoints and history are the same NumPy code on every
       backend, so the same seed gives the same run (to rounding, about 1e-9 in float64) and a
       checkpoint resumes on any backend. See rnnsym.training.backend.
+    - ``dtype``: ``"float64"`` or ``"float32"``, the precision of the whole run: the data is
+      converted to it once, the parameters are drawn (in float64, the same draw) and then held in
+      it, and the gradients and the optimizer's state are in it; the network is compiled with it.
+      Losses and metrics are Python floats, and checkpoints store float64 numbers (a float32 value
+      is exact in them), so a resumed float32 run goes on in float32, exactly. A resumed run keeps
+      its dtype, like its other settings.
     - ``on_epoch(row)`` is called after every epoch run (1, 2, …, not for the initial parameters'
       row 0) with that epoch's history row.
 
@@ -255,7 +263,7 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
     ([0, 1, 2, 3], False)
     """
     config = _settings(optimizer, lr, epochs, batch_size, clip, init, init_scale, seed, val_split, patience,
-                       optimizer_options)
+                       optimizer_options, dtype)
     check_backend(backend, device)
     if params is not None:
         config["init"] = "given"
@@ -263,23 +271,26 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
     dataset, source = _resolve_data(net, data, size, config["seed"])
     network = describe_network(net)
     classifier = net.options.get("loss") in ("bce", "cross_entropy")
-    f = gradients_on(net, backend, device)
+    f = gradients_on(net, backend, device, config["dtype"])
 
     train_idx, val_idx = _split(len(dataset), config["val_split"], config["seed"])
-    # Moved to the backend's device once; the batches are taken there.
-    x_train, y_train = f.data(dataset.x[train_idx]), f.data(dataset.y[train_idx])
-    x_val, y_val = f.data(dataset.x[val_idx]), f.data(dataset.y[val_idx])
+    # Converted to the run's precision and moved to the backend's device once; the batches are taken there.
+    x, y = (np.asarray(a, dtype=config["dtype"]) for a in (dataset.x, dataset.y))
+    x_train, y_train = f.data(x[train_idx]), f.data(y[train_idx])
+    x_val, y_val = f.data(x[val_idx]), f.data(y[val_idx])
     labels_train, labels_val = dataset.y[train_idx], dataset.y[val_idx]  # NumPy, for the accuracies
 
     if resume is not None:
-        state = _resumed_state(resume, network, config, source)
+        state = _held_in(_resumed_state(resume, network, config, source), config["dtype"])
     else:
+        # Drawn in float64 whatever the dtype, so a seed starts float32 and float64 runs alike.
         start = _given_params(net, params) if params is not None else \
             init_params(net, config["init"], scale=config["init_scale"],
                         rng=np.random.default_rng([config["seed"], _INIT]))
+        start = _cast(start, config["dtype"])
         state = {"network": network, "config": config, "data": source, "epoch": 0, "params": start,
                  "best_params": start, "best_epoch": 0, "best_loss": None, "bad_epochs": 0,
-                 "optimizer_state": optimizers.new_state(optimizer, net.param_shapes),
+                 "optimizer_state": optimizers.new_state(optimizer, net.param_shapes, config["dtype"]),
                  "history": {}, "stop_reason": None, "elapsed": 0.0}
 
     def evaluate(p) -> dict:
@@ -413,12 +424,26 @@ def _result(state: dict, checkpoint, f) -> TrainResult:
     )
 
 
+def _cast(arrays: Mapping, dtype: str) -> dict:
+    """``arrays`` in ``dtype`` (the same arrays where they are in it already)."""
+    return {name: np.asarray(value, dtype=dtype) for name, value in arrays.items()}
+
+
+def _held_in(state: dict, dtype: str) -> dict:
+    """A resumed state's parameters and optimizer slots in the run's precision: a checkpoint stores
+    float64 numbers, and a float32 run's are exact in them, so it goes on exactly where it stopped."""
+    slots = state["optimizer_state"]["slots"]
+    return dict(state, params=_cast(state["params"], dtype), best_params=_cast(state["best_params"], dtype),
+                optimizer_state=dict(state["optimizer_state"],
+                                     slots={slot: _cast(values, dtype) for slot, values in slots.items()}))
+
+
 def _resumed_state(resume, network: dict, config: dict, source: dict) -> dict:
     state = load_checkpoint(resume) if not isinstance(resume, Mapping) else dict(resume)
     if state["network"] != network:
         raise RnnsymError(f"resume: the checkpoint is for the network {state['network']['name']} "
                           f"(steps={state['network']['steps']}, {state['network']['options']}), not this one")
-    saved = state["config"]
+    saved = {"dtype": "float64", **state["config"]}  # a run from before dtype was a setting ran in float64
     for key, value in config.items():
         if key != "epochs" and saved.get(key) != value:
             raise RnnsymError(f"resume: {key} is {value!r} here but {saved.get(key)!r} in the checkpoint; "

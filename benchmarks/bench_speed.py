@@ -342,9 +342,11 @@ def run_case(name: str, quick: bool) -> dict:
               for k, shape in net.param_shapes.items()}
     reference = f.value_and_grad(params, x, y)  # also sizes its workspaces: part of its memory
     result["peak_mb"] = peak_mb()  # before any peer is loaded into this process
+    from rnnsym.numeric import native
     from rnnsym.numeric.printer import kernels_in_use
 
     result["activations"] = kernels_in_use()  # the C extension, or NumPy where it is not built
+    result["step"] = native.in_use(f)  # the fused step kernels, or NumPy where they cannot be built
     steps, result["peers"] = peer_steps(kind, params, x, y, reference, quick)
     times = interleaved({"ours": lambda: f.value_and_grad(params, x, y), **steps}, 3 if quick else 7,
                         burst=1 if quick else 3)
@@ -510,7 +512,8 @@ def in_subprocess(args: list[str]) -> dict:
 
 
 def table(results: dict, quick: bool) -> list[tuple[str, str, str]]:
-    rows = [("σ and tanh in the compiled code", results["lstm32"]["activations"], "")]
+    rows = [("σ and tanh in the compiled code", results["lstm32"]["activations"], ""),
+            ("a loop step's elementwise work", results["lstm32"].get("step", "NumPy"), "")]
     seed = results["seed4"]
     rows.append(("seed network, T = 4: derive all 11 + compile", f"{seed['derive_compile_s']:.3f} s",
                  f"derive {seed['derive_s']:.3f} s, compile {seed['compile_s']:.3f} s  "

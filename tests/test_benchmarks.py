@@ -17,7 +17,7 @@ def test_speed_benchmark_quick_mode_prints_every_measure():
     script = SCRIPT.parent / "bench_speed.py"
     run = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    for row in ("σ and tanh in the compiled code", "seed network, T = 4: derive all 11 + compile",
+    for row in ("σ and tanh in the compiled code", "a loop step's elementwise work", "seed network, T = 4: derive all 11 + compile",
                 "scalar_elman", "elman64", "lstm32",
                 "hand-written NumPy", "log-log slope", "naive: SymPy diff + lambdify(cse)",
                 "torch.compile of the eager loop", "JAX jit(value_and_grad(lax.scan))", "rnnsym against its peers"):

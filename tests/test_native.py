@@ -198,3 +198,10 @@ def test_the_same_network_gives_the_same_c_in_every_process():
     digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
     assert len(digests) == 1
+
+
+@needs_compiler
+def test_what_runs_the_step_is_named(monkeypatch):
+    assert native.in_use(BUILT_IN["elman"]().compile(form="loop")) == "fused C kernels"
+    monkeypatch.setenv("RNNSYM_NATIVE", "0")
+    assert native.in_use(BUILT_IN["elman"]().compile(form="loop")) == "NumPy (RNNSYM_NATIVE=0)"

@@ -91,6 +91,15 @@ class FusedKernel:
         return np.ascontiguousarray(a)
 
 
+def in_use(compiled) -> str:
+    """What runs a compiled network's loop step: "fused C kernels" or why NumPy does."""
+    if "_native.kernels" in getattr(compiled, "source", ""):
+        return "fused C kernels"
+    if not enabled():
+        return "NumPy (RNNSYM_NATIVE=0)"
+    return f"NumPy ({last_failure})" if last_failure else "NumPy"
+
+
 def load(kernels: list[Kernel]) -> Library | None:
     """The kernels compiled and loaded (cached by their source), or None where they cannot be."""
     global last_failure

@@ -4,16 +4,26 @@ Shapes are PyTorch's: ``W_ih`` is (hidden, input), ``W_hh`` (hidden, hidden), bi
 the LSTM's ``W_ii, W_if, W_ig, W_io`` are the four row blocks of ``weight_ih_l0`` (and so on for
 ``W_h*`` and the biases); the GRU's ``W_ir, W_iz, W_in`` likewise. A linear readout
 ``y = g(W_hy·h + b_y)`` follows the last (or every) hidden state.
+
+``num_layers=k`` stacks k layers as PyTorch does: layer l's input at step t is layer l−1's new
+hidden state at step t. The stack is one cell whose states are every layer's states (the top
+layer's first, so the readout reads it); each layer's names carry its index, ``W_ih_l0``,
+``W_hh_l1``, ``h_l1``, ``i_l0`` (PyTorch's ``weight_ih_l0``, ...). A lower layer's new values are
+gates of the step, so the layer above reads them in the same step: ``x_l1`` is layer 0's new
+hidden state, layer 1's input (an LSTM's new cell value is ``c_new_l0``); the state ``h_l0``
+carries it to the next step.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import sympy as sp
 
 from .. import functions
-from ..errors import positive_int
+from ..errors import RnnsymError, positive_int
 from ..functions import sigmoid
 from ..graph import ParamRole
-from .cells import Cell, matvec, unroll
+from .cells import Cell, _dependency_order, matvec, unroll
 
 
 def _sizes(input_size, hidden_size, output_size):
@@ -21,13 +31,14 @@ def _sizes(input_size, hidden_size, output_size):
             positive_int("output_size", output_size))
 
 
-def _weights(prefix_in: str, prefix_h: str, gates: str, I: int, H: int):
-    """Symbols and shapes for W_i?, W_h?, b_i?, b_h? of each gate letter."""
+def _weights(prefix_in: str, prefix_h: str, gates: str, I: int, H: int, tag: str = ""):
+    """Symbols and shapes for W_i?, W_h?, b_i?, b_h? of each gate letter (``tag`` is a layer's
+    ``_l1``), keyed by the untagged name."""
     syms, shapes = {}, {}
     for gate in gates:
         for kind, shape in ((f"W_{prefix_in}{gate}", (H, I)), (f"W_{prefix_h}{gate}", (H, H)),
                             (f"b_{prefix_in}{gate}", (H,)), (f"b_{prefix_h}{gate}", (H,))):
-            syms[kind] = sp.Symbol(kind)
+            syms[kind] = sp.Symbol(kind + tag)
             shapes[syms[kind]] = shape
     return syms, shapes
 
@@ -56,75 +67,169 @@ def _roles(gates: str) -> dict:
     return roles
 
 
-def _order(params: dict, gates: str) -> list:
+ELMAN_ROLES = {"W_ih": "input-to-hidden weight", "W_hh": "hidden-to-hidden (recurrent) weight",
+               "b_ih": "input-to-hidden bias", "b_hh": "hidden-to-hidden bias"}
+
+
+def _order(gates: str) -> list[str]:
     # PyTorch's order: all input weights, all hidden weights, then the biases.
-    return ([params[f"W_i{g}"] for g in gates] + [params[f"W_h{g}"] for g in gates]
-            + [params[f"b_i{g}"] for g in gates] + [params[f"b_h{g}"] for g in gates])
+    return [f"{kind}{g}" for kind in ("W_i", "W_h", "b_i", "b_h") for g in gates]
+
+
+@dataclass
+class _Layer:
+    """One layer of a cell: what :class:`Cell` takes, its parameters keyed by untagged name."""
+
+    states: list
+    updates: list
+    params: dict  # untagged name -> symbol, in PyTorch's order
+    gates: dict = field(default_factory=dict)
+    shapes: dict = field(default_factory=dict)
+
+
+def _elman_layer(f, x, I: int, H: int, tag: str) -> _Layer:
+    h = sp.Symbol("h" + tag)
+    p = {name: sp.Symbol(name + tag) for name in ("W_ih", "W_hh", "b_ih", "b_hh")}
+    return _Layer([h], [f(matvec(p["W_ih"], x) + p["b_ih"] + matvec(p["W_hh"], h) + p["b_hh"])], p,
+                  shapes={h: H, p["W_ih"]: (H, I), p["W_hh"]: (H, H), p["b_ih"]: H, p["b_hh"]: H})
+
+
+def _lstm_layer(act, x, I: int, H: int, tag: str) -> _Layer:
+    h, c = sp.Symbol("h" + tag), sp.Symbol("c" + tag)
+    p, shapes = _weights("i", "h", "ifgo", I, H, tag)
+    i_, f_, g_, o_ = (sp.Symbol(letter + tag) for letter in "ifgo")
+    gates = {i_: sigmoid(_gate(p, "i", x, h)), f_: sigmoid(_gate(p, "f", x, h)),
+             g_: act(_gate(p, "g", x, h)), o_: sigmoid(_gate(p, "o", x, h))}
+    c_next = f_ * c + i_ * g_
+    params = {name: p[name] for name in _order("ifgo")}
+    return _Layer([h, c], [o_ * act(c_next), c_next], params, gates,
+                  {**shapes, h: H, c: H, i_: H, f_: H, g_: H, o_: H})
+
+
+def _gru_layer(act, x, I: int, H: int, tag: str) -> _Layer:
+    h = sp.Symbol("h" + tag)
+    p, shapes = _weights("i", "h", "rzn", I, H, tag)
+    r_, z_, n_ = (sp.Symbol(letter + tag) for letter in "rzn")
+    gates = {r_: sigmoid(_gate(p, "r", x, h)), z_: sigmoid(_gate(p, "z", x, h)),
+             n_: act(matvec(p["W_in"], x) + p["b_in"] + r_ * (matvec(p["W_hn"], h) + p["b_hn"]))}
+    params = {name: p[name] for name in _order("rzn")}
+    return _Layer([h], [(1 - z_) * n_ + z_ * h], params, gates, {**shapes, h: H, r_: H, z_: H, n_: H})
+
+
+def _check_layers(num_layers, bidirectional) -> int:
+    k = positive_int("num_layers", num_layers)
+    if k > 1 and bidirectional:
+        # PyTorch's layer l reads both directions of layer l-1 at step t; one cell run forward and
+        # one run backward cannot give the forward layer the backward layer's values.
+        raise RnnsymError(f"num_layers={k} with bidirectional=True is not supported; "
+                          "use num_layers=1 for a bidirectional network")
+    return k
+
+
+def _lower(layer: _Layer, l: int) -> tuple[dict, list]:
+    """A lower layer's new values as gates of the step (the layer above reads them at once):
+    ``x_l{l+1}`` for the hidden state, ``c_new_l{l}`` for an LSTM's cell value; and its states'
+    updates, which carry those gates to the next step."""
+    tag, new, gates = f"_l{l}", {}, {}
+    for state, expr in _dependency_order(layer.states, layer.updates):
+        base = state.name[:-len(tag)]
+        symbol = sp.Symbol(f"x_l{l + 1}" if state == layer.states[0] else f"{base}_new{tag}")
+        gates[symbol] = expr.xreplace({u: new[s] for s, u in zip(layer.states, layer.updates) if s in new})
+        new[state] = symbol
+    return gates, [new[s] for s in layer.states]
+
+
+def _cell(make_layer, f, I: int, H: int, num_layers: int, name: str, role_texts: dict):
+    """The cell of ``num_layers`` stacked layers (today's one-layer cell when 1), and the words
+    for each parameter by name (what ``unroll`` takes as ``param_roles``)."""
+    x = sp.Symbol("x")
+    if num_layers == 1:
+        layer = make_layer(f, x, I, H, "")
+        return (Cell(state=tuple(layer.states), input=x, update=tuple(layer.updates),
+                     params=list(layer.params.values()), gates=layer.gates, shapes={**layer.shapes, x: I},
+                     name=name, roles=_param_roles(layer.params)), dict(role_texts))
+    states, updates, gates, shapes, params, roles, texts = [], [], {}, {x: I}, [], {}, {}
+    below = x
+    for l in range(num_layers):
+        layer = make_layer(f, below, I if l == 0 else H, H, f"_l{l}")
+        gates.update(layer.gates)
+        shapes.update(layer.shapes)
+        params.extend(layer.params.values())
+        roles.update(_param_roles(layer.params))
+        texts.update({symbol.name: f"{role_texts[key]}, layer {l}" for key, symbol in layer.params.items()})
+        if l == num_layers - 1:  # the top layer's states first: the readout reads the first state
+            states, updates = layer.states + states, layer.updates + updates
+        else:
+            new_values, carried = _lower(layer, l)
+            gates.update(new_values)
+            shapes.update({symbol: H for symbol in new_values})
+            states, updates = states + layer.states, updates + carried
+            below = carried[0]
+    return (Cell(state=tuple(states), input=x, update=tuple(updates), params=params, gates=gates,
+                 shapes=shapes, name=name, roles=roles), texts)
+
+
+def _options(activation: str, H: int, num_layers: int) -> dict:
+    # num_layers is recorded only for a stack, so one-layer networks describe themselves as before.
+    return dict(activation=activation, hidden_size=H, **({"num_layers": num_layers} if num_layers > 1 else {}))
 
 
 def elman_rnn(steps: int, input_size: int = 1, hidden_size: int = 1, output_size: int = 1, *,
               activation: str = "tanh", output_activation: str = "sigmoid", loss: str = "bce",
-              outputs: str = "last", truncate: int | None = None, bidirectional: bool = False, **kwargs):
+              outputs: str = "last", truncate: int | None = None, bidirectional: bool = False,
+              num_layers: int = 1, **kwargs):
     """``torch.nn.RNN``: ``h_t = f(W_ih·x_t + b_ih + W_hh·h_(t-1) + b_hh)``, then the readout.
 
     ``activation`` is f: ``tanh`` and ``relu`` are PyTorch's two choices; ``sigmoid`` and
-    ``identity`` are allowed too (for comparisons such as gradient flow).
+    ``identity`` are allowed too (for comparisons such as gradient flow). ``num_layers``: layers
+    stacked as in PyTorch, each named with its index (``W_ih_l0``, ``W_hh_l1``, ...).
 
     >>> elman_rnn(steps=3, input_size=2, hidden_size=4).param_shapes["W_hh"]
     (4, 4)
+    >>> elman_rnn(steps=3, input_size=2, hidden_size=4, num_layers=2).param_shapes["W_ih_l1"]
+    (4, 4)
     """
     I, H, O = _sizes(input_size, hidden_size, output_size)
+    k = _check_layers(num_layers, bidirectional)
     f = functions.activation(activation)  # torch.nn.RNN offers tanh and relu; any activation works here
-    h, x = sp.Symbol("h"), sp.Symbol("x")
-    W_ih, W_hh, b_ih, b_hh = sp.symbols("W_ih W_hh b_ih b_hh")
-    cell = Cell(state=h, input=x, update=f(matvec(W_ih, x) + b_ih + matvec(W_hh, h) + b_hh),
-                params=[W_ih, W_hh, b_ih, b_hh], name="elman",
-                roles=_param_roles({"W_ih": W_ih, "W_hh": W_hh, "b_ih": b_ih, "b_hh": b_hh}),
-                shapes={h: H, x: I, W_ih: (H, I), W_hh: (H, H), b_ih: H, b_hh: H})
+    cell, texts = _cell(_elman_layer, f, I, H, k, "elman", ELMAN_ROLES)
     return unroll(cell, steps, output_size=O, output_activation=output_activation, loss=loss, outputs=outputs,
-                  truncate=truncate, bidirectional=bidirectional, title="an Elman RNN (torch.nn.RNN)",
-                  options=dict(activation=activation, hidden_size=H), **kwargs,
-                  param_roles={"W_ih": "input-to-hidden weight", "W_hh": "hidden-to-hidden (recurrent) weight",
-                               "b_ih": "input-to-hidden bias", "b_hh": "hidden-to-hidden bias"})
+                  truncate=truncate, bidirectional=bidirectional, title=_title("an Elman RNN (torch.nn.RNN)", k),
+                  options=_options(activation, H, k), param_roles=texts, **kwargs)
 
 
 def lstm(steps: int, input_size: int = 1, hidden_size: int = 1, output_size: int = 1, *,
          activation: str = "tanh", output_activation: str = "sigmoid", loss: str = "bce",
-         outputs: str = "last", truncate: int | None = None, bidirectional: bool = False, **kwargs):
+         outputs: str = "last", truncate: int | None = None, bidirectional: bool = False,
+         num_layers: int = 1, **kwargs):
     """``torch.nn.LSTM``: gates i, f, g, o; ``c_t = f⊙c_(t-1) + i⊙g``; ``h_t = o⊙tanh(c_t)``.
 
     ``activation`` replaces the cell's tanh (g and the output squashing); PyTorch always uses tanh.
+    ``num_layers``: layers stacked as in PyTorch (``W_ii_l0``, ..., ``W_ho_l1``).
     """
     I, H, O = _sizes(input_size, hidden_size, output_size)
+    k = _check_layers(num_layers, bidirectional)
     act = functions.activation(activation)
-    h, c, x = sp.symbols("h c x")
-    p, shapes = _weights("i", "h", "ifgo", I, H)
-    i_, f_, g_, o_ = sp.symbols("i f g o")
-    gates = {i_: sigmoid(_gate(p, "i", x, h)), f_: sigmoid(_gate(p, "f", x, h)),
-             g_: act(_gate(p, "g", x, h)), o_: sigmoid(_gate(p, "o", x, h))}
-    c_next = f_ * c + i_ * g_
-    cell = Cell(state=(h, c), input=x, update=(o_ * act(c_next), c_next), params=_order(p, "ifgo"),
-                gates=gates, shapes={**shapes, h: H, c: H, x: I, i_: H, f_: H, g_: H, o_: H}, name="lstm",
-                roles=_param_roles(p))
+    cell, texts = _cell(_lstm_layer, act, I, H, k, "lstm", _roles("ifgo"))
     return unroll(cell, steps, output_size=O, output_activation=output_activation, loss=loss, outputs=outputs,
-                  truncate=truncate, bidirectional=bidirectional, title="an LSTM (torch.nn.LSTM)",
-                  options=dict(activation=activation, hidden_size=H), param_roles=_roles("ifgo"), **kwargs)
+                  truncate=truncate, bidirectional=bidirectional, title=_title("an LSTM (torch.nn.LSTM)", k),
+                  options=_options(activation, H, k), param_roles=texts, **kwargs)
 
 
 def gru(steps: int, input_size: int = 1, hidden_size: int = 1, output_size: int = 1, *,
         activation: str = "tanh", output_activation: str = "sigmoid", loss: str = "bce",
-        outputs: str = "last", truncate: int | None = None, bidirectional: bool = False, **kwargs):
+        outputs: str = "last", truncate: int | None = None, bidirectional: bool = False,
+        num_layers: int = 1, **kwargs):
     """``torch.nn.GRU``: ``r, z = σ(…)``; ``n = tanh(W_in·x + b_in + r⊙(W_hn·h + b_hn))``;
-    ``h_t = (1 − z)⊙n + z⊙h_(t-1)``."""
+    ``h_t = (1 − z)⊙n + z⊙h_(t-1)``. ``num_layers``: layers stacked as in PyTorch (``W_ir_l0``, ...)."""
     I, H, O = _sizes(input_size, hidden_size, output_size)
+    k = _check_layers(num_layers, bidirectional)
     act = functions.activation(activation)
-    h, x = sp.symbols("h x")
-    p, shapes = _weights("i", "h", "rzn", I, H)
-    r_, z_, n_ = sp.symbols("r z n")
-    gates = {r_: sigmoid(_gate(p, "r", x, h)), z_: sigmoid(_gate(p, "z", x, h)),
-             n_: act(matvec(p["W_in"], x) + p["b_in"] + r_ * (matvec(p["W_hn"], h) + p["b_hn"]))}
-    cell = Cell(state=h, input=x, update=(1 - z_) * n_ + z_ * h, params=_order(p, "rzn"), gates=gates,
-                shapes={**shapes, h: H, x: I, r_: H, z_: H, n_: H}, name="gru", roles=_param_roles(p))
+    cell, texts = _cell(_gru_layer, act, I, H, k, "gru", _roles("rzn"))
     return unroll(cell, steps, output_size=O, output_activation=output_activation, loss=loss, outputs=outputs,
-                  truncate=truncate, bidirectional=bidirectional, title="a GRU (torch.nn.GRU)",
-                  options=dict(activation=activation, hidden_size=H), param_roles=_roles("rzn"), **kwargs)
+                  truncate=truncate, bidirectional=bidirectional, title=_title("a GRU (torch.nn.GRU)", k),
+                  options=_options(activation, H, k), param_roles=texts, **kwargs)
+
+
+def _title(title: str, num_layers: int) -> str:
+    return title if num_layers == 1 else f"{title[:-1]}, {num_layers} layers)"

@@ -228,14 +228,19 @@ class LoopBackward:
                 for e in entries:
                     self.grads[e.param].append(f"{g}[{columns[e.value]}]")
                     done.add(e)
+        rest = []
         for e in self.stored:
             if e in done:
                 continue
             b, rng = self.buffers[e.value]
             d = f"{b}[{window}]" if rng is None else f"{b}[{window}, ..., {rng}]"
-            self.grads[e.param].append(f"_outer({d}, {w.stacked(e.leaf)}[{window}])" if e.kind == "outer" else
-                                       f"_dot({d}, {w.stacked(e.leaf)}[{window}])" if e.kind == "dot" else
-                                       f"_total({d}, {e.ndim})")
+            rest.append((e.param, f"_outer({d}, {w.stacked(e.leaf)}[{window}])" if e.kind == "outer" else
+                                  f"_dot({d}, {w.stacked(e.leaf)}[{window}])" if e.kind == "dot" else f"_total({d}, {e.ndim})"))
+        # The same reduction for two parameters (an Elman's b_ih and b_hh) is computed once.
+        shared = {code: f"_S{i}" for i, code in enumerate(c for c, n in Counter(c for _, c in rest).items() if n > 1)}
+        reductions += [f"    {name} = {code}" for code, name in shared.items()]
+        for param, code in rest:
+            self.grads[param].append(shared.get(code, code))
         return reductions
 
 

@@ -220,20 +220,27 @@ class BackwardFusion(_StepFusion):
         stores = self._stores()
         if not self.k.values:
             return None
+        self.direct = self._products_into_carry(parts)
         python_lines = self._python_lines(stores)
         if python_lines is None:
             return None
         carry_lines = self._carried(parts)
         if carry_lines is None:
             return None
-        for symbol in sorted(self.k.defined & self.low.read, key=lambda s: self.names[s]):  # read by NumPy lines too
+        rows = []  # kernel values NumPy reads too: their row of the buffer they are stored in, or a buffer of their own
+        for symbol in sorted(self.k.defined & self.low.read, key=lambda s: self.names[s]):
+            stored = self.back.buffers.get(symbol)
+            if stored is not None and not w.windowed:
+                b, rng = stored
+                rows.append(f"        {self.names[symbol]} = {b}[t]" if rng is None else f"        {self.names[symbol]} = {b}[t, ..., {rng}]")
+                continue
             buffer = f"_KV{len(self.before)}"
             self.before += [f"    {buffer} = _ws.empty({buffer!r}, (_B,) + {self.printer.info(symbol)[1]!r})",
                             f"    {self.names[symbol]} = {buffer}"]
             self.k.store(buffer, False, symbol)
         self.before.append(self.k.bind_line("_kbwd"))
         w.kernels.append(self.k.kernel())
-        body = [*self.low._loads(), *self.products, "        _kbwd(t)", *python_lines, *carry_lines]
+        body = [*self.low._loads(), *self.products, "        _kbwd(t)", *rows, *python_lines, *carry_lines]
         return self.before, body
 
     # ---- which statements the kernel takes ---------------------------------------------------------------
@@ -304,6 +311,19 @@ class BackwardFusion(_StepFusion):
             self.k.store(where, True, value)
         return left
 
+    def _products_into_carry(self, parts: dict) -> dict:
+        """``{share: state}`` for a state whose carried adjoint is one NumPy product ``Wᵀ·δ`` (an
+        Elman's ``δ @ W_hh``): printed into the carried buffer, no copy."""
+        computed = {s.target: s for s in self.python if not isinstance(s, Accumulate)}
+        stacked = {state for _, _, _, state in self.carried_products}
+        direct = {}
+        for state, shares in parts.items():
+            if len(shares) == 1 and state not in stacked and shares[0] in computed:
+                s = computed[shares[0]]
+                if isinstance(s.expr, TransposeTimes) and self.program.values[s.target].role is Role.SHARE:
+                    direct[s.target] = state
+        return direct
+
     def _python_lines(self, stores: list) -> list[str] | None:
         """The statements left to NumPy, after the kernel, then their stores; None where one of them
         reads a carried adjoint (the kernel has written the next step's into its buffer by then)."""
@@ -319,6 +339,9 @@ class BackwardFusion(_StepFusion):
                     terms.insert(0, self.names[s.carried] + (f" + {self.back.seed_of[state]}[t]"
                                                               if self.w.per_step and self.back.carry[state] else ""))
                 lines.append(f"        {self.names[s.target]} = {' + '.join(terms)}")
+            elif s.target in self.direct:  # the one share carried back: its product straight into the buffer
+                vector, matrix = low.code(s.expr.args[1]), self.names[s.expr.args[0]]
+                lines.append(f"        numpy.matmul({vector}, {matrix}, out={self.back.g_carry[self.direct[s.target]]})")
             else:
                 lines.append(f"        {self.names[s.target]} = {low.code(s.expr)}")
         lines += [f"        {where} = {low.code(value)}" for value, where in stores]
@@ -342,8 +365,9 @@ class BackwardFusion(_StepFusion):
                 total = sp.Dummy("carried")
                 self.k.value(total, sp.Add(*mine, evaluate=False) if len(mine) > 1 else mine[0])
                 self.k.store(carry, False, total)
-            into[state] = [bool(mine), [self.names[x] for x in shares if x not in self.k.defined]]
-            self.low.read |= {x for x in shares if x not in self.k.defined}
+            into[state] = [bool(mine) or any(x in self.direct for x in shares),
+                           [self.names[x] for x in shares if x not in self.k.defined and x not in self.direct]]
+            self.low.read |= {x for x in shares if x not in self.k.defined and x not in self.direct}
         for name, left, matrix, state in self.carried_products:
             left_code = left if isinstance(left, str) else (
                 "numpy.concatenate([" + ", ".join(self.low.code(v) if v is not None else f"numpy.zeros((_B, {n}), dtype=x.dtype)"

@@ -146,6 +146,17 @@ class Derivation(Displayable):
         batch = np.shape(x)[0]
         return [float(np.sum(np.broadcast_to(v, (batch,))) / batch) for v in self._term_function(values)]
 
+    def with_numbers(self, params=None, x=None, y=None, *, eta: float = 0.1, seed: int = 0):
+        """A worked example at one point (rnnsym.worked): the forward pass, every local factor, every
+        path term, their sum, a finite-difference check and one update ``θ ← θ − η·dL/dθ``, with
+        numbers; printed like a derivation. What is not given is drawn at random with ``seed``.
+
+        >>> rnnsym.seed_rnn(steps=4).derive("w3").with_numbers(seed=0).gradient  # doctest: +SKIP
+        """
+        from .worked import worked_example
+
+        return worked_example(self, params, x, y, eta=eta, seed=seed)
+
     def lambdify(self):
         """:attr:`expr` as a NumPy function of named arguments: the parameters, inputs and target it
         depends on (``f.arguments`` lists them), each a number or an array over the batch; it returns

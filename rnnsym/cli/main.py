@@ -14,6 +14,7 @@ from ..errors import RnnsymError
 from ..numeric.gradcheck import gradcheck
 from ..printing import FORMATS
 from ..learn.cli import verify_command
+from ..learn.numbers import numbers_options, pop_point, worked_examples
 from ..training.cli import predict_command, train_command
 from .common import OneLineGroup, cell_options, clear_errors, emit, network_from_options, network_options
 from .flow import flow
@@ -35,15 +36,18 @@ def main():
 @click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write to this file (atomically).")
 @click.option("--full", is_flag=True,
               help="Every equation of a long recursive view (past a screenful its middle is left out).")
+@numbers_options
 @clear_errors
 def derive(names, fmt, check, out, full, **options):
     """Derive dL/dPARAM step by step (no PARAM: every parameter).
 
     PARAM may also be a node (o2) or an input (x2).
     """
+    point = pop_point(options)  # --numbers and its point (rnnsym.learn.numbers)
     net = network_from_options(**options)
     derivations = [net.derive(n) for n in (names or net.param_names)]
     derivations = [d.full() for d in derivations] if full else derivations
+    derivations = worked_examples(net, derivations, point) if point is not None else derivations
     report = gradcheck(net) if check else None
     if fmt == "json":
         data = {"network": {"name": net.name, "steps": net.steps, **net.options,

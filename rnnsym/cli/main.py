@@ -62,6 +62,10 @@ def derive(names, fmt, check, out, full, **options):
         text = network_markdown(net, derivations)
         if report:
             text += "\n## Gradient check\n\n```\n" + report.table() + _shared_weight_terms(derivations, report) + "\n```\n"
+    elif fmt == "tex":  # a whole document for pdflatex, the check (if asked for) as a table in it
+        from ..printing.document import latex_document
+
+        text = latex_document(net, derivations, report=report)
     else:
         render = {"text": lambda d: d.text(), "latex": lambda d: d.latex(), "mathml": lambda d: d.mathml()}[fmt]
         text = "\n\n".join(render(d) for d in derivations)

@@ -6,5 +6,6 @@
 - ``markdown``: ``$$…$$`` blocks for GitHub and static-site tools
 - ``data``: plain dicts for JSON
 - ``html``: a fragment for notebooks
+- ``document``: a complete LaTeX document (``tex``) for pdflatex, long rows broken
 """
-FORMATS = ("text", "latex", "mathml", "markdown", "json")
+FORMATS = ("text", "latex", "mathml", "markdown", "json", "tex")

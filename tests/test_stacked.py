@@ -175,3 +175,11 @@ def test_a_saved_stack_is_rebuilt_with_its_layers():
 
     net = rs.lstm(steps=3, input_size=2, hidden_size=2, num_layers=3)
     assert build_network(describe_network(net)).param_names == net.param_names
+
+
+def test_make_network_refuses_num_layers_for_the_seed_network_in_one_line():
+    from rnnsym.networks import make_network
+
+    with pytest.raises(RnnsymError, match=r"^option num_layers applies to the elman, lstm, gru network\(s\), not to seed$"):
+        make_network("seed", 3, num_layers=2)
+    assert make_network("gru", 3, num_layers=2).options["num_layers"] == 2

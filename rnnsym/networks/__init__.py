@@ -8,7 +8,7 @@ NETWORKS = {"seed": seed_rnn, "elman": elman_rnn, "lstm": lstm, "gru": gru}
 
 # Options that only some networks take; the rest (steps, activation, output_activation, loss) all do.
 _ONLY = {"shared_bias": ("seed",)}
-for _option in ("input_size", "hidden_size", "output_size", "truncate", "bidirectional"):
+for _option in ("input_size", "hidden_size", "output_size", "truncate", "bidirectional", "num_layers"):
     _ONLY[_option] = ("elman", "lstm", "gru")
 
 

@@ -292,7 +292,8 @@ def parameter_page(network, d, report, version: str, neighbours: tuple[str | Non
 <p>Each row is native MathML; its LaTeX source is beside it. ∂ marks a local partial derivative
 (the node's other inputs held fixed); d the total derivative.</p>
 <ol class="steps">{"".join(steps)}</ol></section>
-<section class="check"><h2>Finite-difference check</h2>{check_section(d, report)}</section>"""
+<section class="check"><h2>Finite-difference check</h2>{check_section(d, report)}</section>
+{worked_section(d, network)}"""
     prev_name, next_name = neighbours
     links = [f'<a href="index.html">{escape(network.title)}</a>']
     if prev_name:
@@ -301,6 +302,20 @@ def parameter_page(network, d, report, version: str, neighbours: tuple[str | Non
         links.append(f'<a href="{files[next_name]}" rel="next">{escape(next_name)} →</a>')
     return page(title=f"dL/d{name}: rnnsym, {network.title}, T = {network.steps}", nav=" ".join(links),
                 body=body, network=network, version=version)
+
+
+def worked_section(d, network) -> str:
+    """The derivation worked with numbers at the default point (seed 0), each step as above."""
+    worked = d.with_numbers()
+    steps = []
+    for step, note in zip(worked.steps, step_notes(worked.steps)):
+        note = f'<p class="note">{prose(note, network)}</p>' if note else ""
+        equations = "".join(_equation_block(eq, network) for eq in step.equations)
+        steps.append(f'<li class="step worked"><h3>{prose(step.title, network)}</h3>{equations}{note}</li>')
+    return f"""<section class="worked"><h2>Worked example with numbers</h2>
+<p>The same gradient at one point (seed 0): each node's formula, the numbers put in, its value; then
+every factor, every path's term and their sum, the check and one update.</p>
+<ol class="steps">{"".join(steps)}</ol></section>"""
 
 
 def has_path_values(d) -> bool:

@@ -24,7 +24,8 @@ from ..errors import RnnsymError, choose
 from ..files import inside, safe_name, writing
 
 MARKER = ".rnnsym-site"
-FORMATS = ("html", "markdown")
+FORMATS = ("html", "markdown", "tex")
+TEX_FILE = "derivations.tex"
 
 
 def build(network, out, *, fmt: str = "html", force: bool = False, check: bool = True,
@@ -33,6 +34,7 @@ def build(network, out, *, fmt: str = "html", force: bool = False, check: bool =
 
     ``fmt="html"``: ``index.html``, one page per parameter and ``style.css``. ``fmt="markdown"``:
     one ``<name>-T<steps>.md`` with ``$$…$$`` math, and its pictures as SVG files beside it.
+    ``fmt="tex"``: one ``derivations.tex``, a LaTeX document for ``pdflatex``.
     ``check``: run :func:`rnnsym.gradcheck` and show its results. ``progress``: a progress bar on
     stderr (None: only on a terminal).
 
@@ -46,7 +48,7 @@ def build(network, out, *, fmt: str = "html", force: bool = False, check: bool =
     keep = _entries_to_keep(out, force)
     from .. import __version__
 
-    writer = _write_html if fmt == "html" else _write_markdown
+    writer = {"html": _write_html, "markdown": _write_markdown, "tex": _write_tex}[fmt]
     with writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -210,4 +212,12 @@ def _write_markdown(network, folder: _Folder, *, check: bool, version: str, prog
     for name, svg in pictures.items():
         folder.write(name, svg + "\n")
     folder.write(f"{stem}.md", text)
+    return folder
+
+
+def _write_tex(network, folder: _Folder, *, check: bool, version: str, progress) -> _Folder:
+    from ..printing.document import latex_document
+
+    derivations = _derivations(network, progress)
+    folder.write(TEX_FILE, latex_document(network, derivations, report=_report(network, check)))
     return folder

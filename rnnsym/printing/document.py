@@ -50,6 +50,8 @@ PREAMBLE = r"""\documentclass[10pt]{article}
 \allowdisplaybreaks
 \setlength{\parindent}{0pt}
 \setlength{\parskip}{0.5\baselineskip}
+% only Computer Modern's Type 1 fonts: textcomp's bullet would have METAFONT draw a bitmap font
+\renewcommand{\labelitemi}{\ensuremath{\bullet}}
 """
 
 # The page's text width is 17 cm (A4, 2 cm margins), about 48 em at 10 pt; rows are filled to a

@@ -57,8 +57,10 @@ class LoopForward:
         graph, em, x = self.graph, self.em, self.graph[self.x1].symbol
         new_symbol = lambda name, info: em.symbol(name, like=info)  # noqa: E731
         step = StepForward(tuple(self.step), {n: graph[n].expr for n in self.step})
+        # A fused step reads x_t and multiplies by a 1×1 weight itself: no pass over all steps before the loop.
+        elementwise = (lambda terms: all(graph[m.args[0].name].shape == (1, 1) for m in terms.atoms(MatVec))) if self.native else None
         step = hoist_time_parallel(step, {x} | {graph[p].symbol for p in self.params}, x, new_symbol,
-                                   {n: graph[n].shape for n in self.step})
+                                   {n: graph[n].shape for n in self.step}, elementwise)
         step = stack_weights(step, {graph[n].symbol for n in self.prev}, lambda m: graph[m.name].shape[0], new_symbol)
         nodes = {graph[n].symbol for n in (*self.step, *self.prev)}
         step = keep_functions(step, nodes, new_symbol, lambda f: _shape_of(graph, f))
@@ -138,6 +140,9 @@ class LoopForward:
         fused = ForwardFusion(self, "fwd").fuse() if self.native else None
         if fused:  # one kernel for the whole elementwise step (rnnsym.numeric.loop_fusion)
             self.before += fused[0]
+            later = " ".join(self.body + fused[1])
+            # The step's loads that only its nodes read: the kernel reads those arrays itself.
+            self.body = [line for line in self.body if " = " not in line or later.count(line.split(" = ")[0].strip()) > 1]
             self.body += fused[1]
             return
         for name in self.step:

@@ -71,17 +71,21 @@ class StepForward:
 
 
 def hoist_time_parallel(step: StepForward, time_parallel: set, x: sp.Symbol, new_symbol: NewSymbol,
-                        shapes: dict) -> StepForward:
+                        shapes: dict, elementwise: Callable[[sp.Expr], bool] | None = None) -> StepForward:
     """Terms of a sum that read only ``time_parallel`` symbols (the input ``x`` and the parameters) do not
     depend on the recurrence: they become one value ``P`` computed for all steps before the loop
     (one large matrix product), read in the step as ``AtStep(P)``. A single term is left in place
-    unless it is a product ``W·x`` (a product is worth taking out on its own)."""
+    unless it is a product ``W·x`` (a product is worth taking out on its own). ``elementwise(terms)``:
+    whether a fused step computes these terms itself, element by element (a 1×1 weight's ``w·x``),
+    cheaper than a pass over all steps before the loop and another to read them back."""
     hoisted: list = []
 
     def hoist(expr: sp.Expr, shape: tuple) -> sp.Expr:
         if expr.is_Add:
             free = [a for a in expr.args if a.free_symbols <= time_parallel]
-            if (any(x in a.free_symbols for a in free) and len(free) > 1) or (free and any(isinstance(a, MatVec) for a in free)):
+            if elementwise is not None and free and elementwise(sp.Add(*free)):
+                pass
+            elif (any(x in a.free_symbols for a in free) and len(free) > 1) or (free and any(isinstance(a, MatVec) for a in free)):
                 symbol = new_symbol(f"_P{len(hoisted)}", (True, shape))  # kept in the node's shape
                 hoisted.append((symbol, sp.Add(*free), shape))
                 rest = [hoist(a, shape) for a in expr.args if a not in free]

@@ -442,6 +442,7 @@ def _latex_group(tokens: list[str], i: int, depth: int, stop: str | None) -> tup
         elif tok in _LATEX_SYMBOLS:
             out.append(_LATEX_SYMBOLS[tok])
         elif tok.startswith("\\"):
+            tok = tok if tok.isprintable() and tok[1:].strip() else repr(tok)  # a backslash before a newline: one line
             raise RnnsymError(f"the LaTeX command {tok} is not known to rnnsym's formula reader; known: \\frac, "
                               "\\partial, \\mathrm{d}, \\cdot, \\times, \\left, \\right, \\tanh, \\sigma, \\exp, "
                               "\\log, \\ln, \\operatorname{…}, _ and ^")

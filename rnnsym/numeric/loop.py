@@ -8,7 +8,8 @@ reduced inside the loop but stored per step and reduced once afterwards with one
 over all steps and examples (``Σ_t δ_tᵀ h_(t−1)`` as a single BLAS call). Those arrays come from a
 workspace (``workspace.py``) that keeps them between calls. A cell of the LSTM's form gets a gate
 block (``rnnsym.program.step.find_gate_block``): its gates are one array and each step is one product with
-``[x_t, h_(t−1), 1]``.
+``[x_t, h_(t−1), 1]``. A step's elementwise work runs as fused C kernels where a compiler is at hand
+(``loop_fusion.py``, ``native.py``), else as NumPy.
 """
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def _unicode_char(c: str) -> str:
         out = base
         for m in marks:
             accent = _ACCENTS[m]
-            out = "\\%s{%s}" % (accent, out) if accent.isalpha() else "\\%s{%s}" % (accent, out)
+            out = "\\%s{%s}" % (accent, out)
         return r"\text{%s}" % out
     # No glyph in the fonts pdflatex has by default (a CJK name, say): its code point, so the
     # document still compiles and two different names still look different.
@@ -235,8 +235,7 @@ def _widths(items: list) -> list[float]:
             i += 3
             continue
         elif tok in ("\\text", "\\mathrm", "\\operatorname") and i + 1 < len(items):
-            out[i] = 0.5 * len(_unparse([items[i + 1]]).replace("\\", "")) - 1.0 + 0.0
-            out[i] = max(out[i], 0.5)
+            out[i] = 0.5 * max(len(_unparse([items[i + 1]]).replace("\\", "")) - 2, 1)  # less its braces
             i += 2
             continue
         elif tok in _ONE_ARG and i + 1 < len(items):

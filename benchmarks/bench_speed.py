@@ -108,15 +108,17 @@ def build(kind: str, steps: int, **sizes):
     return {"elman": rs.elman_rnn, "lstm": rs.lstm, "gru": rs.gru}[kind](steps=steps, **sizes)
 
 
-def torch_case(kind, params, x, y):
-    """The same network in PyTorch (nn.RNN / nn.LSTM + Linear + BCE with logits), float64, CPU."""
+def torch_case(kind, params, x, y, dtype: str = "float64"):
+    """The same network in PyTorch (nn.RNN / nn.LSTM + Linear + BCE with logits), float64 (or
+    ``dtype``), CPU."""
     import torch
 
     torch.set_num_threads(2)
     H = params["W_hh" if kind == "elman" else "W_hi"].shape[0]
     I = params["W_ih" if kind == "elman" else "W_ii"].shape[1]
-    module = (torch.nn.RNN if kind == "elman" else torch.nn.LSTM)(I, H, batch_first=True).double()
-    readout = torch.nn.Linear(H, 1).double()
+    precision = getattr(torch, dtype)
+    module = (torch.nn.RNN if kind == "elman" else torch.nn.LSTM)(I, H, batch_first=True).to(precision)
+    readout = torch.nn.Linear(H, 1).to(precision)
     with torch.no_grad():
         if kind == "elman":
             module.weight_ih_l0.copy_(torch.tensor(params["W_ih"]))
@@ -129,7 +131,7 @@ def torch_case(kind, params, x, y):
                 getattr(module, dst).copy_(torch.tensor(np.concatenate([params[src + g] for g in "ifgo"])))
         readout.weight.copy_(torch.tensor(params["W_hy"]))
         readout.bias.copy_(torch.tensor(params["b_y"]))
-    tx, ty = torch.tensor(x), torch.tensor(y).reshape(-1, 1)
+    tx, ty = torch.tensor(x, dtype=precision), torch.tensor(y, dtype=precision).reshape(-1, 1)
 
     def step():
         for p in (*module.parameters(), *readout.parameters()):
@@ -412,6 +414,33 @@ def run_contention(name: str, quick: bool) -> dict:
     return {"case": name, "steps": options["steps"], "batch": batch, "rows": rows}
 
 
+def run_float32(name: str, quick: bool) -> dict:
+    """rnnsym in float32 (x given in float32) against PyTorch's float32 nn.RNN / nn.LSTM, and
+    rnnsym in float64 for reference, timed in turns, medians."""
+    import numpy as np
+
+    from rnnsym.numeric.gradcheck import random_point
+
+    kind, options, batch = case_sizes(name, quick)
+    net = build(kind, **options)
+    f = net.compile()
+    params, x, y = random_point(net, batch=batch, seed=0)
+    single = {k: v.astype(np.float32) for k, v in params.items()}
+    x32 = x.astype(np.float32)
+    value64, _ = f.value_and_grad(params, x, y)
+    value32, grads32 = f.value_and_grad(single, x32, y)
+    assert all(g.dtype == np.float32 for g in grads32.values()) and abs(value32 - value64) < 1e-4 * abs(value64)
+    steps = {"rnnsym float32": lambda: f.value_and_grad(single, x32, y),
+             "rnnsym float64": lambda: f.value_and_grad(params, x, y)}
+    try:
+        steps["PyTorch float32"] = torch_case(kind, params, x, y, dtype="float32")
+        steps["PyTorch float64"] = torch_case(kind, params, x, y)
+    except ImportError:
+        pass
+    times = interleaved(steps, 3 if quick else 9, burst=1 if quick else 3)
+    return {"case": name, "steps": options["steps"], "batch": batch, "ms": {k: v * 1e3 for k, v in times.items()}}
+
+
 def _by_threads(controller, call, repeat: int) -> dict[int, float]:
     """Median time of one call with BLAS limited to 1 and to 2 threads, in turns. A fast call is
     timed as many calls in a row (at least 20 ms each turn), its time divided by their number."""
@@ -594,11 +623,15 @@ def main(argv=None) -> None:
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     parser.add_argument("--contention", action="store_true",
                         help="only rnnsym with BLAS threads 1 vs 2, the second core quiet or busy")
+    parser.add_argument("--float32", action="store_true",
+                        help="only float32: rnnsym against PyTorch's float32 modules (float64 for reference)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:  # one case, in this (fresh) process
         if args.contention:
             out = run_contention(args.case, args.quick)
+        elif args.float32:
+            out = run_float32(args.case, args.quick)
         elif args.case == "seed4":
             out = run_seed()
         elif args.case == "slope":
@@ -612,6 +645,9 @@ def main(argv=None) -> None:
     flag = ["--quick"] if args.quick else []
     if args.contention:
         contention(flag, args.markdown)
+        return
+    if args.float32:
+        float32_table(flag)
         return
     results = {name: in_subprocess(["--case", name, *flag]) for name in ("seed4", *CASES, "slope", "naive")}
     rows = table(results, args.quick)
@@ -628,6 +664,18 @@ def main(argv=None) -> None:
     missed = [r for r in rows if "MISSED" in r[2]]
     if missed:
         sys.exit(1)
+
+
+def float32_table(flag: list[str]) -> None:
+    """Each case in float32, in its own process: median ms per contender, and rnnsym / PyTorch."""
+    print("float32: median ms of one value_and_grad (rnnsym / PyTorch below 1: rnnsym is faster)")
+    for name in CASES:
+        r = in_subprocess(["--case", name, "--float32", *flag])
+        ms = r["ms"]
+        ratio = (f"  rnnsym / PyTorch float32 = {ms['rnnsym float32'] / ms['PyTorch float32']:.2f}"
+                 if "PyTorch float32" in ms else "  (PyTorch not installed)")
+        print(f"{name} (T = {r['steps']}, batch {r['batch']}): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + ratio)
 
 
 def contention(flag: list[str], markdown: str | None) -> None:

@@ -98,3 +98,12 @@ def test_speed_benchmark_contention_mode_prints_its_table():
         return
     for row in ("busy, 2 threads", "scalar_elman", "step product (32×64)·(64×64)", "lstm32", "value_and_grad"):
         assert row in run.stdout
+
+
+def test_speed_benchmark_float32_mode_times_rnnsym_in_float32_against_pytorch():
+    script = SCRIPT.parent / "bench_speed.py"
+    run = subprocess.run([sys.executable, str(script), "--float32", "--quick"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    for case in ("scalar_elman", "elman64", "lstm32"):
+        line = next(line for line in run.stdout.splitlines() if line.startswith(case))
+        assert "rnnsym float32" in line and "rnnsym float64" in line

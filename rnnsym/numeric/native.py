@@ -127,7 +127,8 @@ def _machine() -> str:
 
 def _cache_dirs() -> list[Path]:
     home = os.environ.get("RNNSYM_CACHE") or os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return [Path(home) / "rnnsym" / "kernels", Path(tempfile.gettempdir()) / f"rnnsym-kernels-{os.getuid()}"]
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")  # no getuid on Windows
+    return [Path(home) / "rnnsym" / "kernels", Path(tempfile.gettempdir()) / f"rnnsym-kernels-{user}"]
 
 
 def _build(source: str, key: str) -> tuple[Path | None, str | None]:

@@ -127,8 +127,9 @@ def _machine() -> str:
 
 def _cache_dirs() -> list[Path]:
     home = os.environ.get("RNNSYM_CACHE") or os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")  # no getuid on Windows
-    return [Path(home) / "rnnsym" / "kernels", Path(tempfile.gettempdir()) / f"rnnsym-kernels-{user}"]
+    # Per user: a shared /tmp folder another user wrote is not loaded (Windows' temp folder is per user already).
+    user = f"-{os.getuid()}" if hasattr(os, "getuid") else ""
+    return [Path(home) / "rnnsym" / "kernels", Path(tempfile.gettempdir()) / f"rnnsym-kernels{user}"]
 
 
 def _build(source: str, key: str) -> tuple[Path | None, str | None]:

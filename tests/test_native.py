@@ -205,3 +205,14 @@ def test_what_runs_the_step_is_named(monkeypatch):
     assert native.in_use(BUILT_IN["elman"]().compile(form="loop")) == "fused C kernels"
     monkeypatch.setenv("RNNSYM_NATIVE", "0")
     assert native.in_use(BUILT_IN["elman"]().compile(form="loop")) == "NumPy (RNNSYM_NATIVE=0)"
+
+
+@needs_compiler
+def test_a_cache_folder_others_can_write_is_not_used(monkeypatch, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # as a folder someone else made in /tmp would be
+    monkeypatch.setattr(native, "_cache_dirs", lambda: [shared])
+    monkeypatch.setattr(native, "_loaded", {})
+    assert "_native" not in BUILT_IN["elman"]().compile(form="loop").source
+    assert "private" in native.last_failure and not list(shared.iterdir())

@@ -136,16 +136,26 @@ def _build(source: str, key: str) -> tuple[Path | None, str | None]:
     """``(the library's path, None)``, or ``(None, why not)``."""
     suffix = sysconfig.get_config_var("SHLIB_SUFFIX") or ".so"
     for folder in _cache_dirs():
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if not _private(folder):
+            continue
         path = folder / f"{key}{suffix}"
         if path.exists():
             return path, None
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(folder, os.W_OK):
-            return _compile(source, path)
-    return None, "no writable cache folder for compiled kernels"
+        return _compile(source, path)
+    return None, "no private, writable cache folder for compiled kernels"
+
+
+def _private(folder: Path) -> bool:
+    """Whether only this user can put a library in ``folder``: one that anybody else could write
+    (a /tmp folder made by someone else) would let them run code in this process."""
+    if not hasattr(os, "getuid"):
+        return os.access(folder, os.W_OK)
+    info = folder.stat()
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022 and os.access(folder, os.W_OK)
 
 
 def _compiler() -> list[str] | None:

@@ -13,7 +13,7 @@ from ..docs.cli import docs
 from ..errors import RnnsymError
 from ..numeric.gradcheck import gradcheck
 from ..printing import FORMATS
-from ..learn.cli import verify_command
+from ..learn.cli import exercise_command, verify_command
 from ..learn.numbers import numbers_options, pop_point, worked_examples
 from ..training.cli import predict_command, train_command
 from .common import OneLineGroup, cell_options, clear_errors, emit, network_from_options, network_options
@@ -131,6 +131,7 @@ main.add_command(predict_command)
 main.add_command(docs)
 main.add_command(flow)
 main.add_command(verify_command)
+main.add_command(exercise_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

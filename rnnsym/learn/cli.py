@@ -11,6 +11,8 @@ import sys
 import click
 
 from ..cli.common import cell_options, clear_errors, network_from_options, network_options
+from ..errors import RnnsymError
+from ..networks import NETWORKS
 from .verify import verify
 
 
@@ -42,4 +44,57 @@ def verify_command(formula, wrt, seed, fmt, **options):
         sys.exit(1)
 
 
-__all__ = ["verify_command"]
+@click.group("exercise", invoke_without_command=True)
+@click.option("--net", "net_name", type=click.Choice(list(NETWORKS)), default="seed", show_default=True,
+              help="The network: seed, the article's scalar RNN (the one whose local factors have names).")
+@network_options
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Random seed of the worksheet's numbers: the same seed gives the same worksheet.")
+@click.option("--eta", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True,
+              help="Learning rate of the update question.")
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="The folder to write (required to write one).")
+@click.pass_context
+@clear_errors
+def exercise_command(ctx, net_name, steps, seed, eta, out, **options):
+    """A BPTT worksheet with round numbers and its answer key; `exercise check` grades answers.
+
+    Writes worksheet.html/.md (print them), answer-key.html/.md, key.json and
+    answers-template.json into --out: a new or empty folder, or one rnnsym wrote (your own
+    files in it are kept).
+    """
+    if ctx.invoked_subcommand is not None:
+        if out is not None:
+            raise RnnsymError("--out writes a worksheet; `rnnsym exercise check FOLDER ANSWERS` reads one, give it "
+                              "without --out")
+        return
+    if out is None:
+        raise RnnsymError("rnnsym exercise needs --out FOLDER (where to write the worksheet), or "
+                          "`rnnsym exercise check FOLDER ANSWERS` to grade answers")
+    from .exercise import exercise_network, write_exercise
+
+    net = exercise_network(net_name, steps, **options)
+    folder = write_exercise(net, out, seed=seed, eta=eta)
+    click.echo(f"Wrote the worksheet (worksheet.html, worksheet.md), the answer key (answer-key.html, "
+               f"answer-key.md, key.json) and answers-template.json to {folder}")
+
+
+@exercise_command.command("check")
+@click.argument("folder", type=click.Path())
+@click.argument("answers", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@clear_errors
+def exercise_check_command(folder, answers, fmt):
+    """Grade ANSWERS (JSON: question id -> number) against FOLDER's key.json: exit 0 when all are
+    right, 1 when any is wrong (the first wrong step is named, with a hint), 2 when unreadable."""
+    from .exercise import check_answers
+
+    grade = check_answers(folder, answers)
+    if fmt == "json":
+        click.echo(json.dumps(grade.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(grade.text())
+    if not grade.ok:
+        sys.exit(1)
+
+
+__all__ = ["exercise_command", "verify_command"]

@@ -294,7 +294,7 @@ def write_exercise(network, out, *, seed: int = 0, eta: float = 0.1) -> Path:
         f"{SHEET}.html": sheet_html(network, questions, point, eta, title),
         f"{ANSWER_KEY}.md": key_markdown(questions, worked, title),
         f"{ANSWER_KEY}.html": key_html(questions, worked, title),
-        KEY: json.dumps(key_dict(network, questions, seed, eta), indent=1, ensure_ascii=False) + "\n",
+        KEY: json.dumps(key_dict(network, questions, seed, eta, point), indent=1, ensure_ascii=False) + "\n",
         TEMPLATE: json.dumps({q.id: None for q in questions}, indent=1) + "\n",
     }
     marker = {"generator": "rnnsym", "version": __version__, "format": "exercise", "network": network.name,
@@ -340,9 +340,11 @@ def _write_folder(out: Path, files: dict) -> Path:
     return out
 
 
-def key_dict(network, questions: list[Question], seed: int, eta: float) -> dict:
+def key_dict(network, questions: list[Question], seed: int, eta: float, point) -> dict:
+    params, x, y = point
     return {"format": KEY_FORMAT, "network": network.name, "steps": network.steps, "options": network.options,
-            "seed": int(seed), "eta": float(eta), "tolerance": TOLERANCE_WORDS,
+            "seed": int(seed), "eta": float(eta), "point": {"params": params, "x": x, "y": y},
+            "tolerance": TOLERANCE_WORDS,
             "questions": [q.to_dict() for q in questions]}
 
 

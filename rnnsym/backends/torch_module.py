@@ -33,7 +33,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import RnnsymError, choose
-from ..networks.torch_weights import TORCH_NAMES, _blocks, params_to_torch
+from ..networks.torch_weights import TORCH_NAMES, _blocks, _tag, params_to_torch
 
 # The built-in constructors' network names and the kind torch_weights calls them.
 BUILTIN_KINDS = {"elman": "rnn", "lstm": "lstm", "gru": "gru"}
@@ -106,12 +106,13 @@ def _start_params(net, params, init, init_scale, seed) -> dict[str, np.ndarray]:
 
 
 def builtin_kind(net) -> str | None:
-    """``"rnn"``, ``"lstm"`` or ``"gru"`` for a network made by rs.elman_rnn / rs.lstm / rs.gru (one
-    layer, one or two directions), whose parameters are exactly PyTorch's blocks; else None."""
+    """``"rnn"``, ``"lstm"`` or ``"gru"`` for a network made by rs.elman_rnn / rs.lstm / rs.gru (any
+    number of layers, one or two directions), whose parameters are exactly PyTorch's blocks; else None."""
     kind = BUILTIN_KINDS.get(net.name)
     if kind is None or "hidden_size" not in net.options or net.recurrence is None:
         return None
-    expected = {name for _, _, name in _slices(kind, _suffixes(net))} | {"b_y"} | {
+    layers = net.options.get("num_layers", 1)
+    expected = {name for _, _, name in _slices(kind, _suffixes(net), layers)} | {"b_y"} | {
         "W_hy" + suffix for suffix in _suffixes(net)}
     return kind if set(net.param_names) == expected else None
 
@@ -120,10 +121,11 @@ def _suffixes(net) -> tuple[str, ...]:
     return ("", "_reverse") if net.options.get("bidirectional") else ("",)
 
 
-def _slices(kind: str, suffixes):
+def _slices(kind: str, suffixes, layers: int = 1):
     """(PyTorch tensor, block index, rnnsym name) for every block, in torch_weights' naming."""
-    return [(f"{src}_l0{suffix}", k, f"{dst}{block}{suffix}")
-            for suffix in suffixes for src, dst in TORCH_NAMES for k, block in enumerate(_blocks(kind))]
+    return [(f"{src}_l{layer}{suffix}", k, f"{dst}{block}{_tag(layer, layers)}{suffix}")
+            for layer in range(layers) for suffix in suffixes for src, dst in TORCH_NAMES
+            for k, block in enumerate(_blocks(kind))]
 
 
 @functools.cache
@@ -178,7 +180,8 @@ def _classes():
             if self.kind is None:
                 return {name: getattr(self, key) for key, name in self.rnnsym_names.items()}
             H, suffixes = self.hidden_size, _suffixes(self.network)
-            views = {name: self.rnn[key][k * H:(k + 1) * H] for key, k, name in _slices(self.kind, suffixes)}
+            layers = self.network.options.get("num_layers", 1)
+            views = {name: self.rnn[key][k * H:(k + 1) * H] for key, k, name in _slices(self.kind, suffixes, layers)}
             # The readout reads the joined states [h_fwd, h_bwd]: the forward's columns first.
             weight = self.readout["weight"]
             views.update({"W_hy" + suffix: weight[:, i * H:(i + 1) * H] for i, suffix in enumerate(suffixes)})

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from importlib.resources import files as package_files
 from pathlib import Path
+from typing import Callable
 
 from ..errors import RnnsymError, choose
 from ..files import inside, safe_name, writing
@@ -44,22 +45,33 @@ def build(network, out, *, fmt: str = "html", force: bool = False, check: bool =
     ['.rnnsym-site', 'b1.html', 'b2.html', 'b3.html']
     """
     choose("docs format", fmt, FORMATS)
-    out = Path(out).resolve()
-    keep = _entries_to_keep(out, force)
     from .. import __version__
 
     writer = {"html": _write_html, "markdown": _write_markdown, "tex": _write_tex}[fmt]
+    marker = {"generator": "rnnsym", "version": __version__, "format": fmt,
+              "network": network.name, "steps": network.steps, "options": network.options}
+    return write_marked_folder(
+        out, lambda folder: writer(network, folder, check=check, version=__version__, progress=progress), marker, force)
+
+
+def write_marked_folder(out, fill: Callable[["Folder"], object], marker: dict, force: bool | None = False) -> Path:
+    """The folder ``out`` written by ``fill(folder)`` (a :class:`Folder` of safe names), staged beside
+    it and moved into place with ``marker`` (plus the files written) in its MARKER file: an existing
+    folder only if it is empty or rnnsym wrote it, the user's own files in it kept. ``force``:
+    replace any folder (but never one holding the working directory, the home folder or the root);
+    None for a command that has no force, whose refusals do not offer one."""
+    out = Path(out).resolve()
+    keep = _entries_to_keep(out, force)
     with writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         with writing(out):  # an error names the folder asked for, not the temporary one
-            written = writer(network, _Folder(staging), check=check, version=__version__, progress=progress)
-            _carry_over(out, staging, keep, written.names, force)
-            marker = {"generator": "rnnsym", "version": __version__, "format": fmt,
-                      "network": network.name, "steps": network.steps, "options": network.options,
-                      "files": sorted(written.names)}
-            (staging / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            folder = Folder(staging)
+            fill(folder)
+            _carry_over(out, staging, keep, folder.names, force)
+            (staging / MARKER).write_text(json.dumps({**marker, "files": sorted(folder.names)}, indent=1, sort_keys=True)
+                                          + "\n", encoding="utf-8")
             os.chmod(staging, 0o755)  # mkdtemp makes it private; a site is meant to be read
             _replace(out, staging)
     except BaseException:
@@ -81,7 +93,7 @@ def markdown_stem(network) -> str:
 _PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\.[a-z]+")
 
 
-class _Folder:
+class Folder:
     """The staging folder, writing only safe names inside it and remembering what it wrote."""
 
     def __init__(self, path: Path):
@@ -117,6 +129,9 @@ def _entries_to_keep(out: Path, force: bool) -> list[str]:
         return [n for n in entries if n != MARKER and n not in ours]
     if not entries or force:
         return []
+    if force is None:  # a command without --force
+        raise RnnsymError(f"output folder {str(out)!r} exists and was not written by rnnsym (no {MARKER} file); "
+                          "give a new or empty folder")
     raise RnnsymError(f"output folder {str(out)!r} exists and is not an rnnsym site (no {MARKER} file); "
                       "choose another folder, or use --force (force=True) to replace it")
 
@@ -139,7 +154,8 @@ def _carry_over(out: Path, staging: Path, keep: list[str], written: set[str], fo
     if clashes and not force:
         more = f" and {len(clashes) - 1} more" if len(clashes) > 1 else ""
         raise RnnsymError(f"output folder {str(out)!r} holds {clashes[0]!r}{more}, not written by rnnsym, which the "
-                          "new site would overwrite; move it, or use --force (force=True) to overwrite it")
+                          "new files would overwrite; move it" + (", or use --force (force=True) to overwrite it"
+                                                                  if force is not None else ""))
     for name in keep:
         if name in clashes:
             continue
@@ -184,7 +200,7 @@ def _report(network, check: bool):
     return gradcheck(network)
 
 
-def _write_html(network, folder: _Folder, *, check: bool, version: str, progress) -> _Folder:
+def _write_html(network, folder: Folder, *, check: bool, version: str, progress) -> Folder:
     from .pages import flow_page, index_page, parameter_page, slug
 
     derivations = _derivations(network, progress)
@@ -202,7 +218,7 @@ def _write_html(network, folder: _Folder, *, check: bool, version: str, progress
     return folder
 
 
-def _write_markdown(network, folder: _Folder, *, check: bool, version: str, progress) -> _Folder:
+def _write_markdown(network, folder: Folder, *, check: bool, version: str, progress) -> Folder:
     from .markdown import network_document
 
     derivations = _derivations(network, progress)
@@ -215,7 +231,7 @@ def _write_markdown(network, folder: _Folder, *, check: bool, version: str, prog
     return folder
 
 
-def _write_tex(network, folder: _Folder, *, check: bool, version: str, progress) -> _Folder:
+def _write_tex(network, folder: Folder, *, check: bool, version: str, progress) -> Folder:
     from ..printing.document import latex_document
 
     derivations = _derivations(network, progress)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -285,7 +284,7 @@ def write_exercise(network, out, *, seed: int = 0, eta: float = 0.1) -> Path:
     """Write the worksheet of ``network`` at the point of ``seed`` into the folder ``out`` (see the
     module's docstring); the same arguments give the same files, byte for byte."""
     from .. import __version__
-    from ..docs.site import MARKER
+    from ..docs.site import write_marked_folder
 
     questions, worked, point = build_exercise(network, seed, eta)
     title = f"BPTT exercise: the {network.name} network, T = {network.steps} (seed {seed})"
@@ -298,46 +297,12 @@ def write_exercise(network, out, *, seed: int = 0, eta: float = 0.1) -> Path:
         TEMPLATE: json.dumps({q.id: None for q in questions}, indent=1) + "\n",
     }
     marker = {"generator": "rnnsym", "version": __version__, "format": "exercise", "network": network.name,
-              "steps": network.steps, "options": network.options, "seed": int(seed), "files": sorted(files)}
-    files[MARKER] = json.dumps(marker, indent=1, sort_keys=True) + "\n"
-    return _write_folder(Path(out), files)
+              "steps": network.steps, "options": network.options, "seed": int(seed)}
 
-
-def _write_folder(out: Path, files: dict) -> Path:
-    """As ``rnnsym docs --out``: staged beside ``out`` and moved into place; an existing folder only
-    if empty or written by rnnsym (its marker), keeping the user's own files in it. There is no
-    force: a folder rnnsym did not write is never replaced."""
-    import shutil
-    import tempfile
-
-    from ..docs.site import MARKER, _carry_over, _entries_to_keep, _Folder, _replace
-    from ..files import writing
-
-    out = out.resolve()
-    if out.is_dir() and not (out / MARKER).is_file():
-        with writing(out):
-            if any(out.iterdir()):
-                raise RnnsymError(f"output folder {str(out)!r} exists and was not written by rnnsym (no {MARKER} "
-                                  "file); give a new or empty folder")
-    keep = _entries_to_keep(out, False)
-    with writing(out):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        with writing(out):
-            folder = _Folder(staging)
-            for name, text in files.items():
-                if name == MARKER:
-                    (staging / MARKER).write_text(text, encoding="utf-8")
-                else:
-                    folder.write(name, text)
-            _carry_over(out, staging, keep, folder.names, False)
-            os.chmod(staging, 0o755)  # mkdtemp makes it private; a worksheet is meant to be read
-            _replace(out, staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+    def fill(folder) -> None:
+        for name, text in files.items():
+            folder.write(name, text)
+    return write_marked_folder(out, fill, marker, force=None)  # never replaces a folder rnnsym did not write
 
 
 def key_dict(network, questions: list[Question], seed: int, eta: float, point) -> dict:

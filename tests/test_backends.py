@@ -265,3 +265,17 @@ def test_parameters_named_like_the_generated_codes_own_names_stay_apart(backend)
     xp, scan, full, batch = sp.symbols("xp _scan _full _B")
     cell = rs.Cell(state=h, input=x, params=[xp, scan, full, batch], update=sp.tanh(xp * x + scan * h + full) * batch)
     _agree(rs.unroll(cell, steps=3, outputs="all"), backend)
+
+
+def test_activation_derivatives_times_an_adjoint_are_one_runtime_call_each():
+    # σ' and tanh' written in the output (y·(1 − y), 1 − y²) times an adjoint: _sigmoid_grad and
+    # _tanh_grad (one ATen call in PyTorch); a number times them is left as it is.
+    from rnnsym.backends.printer import ArrayPrinter
+
+    g, y = sp.symbols("g y")
+    printer = ArrayPrinter({g: "g", y: "y"}, {}, batched={g, y})
+    assert printer.doprint(g * y * (1 - y)) == "_sigmoid_grad(g, y)"
+    assert printer.doprint(3 * g * (1 - y**2)) == "_tanh_grad(3*g, y)"
+    assert "_grad" not in printer.doprint(2 * y * (1 - y)) and "_grad" not in printer.doprint(g * (1 - y**3))
+    source = rs.lstm(steps=3, input_size=2, hidden_size=2).compile(backend="torch").source
+    assert "_sigmoid_grad(" in source and "_tanh_grad(" in source

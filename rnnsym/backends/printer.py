@@ -40,6 +40,29 @@ class ArrayPrinter(CodePrinter):
                 return repr(value)
         return super()._print(expr, **kwargs)
 
+    def _print_Mul(self, expr):
+        """``g·y·(1 − y)`` and ``g·(1 − y²)`` (σ's and tanh's derivatives written in their output,
+        times an adjoint) as the runtime's ``_sigmoid_grad(g, y)`` and ``_tanh_grad(g, y)``: one
+        call where PyTorch would dispatch three or four small operations per step."""
+        for arg in expr.args:
+            y = _one_minus(arg)
+            if y is None:
+                continue
+            symbol, power = y
+            rest = list(expr.args)
+            rest.remove(arg)
+            if power == 1 and symbol in rest:
+                rest.remove(symbol)
+                name = "_sigmoid_grad"
+            elif power == 2:
+                name = "_tanh_grad"
+            else:
+                continue
+            g = sp.Mul(*rest)
+            if g.free_symbols:  # an adjoint, not a number: both arguments are arrays
+                return f"{name}({self._print(g)}, {self._print(symbol)})"
+        return super()._print_Mul(expr)
+
     def _nested(self, ufunc: str, args) -> str:
         # Numbers last: PyTorch's maximum(a, b) takes a number as b only.
         return super()._nested(ufunc, sorted(args, key=lambda a: bool(getattr(a, "is_number", False))))
@@ -69,3 +92,15 @@ class ArrayPrinter(CodePrinter):
     def zeros_like(self, param: str, shape: tuple) -> str:
         return f"xp.zeros_like({param})"
 
+
+def _one_minus(expr) -> tuple | None:
+    """``(y, 1)`` for ``1 − y``, ``(y, 2)`` for ``1 − y²`` (y a symbol: a stored value), else None."""
+    if not (expr.is_Add and len(expr.args) == 2 and sp.S.One in expr.args):
+        return None
+    (other,) = [a for a in expr.args if a != sp.S.One]
+    negated = -other
+    if isinstance(negated, sp.Symbol):
+        return negated, 1
+    if negated.is_Pow and isinstance(negated.base, sp.Symbol) and negated.exp == 2:
+        return negated.base, 2
+    return None

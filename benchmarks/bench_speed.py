@@ -324,8 +324,6 @@ def peer_steps(kind, params, x, y, reference, quick: bool) -> tuple[dict, dict]:
 
 def run_case(name: str, quick: bool) -> dict:
     """One case in this process: build + compile, evaluation against the references, memory."""
-    import numpy as np
-
     from rnnsym.numeric.gradcheck import random_point
 
     kind, options, batch = case_sizes(name, quick)
@@ -337,11 +335,7 @@ def run_case(name: str, quick: bool) -> dict:
     result["compile_s"] = time.perf_counter() - start
     result["unroll_s"] = built - start
     _, x, y = random_point(net, batch=batch, seed=0)
-    # Weights scaled by 1/sqrt(fan-in) (half that for the recurrence) keep the dynamics contractive,
-    # so that rounding differences between implementations stay at rounding level.
-    rng = np.random.default_rng(1)
-    params = {k: rng.normal(0.0, (0.5 if k.startswith("W_h") else 1.0) / math.sqrt(shape[-1] if shape else 1), size=shape)
-              for k, shape in net.param_shapes.items()}
+    params = contractive_params(net)
     reference = f.value_and_grad(params, x, y)  # also sizes its workspaces: part of its memory
     result["peak_mb"] = peak_mb()  # before any peer is loaded into this process
     from rnnsym.numeric import native
@@ -414,6 +408,16 @@ def run_contention(name: str, quick: bool) -> dict:
     return {"case": name, "steps": options["steps"], "batch": batch, "rows": rows}
 
 
+def contractive_params(net) -> dict:
+    """Weights scaled by 1/sqrt(fan-in) (half that for the recurrence): the dynamics are contractive,
+    so that rounding differences between implementations (or precisions) stay at rounding level."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    return {k: rng.normal(0.0, (0.5 if k.startswith("W_h") else 1.0) / math.sqrt(shape[-1] if shape else 1), size=shape)
+            for k, shape in net.param_shapes.items()}
+
+
 def run_float32(name: str, quick: bool) -> dict:
     """rnnsym in float32 (x given in float32) against PyTorch's float32 nn.RNN / nn.LSTM, and
     rnnsym in float64 for reference, timed in turns, medians."""
@@ -424,7 +428,8 @@ def run_float32(name: str, quick: bool) -> dict:
     kind, options, batch = case_sizes(name, quick)
     net = build(kind, **options)
     f = net.compile()
-    params, x, y = random_point(net, batch=batch, seed=0)
+    _, x, y = random_point(net, batch=batch, seed=0)
+    params = contractive_params(net)
     single = {k: v.astype(np.float32) for k, v in params.items()}
     x32 = x.astype(np.float32)
     value64, _ = f.value_and_grad(params, x, y)

@@ -198,3 +198,17 @@ def test_the_core_never_reaches_up_even_inside_a_function(part):
     upward = {str(p.relative_to(RNNSYM)): sorted(n for n in _imports(p) if n.startswith(PRESENTATION))
               for p in paths}
     assert {p: names for p, names in upward.items() if names} == {}
+
+
+def test_numeric_has_no_function_over_60_lines_and_no_class_over_200():
+    # The one-backward-program issue's size target for the emitters, kept.
+    import ast
+
+    numeric = Path(__file__).resolve().parents[1] / "rnnsym" / "numeric"
+    too_long = []
+    for path in sorted(numeric.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            lines = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
+            if (isinstance(node, ast.ClassDef) and lines > 200) or (isinstance(node, ast.FunctionDef) and lines > 60):
+                too_long.append(f"{path.name}:{node.name} ({lines} lines)")
+    assert not too_long, too_long

@@ -236,12 +236,7 @@ class LoopBackward:
             d = f"{b}[{window}]" if rng is None else f"{b}[{window}, ..., {rng}]"
             rest.append((e.param, f"_outer({d}, {w.stacked(e.leaf)}[{window}])" if e.kind == "outer" else
                                   f"_dot({d}, {w.stacked(e.leaf)}[{window}])" if e.kind == "dot" else f"_total({d}, {e.ndim})"))
-        # The same reduction for two parameters (an Elman's b_ih and b_hh) is computed once.
-        shared = {code: f"_S{i}" for i, code in enumerate(c for c, n in Counter(c for _, c in rest).items() if n > 1)}
-        reductions += [f"    {name} = {code}" for code, name in shared.items()]
-        for param, code in rest:
-            self.grads[param].append(shared.get(code, code))
-        return reductions
+        return reductions + _once(rest, self.grads)
 
 
 class StepLowering:
@@ -395,6 +390,15 @@ class StepLowering:
         loads = [f"{IN2}{self.names[graph[name].symbol]} = " + ("_X[t]" if name == w.x1 else w.at(name, "t"))
                  for name in (w.x1, *w.prev, *w.step) if graph[name].symbol in self.read]
         return loads + [f"{IN2}{symbol.name} = S{symbol.name}[t]" for symbol in w.kept.values() if symbol in self.read]
+
+
+def _once(reductions: list[tuple[str, str]], grads: dict) -> list[str]:
+    """Each ``(parameter, reduction)`` added to the parameter's gradient; a reduction that two
+    parameters share (an Elman's b_ih and b_hh) computed once, by the lines returned."""
+    shared = {code: f"_S{i}" for i, code in enumerate(c for c, n in Counter(c for _, c in reductions).items() if n > 1)}
+    for param, code in reductions:
+        grads[param].append(shared.get(code, code))
+    return [f"    {name} = {code}" for code, name in shared.items()]
 
 
 def _carried_start(name: str, shape: tuple, first: str | None, zeros: str, fused: bool) -> list[str]:

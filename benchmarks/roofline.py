@@ -298,23 +298,11 @@ def write_markdown(path: str, lines: list[str]) -> None:
 
 
 def header_lines(quick: bool) -> list[str]:
-    import platform
+    """bench_backends' machine header (date, machine, versions, load), the quick run said so."""
+    import bench_backends
 
-    one, five, fifteen = os.getloadavg()
-    return [f"date: {time.strftime('%Y-%m-%d %H:%M')}{' (quick sizes)' if quick else ''}",
-            f"machine: {platform.machine()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-            f"{bench_speed_versions()}",
-            f"load average before measuring: {one:.2f}, {five:.2f}, {fifteen:.2f} (1, 5, 15 min)"]
-
-
-def bench_speed_versions() -> str:
-    out = []
-    for module in ("numpy", "torch", "jax"):
-        try:
-            out.append(f"{module} {__import__(module).__version__}")
-        except ImportError:
-            out.append(f"{module} not installed")
-    return ", ".join(out)
+    lines = bench_backends.machine_header("CPU")
+    return [lines[0] + (" (quick sizes)" if quick else ""), *lines[1:]]
 
 
 # ---- the command -----------------------------------------------------------------------------------

@@ -81,15 +81,17 @@ def test_the_gradients_after_backward_are_the_numpy_backends(name):
         assert _close(grads[key], expected[key]), key
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("bidirectional,layers", [(False, 1), (True, 1), (False, 3)])
 @pytest.mark.parametrize("kind", sorted(TORCH_CLASSES))
-def test_the_gradients_equal_torch_autograd_of_the_torch_module_with_the_same_weights(kind, bidirectional):
+def test_the_gradients_equal_torch_autograd_of_the_torch_module_with_the_same_weights(kind, bidirectional, layers):
     T, I, H, O = 4, 3, 2, 2
     network = BUILDERS[kind](steps=T, input_size=I, hidden_size=H, output_size=O, output_activation="identity",
-                             loss="mse", outputs="all", bidirectional=bidirectional)
+                             loss="mse", outputs="all", bidirectional=bidirectional, num_layers=layers)
     model = rs.to_torch(network, seed=4)
-    module = getattr(torch.nn, TORCH_CLASSES[kind])(I, H, batch_first=True, bidirectional=bidirectional).double()
+    module = getattr(torch.nn, TORCH_CLASSES[kind])(I, H, num_layers=layers, batch_first=True,
+                                                   bidirectional=bidirectional).double()
     readout = torch.nn.Linear(H * (2 if bidirectional else 1), O).double()
+    assert model.kind is not None and list(model.rnn.state_dict()) == list(module.state_dict())  # PyTorch's layout
     module.load_state_dict(model.rnn.state_dict())
     readout.load_state_dict(model.readout.state_dict())
     rng = np.random.default_rng(1)
@@ -314,24 +316,3 @@ def test_without_torch_to_torch_names_the_extra_and_import_rnnsym_does_not_load_
     assert run.returncode == 0, run.stderr
     assert "pip install 'rnnsym[torch]'" in run.stdout
 
-
-@pytest.mark.parametrize("kind", sorted(TORCH_CLASSES))
-def test_a_stacked_network_is_pytorchs_stacked_module_with_its_gradients(kind):
-    T, I, H, O = 4, 3, 2, 2
-    network = BUILDERS[kind](steps=T, input_size=I, hidden_size=H, output_size=O, output_activation="identity",
-                             loss="mse", outputs="all", num_layers=3)
-    model = rs.to_torch(network, seed=4)
-    module = getattr(torch.nn, TORCH_CLASSES[kind])(I, H, num_layers=3, batch_first=True).double()
-    readout = torch.nn.Linear(H, O).double()
-    assert model.kind is not None and list(model.rnn.state_dict()) == list(module.state_dict())
-    module.load_state_dict(model.rnn.state_dict())
-    readout.load_state_dict(model.readout.state_dict())
-    rng = np.random.default_rng(1)
-    x, y = torch.tensor(rng.normal(size=(5, T, I))), torch.tensor(rng.normal(size=(5, T, O)))
-    expected = torch.nn.functional.mse_loss(readout(module(x)[0]), y)
-    expected.backward()
-    loss = model(x, y)
-    loss.backward()
-    assert _close(loss, expected.item())
-    for key, parameter in module.named_parameters():
-        assert _close(model.rnn[key].grad, parameter.grad), key

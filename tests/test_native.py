@@ -235,3 +235,18 @@ def test_a_loops_small_products_run_on_one_blas_thread_and_the_count_is_restored
     assert [lib.num_threads for lib in libs] == before  # restored after an error too
     source = BUILT_IN["lstm"]().compile(form="loop").source  # per example: 2·(4·4·4) recurrent + 2·16·(3 + 1)
     assert source.count("with _step_threads(_B * 256):") == 4  # forward, loss, and both loops of value_and_grad
+
+
+@needs_compiler
+@pytest.mark.parametrize("make", [lambda: rs.lstm(steps=5, input_size=3, hidden_size=4, num_layers=2),
+                                  lambda: rs.gru(steps=5, input_size=3, hidden_size=4, num_layers=3),
+                                  lambda: rs.elman_rnn(steps=5, input_size=3, hidden_size=4, num_layers=2)])
+def test_a_stacked_step_is_a_chain_of_kernels_and_the_products_between_them(make):
+    # Layer l's input products read layer l - 1's new state: a kernel, those products, the next kernel.
+    net = make()
+    fused = net.compile(form="loop")
+    assert "_native.kernels['fwd1']" in fused.source
+    params, x, y = random_point(net, batch=6, seed=5)
+    value, grads = fused.value_and_grad(params, x, y)
+    value0, grads0 = numpy_only(make).value_and_grad(params, x, y)
+    assert math.isclose(value, value0, rel_tol=1e-12) and _max_relative_error(grads, grads0) < 1e-12

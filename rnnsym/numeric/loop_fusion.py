@@ -141,9 +141,13 @@ class _StepFusion:
 
 
 class ForwardFusion(_StepFusion):
-    """The forward step's elementwise nodes as one kernel (``fwd``: rnnsym.numeric.loop_forward's
+    """The forward step's elementwise nodes as kernels (``fwd``: rnnsym.numeric.loop_forward's
     LoopForward, its passes run). ``fuse()`` gives ``(lines before the loop, lines of the body)``
-    in place of the step's NumPy lines, or None."""
+    in place of the step's NumPy lines, or None.
+
+    One kernel, after the step's products, unless a product reads a node of the same step (a stacked
+    layer's input is the layer below's new state): then a kernel, that product, the next kernel. A
+    later kernel reads the earlier ones' nodes from their storage, where every node is written."""
 
     def __init__(self, fwd, name: str):
         self.fwd, self.w, self.name = fwd, fwd, name
@@ -154,20 +158,36 @@ class ForwardFusion(_StepFusion):
         width = kernel_width(graph[n].shape for n in fwd.step)
         if width is None or any(fwd.program.writes[n] is Write.BROADCAST for n in fwd.step):
             return None
-        self.k = KernelBuilder(self.name, width)
-        self.before, self.products, self.product_reads = [], [], set()
+        self.before, self.body, self.product_reads = [], [], set()
         self.local = {graph[n].symbol for n in fwd.step} | set(fwd.kept.values())
+        self.finished: set = set()  # nodes and kept values the kernels so far have stored
+        self._start(width)
         for name in fwd.step:
+            read = {m.args[1] for m in fwd.step_exprs[name].atoms(MatVec)}
+            if read & self.k.defined:  # a product of a node this kernel computes: the kernel ends here
+                self._finish()
+                self._start(width)
             if not self._node(name):
                 return None
-        self.before.append(self.k.bind_line(f"_k{self.name}"))
-        fwd.kernels.append(self.k.kernel())
-        return self.before, [*self.products, f"        _k{self.name}(t)"]
+        self._finish()
+        return self.before, self.body
+
+    def _start(self, width: int) -> None:
+        count = len(self.fwd.kernels) - self._first if hasattr(self, "_first") else 0
+        self._first = getattr(self, "_first", len(self.fwd.kernels))
+        self.k = KernelBuilder(self.name if count == 0 else f"{self.name}{count}", width)
+        self.products = []
+
+    def _finish(self) -> None:
+        call = f"_k{self.k.name}"
+        self.before.append(self.k.bind_line(call))
+        self.body += [*self.products, f"        {call}(t)"]
+        self.fwd.kernels.append(self.k.kernel())
+        self.finished |= self.k.defined
 
     def _node(self, name: str) -> bool:
         fwd, graph, k = self.fwd, self.graph, self.k
         symbol, value = graph[name].symbol, fwd.step_exprs[name]
-        stepped_array = f"{fwd.buf(name)}[1:]" if name in fwd.new else fwd.buf(name)
         if fwd.program.writes[name] is Write.IN_PLACE:  # a gate: the block's product left its argument there
             value = value.func(k.load(fwd.buf(name), True, True, k.width > 1))
         for f, kept in fwd.kept.items():
@@ -182,14 +202,27 @@ class ForwardFusion(_StepFusion):
         if value is None or self.printer.info(fwd.step_exprs[name])[0] is not True:
             return False
         k.value(symbol, value)
-        k.store(stepped_array, True, symbol)
+        k.store(self._storage(symbol), True, symbol)
         return True
 
+    def _storage(self, s) -> str:
+        """Where a node or kept value of this step is stored, as a (T, batch, ...) array."""
+        if s in self.fwd.kept.values():
+            return f"S{s.name}"
+        return f"{self.fwd.buf(s.name)}[1:]" if s.name in self.fwd.new else self.fwd.buf(s.name)
+
     def _before_step(self, vector) -> bool:
+        if vector in self.finished:  # an earlier kernel's node: the product reads it from its storage
+            load = f"        {self.names[vector]} = {self._storage(vector)}[t]"
+            if load not in self.products:
+                self.products.append(load)
+            return True
         return vector not in self.local
 
     def _load(self, s) -> sp.Symbol | None:
-        """An input, a previous state or a parameter (a later node of this step is not loaded)."""
+        """An input, a previous state, a parameter, or what an earlier kernel stored."""
+        if s in self.finished:
+            return self.k.load(self._storage(s), True, True, self._vector(self.printer.info(s)[1]), symbol=s)
         return None if s in self.local else self._node_load(s, (self.fwd.x1, *self.fwd.prev))
 
 

@@ -390,7 +390,12 @@ _LATEX_SYMBOLS = {r"\cdot": "*", r"\times": "*", r"\ast": "*", r"\partial": " �
                   r"\(": "", r"\)": "", r"\[": "", r"\]": "", r"\\": " "}
 
 
-def latex_to_plain(text: str) -> str:
+# The commands of the matrix notation, read only for a vector network's formula.
+_LATEX_MATRIX = {r"\top": "T", r"\intercal": "T", r"\odot": " ⊙ ", r"\circ": " ⊙ ", r"\delta": " δ",
+                 r"\sum": " Σ", r"\mathsf": "", r"\operatorname{diag}": "diag"}
+
+
+def latex_to_plain(text: str, matrix: bool = False) -> str:
     r"""LaTeX as the plain formula the walker reads: ``\frac{\partial L}{\partial w_3} = (o_5 - Y)
     w_4 (1 - o_4^2) o_3`` becomes ``((∂L)/(∂w_3)) = (o_5 - Y) w_4 (1 - o_4**(2)) o_3``.
 
@@ -399,11 +404,11 @@ def latex_to_plain(text: str) -> str:
     tokens = [t for t in _LATEX_TOKEN.findall(text.replace("$", " "))]
     if len(tokens) > 4 * MAX_TOKENS:
         raise RnnsymError(f"the formula has {len(tokens)} LaTeX tokens; at most {4 * MAX_TOKENS} are read")
-    out, end = _latex_group(tokens, 0, depth=0, stop=None)
+    out, end = _latex_group(tokens, 0, depth=0, stop=None, matrix=matrix)
     return out
 
 
-def _latex_group(tokens: list[str], i: int, depth: int, stop: str | None) -> tuple[str, int]:
+def _latex_group(tokens: list[str], i: int, depth: int, stop: str | None, matrix: bool = False) -> tuple[str, int]:
     if depth > MAX_DEPTH:
         raise RnnsymError(f"the formula nests braces more than {MAX_DEPTH} deep; at most {MAX_DEPTH} are read")
     out: list[str] = []
@@ -414,23 +419,29 @@ def _latex_group(tokens: list[str], i: int, depth: int, stop: str | None) -> tup
         if tok == "}":
             raise RnnsymError("the formula closes a brace '}' it never opened")
         if tok == "{":
-            inner, i = _latex_group(tokens, i + 1, depth + 1, "}")
+            inner, i = _latex_group(tokens, i + 1, depth + 1, "}", matrix)
             out.append(f"({inner})")
             continue
         if tok in _FRACTIONS:
-            top, i = _latex_argument(tokens, i + 1, depth + 1, tok)
-            bottom, i = _latex_argument(tokens, i, depth + 1, tok)
+            top, i = _latex_argument(tokens, i + 1, depth + 1, tok, matrix)
+            bottom, i = _latex_argument(tokens, i, depth + 1, tok, matrix)
             out.append(f"(({top})/({bottom}))")
             continue
         if tok in _WORD:
-            word, i = _latex_argument(tokens, i + 1, depth + 1, tok)
+            word, i = _latex_argument(tokens, i + 1, depth + 1, tok, matrix)
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", word.strip()):
                 raise RnnsymError(f"{tok}{{{word}}} must hold a name, such as {tok}{{d}} or {tok}{{relu}}")
             out.append(word.strip() if word.strip() != "sigmoid" else " sigmoid")
             continue
         if tok in ("_", "^"):
-            arg, i = _latex_argument(tokens, i + 1, depth + 1, tok)
+            arg, i = _latex_argument(tokens, i + 1, depth + 1, tok, matrix)
             if tok == "_":
+                if matrix and re.fullmatch(r"\(?t\s*[-+−=]\s*[0-9]+\)?", arg.strip()):  # h_{t-1}, \sum_{t=1}
+                    out.append("_(" + arg.strip().strip("()") + ")")
+                    continue
+                if matrix and out and out[-1] == " δ" and re.fullmatch(r"[A-Za-z0-9_]+", arg.strip()):  # \delta_{h_2}
+                    out.append(arg.strip())
+                    continue
                 if not re.fullmatch(r"[A-Za-z0-9]+", arg.strip()):
                     raise RnnsymError(f"the subscript {arg.strip()!r} is not a name; write o_4 or W_{{hh}}")
                 out.append("_" + arg.strip())
@@ -439,6 +450,8 @@ def _latex_group(tokens: list[str], i: int, depth: int, stop: str | None) -> tup
             continue
         if tok in _LATEX_FUNCTIONS:
             out.append(f" {_LATEX_FUNCTIONS[tok]}")
+        elif matrix and tok in _LATEX_MATRIX:
+            out.append(_LATEX_MATRIX[tok])
         elif tok in _LATEX_SYMBOLS:
             out.append(_LATEX_SYMBOLS[tok])
         elif tok.startswith("\\"):
@@ -458,16 +471,275 @@ def _latex_group(tokens: list[str], i: int, depth: int, stop: str | None) -> tup
     return "".join(out), i
 
 
-def _latex_argument(tokens: list[str], i: int, depth: int, command: str) -> tuple[str, int]:
+def _latex_argument(tokens: list[str], i: int, depth: int, command: str, matrix: bool = False) -> tuple[str, int]:
     """The argument of ``\\frac``, ``_`` or ``^``: a braced group or one token."""
     while i < len(tokens) and tokens[i].isspace():
         i += 1
     if i >= len(tokens):
         raise RnnsymError(f"{command} is missing its argument")
     if tokens[i] == "{":
-        return _latex_group(tokens, i + 1, depth, "}")
+        return _latex_group(tokens, i + 1, depth, "}", matrix)
     tok = tokens[i]
     if tok.startswith("\\") or tok in ("}", "_", "^"):
-        plain, _ = _latex_group([tok], 0, depth, None)
+        plain, _ = _latex_group([tok], 0, depth, None, matrix)
         return plain, i + 1
     return tok, i + 1
+
+
+# ---- vector networks: δ equations in rnnsym's matrix notation -------------------------------------
+# A δ equation or a weight's gradient written the way the recursive view prints them:
+# δh2 = W_hh^T diag(1 - h3^2) δh3, dL/dW_hh = sum_t diag(1 - h_t^2) δh_t h_(t-1)^T. It is read into a
+# small tree of tuples (no SymPy: the verifier evaluates it on arrays), by the same tokenize → ast
+# route as a scalar formula, with these forms admitted besides: ^T, .T or ᵀ (transpose), diag(v),
+# ⊙ or hadamard(a, b) (elementwise), * · @ or juxtaposition (a matrix product, or a scalar's), δNAME
+# (the adjoint ∂L/∂NAME), Σ_t or sum_t (a sum over the steps, to the end of its bracket) and step
+# indices NAME_t, NAME_(t-1), NAME_(t+1) inside it.
+MATRIX_FUNCTIONS = ("tanh", "sigmoid", "sigma", "relu", "exp", "log")
+MATRIX_ALLOWED = ("numbers, the network's names, δNAME (or delta_NAME), + - * / @ (a product), ⊙ or hadamard(a, b) "
+                  "(elementwise), ^T, .T or ᵀ (transpose), diag(v), ** or ^ with a number (elementwise power), "
+                  "Σ_t / sum_t (a sum over the steps) with NAME_t, NAME_(t-1), and tanh, sigmoid, relu, exp, log")
+_MATRIX_UNICODE = {"−": "-", "–": "-", "·": "*", "⋅": "*", "×": "*", "∗": "*", "ᵀ": " .T ", "⊙": " % ",
+                   "∘": " % ", "δ": " _delta_ ", "Σ": " sum", "∑": " sum", "σ": " sigma ", "∂": " _partial_ ",
+                   "²": "**2", "³": "**3", "⊤": "T", **{chr(0x2080 + k): str(k) for k in range(10)}}
+_SUM = re.compile(r"\bsum\s*_\s*[({]?\s*t\s*(=\s*[0-9]+\s*)?[)}]?(\s*(\*\*|\^)\s*[({]?\s*[A-Za-z0-9]+\s*[)}]?)?")
+
+
+@dataclass(frozen=True)
+class MatrixFormula:
+    """A parsed δ equation (``kind`` "delta": δNAME = …) or weight gradient (``kind`` "total":
+    dL/dNAME = …); ``rhs`` is a tuple tree: ("num", v), ("node", name), ("delta", name),
+    ("at", base, offset, is_delta), ("T", a), ("diag", a), ("mul"|"had"|"add"|"sub"|"div", a, b),
+    ("neg", a), ("pow", a, n), ("fn", name, a), ("sum_t", a)."""
+
+    source: str
+    kind: str
+    name: str
+    rhs: tuple
+
+
+def parse_matrix_formula(text: str, network) -> MatrixFormula:
+    """Read a vector network's δ equation or weight gradient; anything else is a one-line RnnsymError."""
+    if not isinstance(text, str):
+        raise RnnsymError(f"a formula is text, got {type(text).__name__}")
+    if len(text) > MAX_CHARS:
+        raise RnnsymError(f"the formula is {len(text)} characters long; at most {MAX_CHARS} are read")
+    if not text.strip():
+        raise RnnsymError("the formula is empty; write it as δNAME = … or dL/dW = …, "
+                          "e.g. δh2 = W_hh^T diag(1 - h3^2) δh3")
+    plain = latex_to_plain(text, matrix=True) if "\\" in text else text
+    _check_depth(plain)
+    sides = plain.split("=")
+    if len(sides) > 2:  # Σ_{t=1}^{T} holds an '=' of its own
+        sides = re.sub(r"(?:\bsum|Σ|∑)\s*_\s*[({]\s*t\s*=\s*[0-9]+\s*[)}]", "sum_t", plain).split("=")
+    if len(sides) != 2 or any(not s.strip() for s in sides):
+        raise RnnsymError("write the formula as one equation with a single '=': δNAME = … (a node's adjoint) or "
+                          "dL/dW = … (a weight's gradient)")
+    reader = _MatrixReader(network)
+    kind, name = reader.left(sides[0])
+    rhs = reader.read(sides[1])
+    return MatrixFormula(text, kind, name, rhs)
+
+
+class _MatrixReader:
+    def __init__(self, network):
+        self.network, self.graph = network, network.graph
+        self.placeholders: dict[str, tuple] = {}
+        self._calls = 0
+
+    def left(self, side: str) -> tuple[str, str]:
+        compact = re.sub(r"[\s(){}\[\]]", "", self._unicode(side))
+        m = re.fullmatch(r"_delta_([A-Za-z][A-Za-z0-9_]*)", compact)
+        if m and self._node(m.group(1)):
+            return "delta", self._node(m.group(1))
+        m = re.fullmatch(r"(?:d|_partial_)L/(?:d|_partial_)([A-Za-z][A-Za-z0-9_]*)", compact)
+        if m and self._node(m.group(1)):
+            node = self._node(m.group(1))
+            return ("total" if self.graph[node].kind == "param" else "delta"), node
+        raise RnnsymError(f"the left side must be a node's adjoint δNAME or a weight's gradient dL/dNAME, got "
+                          f"{side.strip()!r}; {self._names()}")
+
+    def _node(self, name: str) -> str | None:
+        if name in self.graph:
+            return name
+        joined = re.sub(r"_(\d+)$", r"\1", name)
+        return joined if joined in self.graph else None
+
+    def _names(self) -> str:
+        return "this network's names: " + listed(self.graph.nodes, limit=40)
+
+    @staticmethod
+    def _unicode(text: str) -> str:
+        for old, new in _MATRIX_UNICODE.items():
+            text = text.replace(old, new)
+        text = re.sub(r"\bdelta_?(?=[A-Za-z])", " _delta_ ", text)
+        return _SUM.sub(" sum_t ", text)
+
+    def read(self, text: str) -> tuple:
+        source = self._rewrite(self._unicode(text))
+        try:
+            tree = ast.parse(source, mode="eval")
+        except SyntaxError as exc:
+            raise RnnsymError(f"cannot read the right side {text.strip()!r}: {exc.msg}") from None
+        except (MemoryError, RecursionError):
+            raise RnnsymError("the right side is too deeply nested to read") from None
+        _check_tree(tree)
+        return self._walk(tree.body)
+
+    def _rewrite(self, text: str) -> str:
+        try:
+            raw = [t for t in tokenize.generate_tokens(io.StringIO(text.replace("\n", " ")).readline)
+                   if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT,
+                                     tokenize.DEDENT)]
+        except (tokenize.TokenError, IndentationError, SyntaxError) as exc:
+            raise RnnsymError(f"cannot read {text.strip()!r}: {exc.args[0] if exc.args else exc}") from None
+        if len(raw) > MAX_TOKENS:
+            raise RnnsymError(f"the formula has {len(raw)} tokens; at most {MAX_TOKENS} are read")
+        out: list[tuple[str, str]] = []
+        sums: list[int] = []  # bracket depths at which an open Σ_t ends
+        depth, i = 0, 0
+        while i < len(raw):
+            tok, s = raw[i], raw[i].string
+            ahead = [t.string for t in raw[i + 1:i + 6]]
+            if tok.type == tokenize.NAME and s == "sum_t":
+                out += [("func", "_sum_t"), ("op", "(")]
+                sums.append(depth)
+                depth += 1
+                i += 1
+                continue
+            if tok.type == tokenize.NAME and s == "_delta_" and ahead and raw[i + 1].type == tokenize.NAME:
+                step = self._indexed(raw, i + 1, delta=True)
+                if step is None:
+                    raise RnnsymError(f"unknown name {ahead[0]!r} after δ in the formula; {self._names()}")
+                out.append(step[0])
+                i = step[1]
+                continue
+            if tok.type == tokenize.NAME:
+                step = self._indexed(raw, i, delta=False)
+                if step is not None:
+                    out.append(step[0])
+                    i = step[1]
+                    continue
+                if s in MATRIX_FUNCTIONS or s in ("diag", "hadamard"):
+                    out.append(("func", s))
+                    i += 1
+                    continue
+                raise RnnsymError(f"unknown name {s!r} in the formula; {self._names()}; functions: diag, hadamard, "
+                                  f"{', '.join(MATRIX_FUNCTIONS)}")
+            if tok.type == tokenize.OP and s in ("^", "**") and ahead[:1] == ["T"]:
+                out += [("op", "."), ("name", "T")]
+                i += 2
+                continue
+            if tok.type == tokenize.OP and s in ("^", "**") and ahead[:3] == ["(", "T", ")"]:
+                out += [("op", "."), ("name", "T")]
+                i += 4
+                continue
+            if tok.type == tokenize.OP and s == "." and ahead[:1] == ["T"]:
+                out += [("op", "."), ("name", "T")]
+                i += 2
+                continue
+            if tok.type == tokenize.NUMBER:
+                if not re.fullmatch(r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", s):
+                    raise RnnsymError(f"the number {s!r} is not allowed in a formula; write decimal numbers")
+                out.append(("number", s))
+            elif tok.type == tokenize.OP and s in ("+", "-", "*", "/", "**", "^", "@", "%", "(", ")", "[", "]",
+                                                   "{", "}", ","):
+                op = {"^": "**", "[": "(", "{": "(", "]": ")", "}": ")"}.get(s, s)
+                if op == "(":
+                    depth += 1
+                elif op == ")":
+                    depth -= 1
+                    while sums and sums[-1] == depth:  # the bracket around a Σ_t closes: so does the Σ
+                        out.append(("op", ")"))
+                        sums.pop()
+                out.append(("op", op))
+            else:
+                raise RnnsymError(f"{s!r} is not allowed in a formula; allowed: {MATRIX_ALLOWED}")
+            i += 1
+        out += [("op", ")")] * len(sums)
+        return " ".join(_with_matrix_products(out))
+
+    def _place(self, meaning: tuple) -> tuple[str, str]:
+        key = f"_P{len(self.placeholders)}"
+        self.placeholders[key] = meaning
+        return ("name", key)
+
+    def _indexed(self, raw, i: int, delta: bool):
+        """(token, next index) for NAME, NAME_t or NAME_(t±k) at raw[i]; None when it is no such name."""
+        s = raw[i].string
+        after = [t.string for t in raw[i + 1:i + 6]]
+        if s.endswith("_") and after[:2] == ["(", "t"]:
+            if after[2:3] == [")"]:
+                return self._place(("at", s[:-1], 0, delta)), i + 4
+            if len(after) >= 5 and after[2] in "+-" and re.fullmatch(r"[0-9]", after[3]) and after[4] == ")":
+                return self._place(("at", s[:-1], int(after[2] + after[3]), delta)), i + 6
+        if s.endswith("_t") and len(s) > 2 and any(re.fullmatch(re.escape(s[:-2]) + r"[0-9]+", n) for n in self.graph.nodes):
+            return self._place(("at", s[:-2], 0, delta)), i + 1
+        if s == "T" and not delta:
+            return None
+        node = self._node(s)
+        if node is None:
+            return None
+        return self._place(("delta" if delta else "node", node)), i + 1
+
+    def _walk(self, node: ast.AST) -> tuple:
+        if isinstance(node, ast.BinOp):
+            ops = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.MatMult: "mul", ast.Div: "div", ast.Mod: "had"}
+            if isinstance(node.op, ast.Pow):
+                exponent = node.right
+                if not (isinstance(exponent, ast.Constant) and type(exponent.value) is int and
+                        0 <= exponent.value <= MAX_EXPONENT):
+                    raise RnnsymError(f"a power in a vector formula is a whole number from 0 to {MAX_EXPONENT} "
+                                      "(h3^2, elementwise); write ^T for a transpose")
+                return ("pow", self._walk(node.left), exponent.value)
+            if type(node.op) not in ops:
+                raise RnnsymError(f"{_describe(node)} is not allowed in a formula; allowed: {MATRIX_ALLOWED}")
+            return (ops[type(node.op)], self._walk(node.left), self._walk(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            value = self._walk(node.operand)
+            return ("neg", value) if isinstance(node.op, ast.USub) else value
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            if not math.isfinite(node.value) or abs(node.value) > MAX_NUMBER:
+                raise RnnsymError(f"the number {node.value!r} is too large for a formula")
+            return ("num", float(node.value))
+        if isinstance(node, ast.Name) and node.id in self.placeholders:
+            return self.placeholders[node.id]
+        if isinstance(node, ast.Attribute) and node.attr == "T":
+            return ("T", self._walk(node.value))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                node.func.id in (*MATRIX_FUNCTIONS, "diag", "hadamard", "_sum_t"):
+            name = node.func.id
+            wanted = 2 if name == "hadamard" else 1
+            if node.keywords or len(node.args) != wanted or any(isinstance(a, ast.Starred) for a in node.args):
+                raise RnnsymError(f"{name.strip('_')} takes {wanted} argument(s) in a formula")
+            if self._calls >= MAX_CALL_DEPTH:
+                raise RnnsymError(f"the formula nests functions more than {MAX_CALL_DEPTH} deep")
+            self._calls += 1
+            try:
+                args = [self._walk(a) for a in node.args]
+            finally:
+                self._calls -= 1
+            if name == "hadamard":
+                return ("had", *args)
+            if name in ("diag", "_sum_t"):
+                return ("diag" if name == "diag" else "sum_t", args[0])
+            return ("fn", "sigmoid" if name == "sigma" else name, args[0])
+        raise RnnsymError(f"{_describe(node)} is not allowed in a formula; allowed: {MATRIX_ALLOWED}")
+
+
+def _with_matrix_products(tokens: list[tuple[str, str]]) -> list[str]:
+    """As :func:`_with_products`; ``.T`` ends an operand and takes no product before it."""
+    out: list[str] = []
+    previous = None
+    for kind, text in tokens:
+        ends = previous is not None and (previous[0] in ("name", "number") or previous[1] == ")")
+        starts = (kind in ("name", "number", "func") or text == "(") and not (previous == ("op", ".") or
+                                                                              (kind, text) == ("name", "T"))
+        if ends and starts:
+            out.append("*")
+        if previous is not None and previous[0] == "func" and text != "(":
+            raise RnnsymError(f"{previous[1].strip('_')} needs its argument in parentheses, as in diag(v)")
+        out.append(text)
+        previous = (kind, text)
+    if previous is not None and previous[0] == "func":
+        raise RnnsymError(f"{previous[1].strip('_')} needs its argument in parentheses")
+    return out

@@ -14,6 +14,7 @@ and it is compared with the derivation three ways:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -108,11 +109,8 @@ class Verdict:
 
 def verify(network, text: str, wrt=None, *, seed: int = 0) -> Verdict:
     """Check a hand-derived ``dL/d(wrt)`` (see :meth:`rnnsym.Network.verify`)."""
-    if not network.is_scalar:
-        raise RnnsymError(
-            f"verify checks formulas for scalar networks (the seed network, scalar cells); this {network.name} "
-            "network has vector or matrix nodes, whose δ equations it does not read yet — see them with "
-            "'rnnsym derive'")
+    if not network.is_scalar:  # δ equations and weight gradients in matrix notation
+        return verify_vector(network, text, wrt, seed=seed)
     formula = parse_formula(text, network)
     target = _target(network, formula, wrt)
     derivation = network.derive(target)
@@ -637,3 +635,522 @@ def _symbolically_equal(a: sp.Expr, b: sp.Expr) -> bool | None:
     if sp.expand(difference) == 0:
         return True
     return sp.cancel(sp.together(difference)) == 0 or None
+
+
+# ---- vector networks: δ equations and weight gradients in matrix notation ----------------------------
+# The formula is read as a tuple tree (rnnsym.learn.parse.parse_matrix_formula) and evaluated on arrays at
+# random points: one draw of the parameters and VECTOR_POINTS examples of inputs and targets. The truth is
+# the compiled unrolled code's own adjoints (δ of every hidden node) and per-example gradients; the
+# diagnosis fits the formula with the shares of the node's children (the rule table's terms, as the
+# recursive view prints them) and with those shares changed the way learners change them.
+VECTOR_POINTS = 24
+
+
+class _Shape(Exception):
+    """Shapes that do not fit: the formula is wrong (not unreadable); the message says where."""
+
+
+class _Absent(Exception):
+    """A step-indexed name with no node at this step (h_(t+1) at the last step): the Σ_t skips it."""
+
+
+@dataclass(frozen=True)
+class VectorVerdict(Verdict):
+    """``net.verify(text)``'s answer for a vector network's δ equation or weight gradient."""
+
+    lhs: str = ""  # δh₂ or dL/dW_hh, as the derivation writes it
+
+    def text(self) -> str:
+        lines = [f"Your formula: {self.lhs} = {self.formula}"]
+        lines += [f"  ({n})" for n in self.notes]
+        if self.ok:
+            lines.append(f"Right: it equals {self.lhs}, numerically at {self.points} random points against rnnsym's "
+                         f"compiled adjoints (largest relative difference {self.max_rel_error:.1e}).")
+            return "\n".join(lines)
+        lines.append(f"Wrong: it differs from {self.lhs} at random points (largest relative difference "
+                     f"{_percent(self.max_rel_error)}).")
+        lines += [f"- {f}" for f in self.findings]
+        lines.append(f"{self.lhs} = {self.gradient}")
+        return "\n".join(lines)
+
+    __str__ = text
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "lhs": self.lhs}
+
+
+def verify_vector(network, text: str, wrt=None, *, seed: int = 0) -> VectorVerdict:
+    """Check a hand-derived δ equation (``δh2 = W_hh^T diag(1 - h3^2) δh3``) or weight gradient
+    (``dL/dW_hh = Σ_t diag(1 - h_t^2) δh_t h_(t-1)^T``) of a vector network."""
+    from .parse import parse_matrix_formula
+
+    formula = parse_matrix_formula(text, network)
+    if wrt is not None:
+        given = network.resolve(wrt, "parameter, node or input")
+        if given != formula.name:
+            raise RnnsymError(f"the formula's left side is about {formula.name} but wrt={given!r} was given")
+    node = network.graph[formula.name]
+    if node.kind == "loss" or (formula.kind == "delta" and node.kind in ("param", "input", "target", "constant")):
+        raise RnnsymError(f"δ{formula.name} is not a δ equation rnnsym checks; write δNAME = … for a hidden node "
+                          "or output, or dL/dNAME = … for a parameter")
+    return _VectorCheck(network, formula, seed).verdict()
+
+
+class _VectorCheck:
+    def __init__(self, network, formula, seed: int):
+        from ..program.build import view_shares
+
+        self.network, self.graph, self.formula = network, network.graph, formula
+        self.name = formula.name
+        self.notes: list[str] = []
+        self.findings: list[str] = []
+        self._in_diag = 0
+        self.count = VECTOR_POINTS
+        self._values(seed)
+        loss = self.graph.loss.name
+        children = [c for c in self.graph.children(self.name) if c == loss or c in self.deltas]
+        self.shares = [s for s in view_shares(network, self.name, children)]
+        if any(s.term.softmax is not None for s in self.shares):
+            raise RnnsymError("verify does not check δ equations through a softmax yet; see them with 'rnnsym derive'")
+
+    # -- the point: node values, adjoints and per-example gradients from the compiled code --
+    def _values(self, seed: int) -> None:
+        graph, network = self.graph, self.network
+        rng = np.random.default_rng(seed)
+        P = self.count
+        params = {p: rng.uniform(-1.0, 1.0, graph[p].shape) for p in network.param_names}
+        inputs = [n for n in graph.nodes.values() if n.kind == "input"]
+        size = max(int(np.prod(inputs[0].shape)) if inputs[0].shape else 1, 1)
+        x = rng.uniform(-1.2, 1.2, (P, network.steps, size))
+        targets = [n for n in graph.nodes.values() if n.kind == "target"]
+        width = int(np.prod(targets[0].shape)) if targets[0].shape else 1
+        y = rng.uniform(0.1, 0.9, (P, len(targets), width) if len(targets) > 1 else (P, width))
+        if network.options.get("loss") == "cross_entropy":  # probability rows, as cross-entropy wants
+            y = y / y.sum(axis=-1, keepdims=True)
+        compiled = network.compile(form="unrolled")
+        trace = compiled.trace(params, x, y)
+        adjoints, _ = compiled.adjoints(params, x, y)
+        self.values: dict[str, np.ndarray] = {}
+        for name, node in graph.nodes.items():
+            if name in trace:
+                value = np.asarray(trace[name], dtype=float)
+                if name in params:
+                    value = np.broadcast_to(value, (P, *np.shape(value)))
+                self.values[name] = _column(value, P)
+        self.deltas = {name: _column(np.asarray(a, dtype=float) * P, P) for name, a in adjoints.items()}
+        self._outputs_and_losses()
+        self.gradients: dict[str, np.ndarray] = {}
+        if graph[self.formula.name].kind == "param":
+            name = self.formula.name
+            self.gradients[name] = np.stack(
+                [_column(np.asarray(compiled.value_and_grad(params, x[k:k + 1], y[k:k + 1])[1][name])[None], 1)[0]
+                 for k in range(P)])
+
+    def _outputs_and_losses(self) -> None:
+        """δ of the outputs and loss terms (the compiled code fuses them away): from the rule table's
+        shares of their children, the loss's δ being 1."""
+        from ..program.build import view_shares
+
+        graph, loss = self.graph, self.graph.loss.name
+        self.deltas[loss] = np.ones((self.count, 1, 1))
+        for name in reversed(list(graph.nodes)):
+            node = graph[name]
+            if name in self.deltas or node.kind not in ("output", "loss_term"):
+                continue
+            children = [c for c in graph.children(name) if c in self.deltas]
+            self.deltas[name] = sum(self._share(s) for s in view_shares(self.network, name, children))
+
+    # -- evaluating the rule table's shares, and the learner's tree --
+    def _sym(self, expr) -> np.ndarray:
+        return _evaluate_sympy(expr, self.values, self.count)
+
+    def _share(self, share, factor=None, delta=None, transpose=True, outer=None) -> np.ndarray:
+        from ..engine.rules import TermKind
+
+        term = share.term
+        f = self._sym(term.factor if factor is None else factor)
+        d = self.deltas[share.child] if delta is None else delta
+        carried = _carried(f, d)
+        if share.kind == TermKind.THROUGH_MATRIX:
+            m = self.values[term.matrix.name]
+            return np.swapaxes(m, -1, -2) @ carried if transpose else m @ carried
+        if share.kind == TermKind.WEIGHT and term.outer is not None:
+            v = self.values[term.outer.name] if outer is None else outer
+            return carried @ np.swapaxes(v, -1, -2)
+        if share.kind == TermKind.SUMMED:
+            return carried.sum(axis=(-2, -1), keepdims=True)
+        return carried
+
+    def _truth(self) -> np.ndarray:
+        if self.formula.kind == "total":
+            return self.gradients[self.name]
+        if self.name in self.deltas:
+            return self.deltas[self.name]
+        return sum(self._share(s) for s in self.shares)
+
+    def verdict(self) -> VectorVerdict:
+        truth = self._truth()
+        try:
+            mine = _broadcast(self._eval(self.formula.rhs, None), truth.shape)
+        except _Shape as exc:
+            self.findings.append(str(exc))
+            return self._done(False, math.inf)
+        if mine.shape != truth.shape:
+            self._shape_findings(mine, truth)
+            return self._done(False, math.inf)
+        error = _relative_error(mine.ravel(), truth.ravel())
+        if error >= TOLERANCE:
+            self._diagnose(mine, truth)
+        return self._done(error < TOLERANCE, error)
+
+    def _done(self, ok: bool, error: float) -> VectorVerdict:
+        from ..printing.text import TextPrinter
+        from ..records import Applied
+
+        printer = TextPrinter()
+        loss = self.graph.loss.name
+        shown = [printer.doprint(Applied(s.term, None if s.child == loss else s.child, s.kind, scalar=False))
+                 for s in self.shares]
+        lhs = (f"dL/d{self.name}" if self.formula.kind == "total" else f"δ{_sub(self.name)}")
+        text = " ".join(self.formula.source.split("=", 1)[-1].split())
+        return VectorVerdict(ok=ok, target=self.name, formula=text if len(text) <= 200 else text[:197] + "…",
+                             paths=(), findings=tuple(dict.fromkeys(self.findings)),
+                             notes=tuple(dict.fromkeys(self.notes)), symbolic=None, max_rel_error=error,
+                             points=self.count, gradient=" + ".join(shown) or "0", lhs=lhs)
+
+    def _eval(self, tree: tuple, t: int | None) -> np.ndarray:
+        kind = tree[0]
+        P = self.count
+        if kind == "num":
+            return np.full((P, 1, 1), tree[1])
+        if kind in ("node", "delta"):
+            return self._named(tree[1], kind == "delta")
+        if kind == "at":
+            _, base, offset, is_delta = tree
+            if t is None:
+                raise RnnsymError(f"{base}_t stands outside a Σ_t: write the step (h2) or sum over t (Σ_t …)")
+            name = f"{base}{t + offset}"
+            if name not in self.graph or (is_delta and self.graph[name].kind not in ("hidden", "output")):
+                raise _Absent(name)
+            return self._named(name, is_delta)
+        if kind == "sum_t":
+            if t is not None:
+                raise RnnsymError("a Σ_t inside another Σ_t: write one sum over the steps")
+            total, used = None, []
+            for step in range(0, self.network.steps + 2):
+                try:
+                    value = self._eval(tree[1], step)
+                except _Absent:
+                    continue
+                used.append(step)
+                total = value if total is None else _add(total, value, tree)
+            if total is None:
+                raise RnnsymError("the Σ_t has no step at which all of its names exist")
+            self.notes.append(f"the Σ_t is read over the steps t = {used[0]} … {used[-1]} at which its names exist")
+            return total
+        if kind == "T":
+            return np.swapaxes(self._eval(tree[1], t), -1, -2)
+        if kind == "diag":
+            self._in_diag += 1
+            try:
+                v = self._eval(tree[1], t)
+            finally:
+                self._in_diag -= 1
+            if v.shape[-1] != 1:
+                raise _Shape(f"diag({_tree_text(tree[1])}) needs a vector; {_tree_text(tree[1])} is "
+                             f"{v.shape[-2]}×{v.shape[-1]}")
+            return v[..., 0][..., :, None] * np.eye(v.shape[-2])[None]
+        if kind == "neg":
+            return -self._eval(tree[1], t)
+        if kind == "pow":
+            with np.errstate(all="ignore"):
+                return self._eval(tree[1], t) ** tree[2]
+        if kind == "fn":
+            with np.errstate(all="ignore"):
+                return _ELEMENTWISE[tree[1]](self._eval(tree[2], t))
+        a, b = self._eval(tree[1], t), self._eval(tree[2], t)
+        if kind == "add":
+            return _add(a, b, tree)
+        if kind == "sub":
+            return _add(a, -b, tree)
+        if kind == "mul":
+            return self._product(a, b, tree)
+        if kind in ("had", "div"):
+            if a.shape != b.shape and not (_scalar(a) or _scalar(b)):
+                raise _Shape(f"{_tree_text(tree[1])} ({_dims(a)}) and {_tree_text(tree[2])} ({_dims(b)}) have "
+                             "different shapes: an elementwise operation needs the same shape")
+            with np.errstate(all="ignore"):
+                return a * b if kind == "had" else a / b
+        raise RnnsymError(f"cannot evaluate {kind!r}")  # pragma: no cover - the parser admits only the above
+
+    def _named(self, name: str, delta: bool) -> np.ndarray:
+        if not delta:
+            if name == self.graph.loss.name:
+                raise RnnsymError(f"the loss {name} itself stands in the formula; write its adjoint's shares instead")
+            return self.values[name]
+        if name not in self.deltas and self.graph[name].kind in ("hidden", "output") and name in self.values:
+            return np.zeros_like(self.values[name])  # a δ the compiled code prunes: it is 0 (c0·δc1 with c0 = 0)
+        if name not in self.deltas:
+            raise RnnsymError(f"δ{name} is not an adjoint rnnsym has: {name} is a {self.graph[name].kind} that does "
+                              "not lead to the loss through hidden nodes")
+        return self.deltas[name]
+
+    def _product(self, a, b, tree) -> np.ndarray:
+        if _scalar(a) or _scalar(b):
+            return a * b
+        if a.shape[-1] == b.shape[-2]:
+            return a @ b
+        if a.shape == b.shape and a.shape[-1] == 1:
+            if self._in_diag:  # diag(y·(1 − y)): elementwise, as the derivation writes it
+                return a * b
+            self.notes.append(f"read {_tree_text(tree[1])}·{_tree_text(tree[2])}, a product of two vectors, as "
+                              "elementwise (⊙)")
+            return a * b
+        raise _Shape(f"the product {_tree_text(tree[1])} ({_dims(a)}) · {_tree_text(tree[2])} ({_dims(b)}) does not "
+                     "fit: a matrix product needs the left's columns to equal the right's rows")
+
+    # -- the diagnosis --
+    def _shape_findings(self, mine, truth) -> None:
+        lhs = f"dL/d{self.name}" if self.formula.kind == "total" else f"δ{_sub(self.name)}"
+        if mine.shape == np.swapaxes(truth, -1, -2).shape:
+            what = "a row where a column belongs" if truth.shape[-1] == 1 else "the transpose of what it should be"
+            self.findings.append(f"the formula is {_dims(mine)} but {lhs} is {_dims(truth)}: {what} (a missing or "
+                                 "extra transpose)")
+        else:
+            self.findings.append(f"the formula is {_dims(mine)} but {lhs} is {_dims(truth)}")
+
+    def _diagnose(self, mine, truth) -> None:
+        lhs = f"dL/d{self.name}" if self.formula.kind == "total" else f"δ{_sub(self.name)}"
+        if not np.all(np.isfinite(mine)):
+            self.findings.append("the formula cannot be evaluated at every random point: it is not " + lhs)
+            return
+        basis = np.column_stack([self._share(s).ravel() for s in self.shares]) if self.shares \
+            else np.zeros((mine.size, 0))
+        target = mine.ravel()
+        scale = max(float(np.max(np.abs(truth))), 1e-300)
+        chosen, coefficients, residual = _fit(basis, [], target, scale)
+        if residual > TOLERANCE:
+            chosen, coefficients, residual = _pursue(basis, list(self._mistakes()), target, scale)
+        if residual > TOLERANCE:
+            self.findings.append(f"the formula is not a sum of the shares of {lhs}, nor of shares with one thing "
+                                 "changed: compare it with the shares below, factor by factor")
+            return
+        texts = self._share_texts()
+        mistaken = {index for (index, _, _), c in zip(chosen, coefficients[len(self.shares):]) if abs(c) > 1e-6}
+        missing = []
+        for i, share in enumerate(self.shares):
+            c = _round(coefficients[i])
+            if i in mistaken:
+                continue
+            if c == 0:
+                missing.append(i)
+            elif c == -1:
+                self.findings.append(f"the share from {_sub(share.child)}, {texts[i]}, has the wrong sign")
+            elif c != 1:
+                self.findings.append(f"the share from {_sub(share.child)}, {texts[i]}, is multiplied by {c:g}")
+        for (index, words, _), c in zip(chosen, coefficients[len(self.shares):]):
+            if abs(c) > 1e-6:
+                self.findings.append(f"the share from {_sub(self.shares[index].child)} ({texts[index]}): {words}")
+        for i in missing:
+            child = self.shares[i].child
+            source = "the loss" if child == self.graph.loss.name else _sub(child)
+            self.findings.append(f"a missing term: {lhs} also gets {texts[i]} from {source}")
+        self._recursion_hint(missing)
+
+    def _recursion_hint(self, missing) -> None:
+        """δ of a step's node that leaves out the next step's share ignores the recursion; keeping only
+        the output's share is the d2l-style δh_t = W_hyᵀ·δy_t, right only at the last step."""
+        if self.formula.kind != "delta":
+            return
+        step = _step(self.name)
+        later = [self.shares[i].child for i in missing
+                 if step is not None and (_step(self.shares[i].child) or 0) > step]
+        if not later:
+            return
+        nxt = list(dict.fromkeys(later))
+        kept = {self.graph[s.child].kind for i, s in enumerate(self.shares) if i not in missing}
+        d2l = (" (δh_t = W_hyᵀ·δy_t alone, the formula that forgets the recursion, holds only at the last step)"
+               if "output" in kept else "")
+        self.findings.append(f"the formula ignores the recursion: {_sub(self.name)} also feeds "
+                             f"{' and '.join(_sub(c) for c in nxt)} at the next step, so δ{_sub(self.name)} is built "
+                             f"from {' and '.join('δ' + _sub(c) for c in nxt)} too{d2l}")
+
+    def _share_texts(self) -> list[str]:
+        from ..printing.text import TextPrinter
+        from ..records import Applied
+
+        loss = self.graph.loss.name
+        return [TextPrinter().doprint(Applied(s.term, None if s.child == loss else s.child, s.kind, scalar=False))
+                for s in self.shares]
+
+    def _mistakes(self):
+        """(share index, words, values) for each share with one thing changed as learners change it."""
+        from ..engine.rules import TermKind
+
+        for index, share in enumerate(self.shares):
+            term = share.term
+            f = term.factor
+            if share.kind == TermKind.THROUGH_MATRIX and self.values[term.matrix.name].shape[-1] == \
+                    self.values[term.matrix.name].shape[-2]:
+                w = term.matrix.name
+                yield index, (f"a missing transpose: {w} where {w}ᵀ belongs (an adjoint goes back through "
+                              f"{w}·v as {w}ᵀ·δ)"), self._share(share, transpose=False).ravel()
+            if f != 1:
+                yield index, f"a missing diag({_t(f)}): the local derivative's factor is left out", \
+                    self._share(share, factor=sp.S.One).ravel()
+            for wrong, why in _wrong_derivatives(f):
+                yield index, (f"the wrong activation derivative: diag({_t(wrong)}) where diag({_t(f)}) belongs "
+                              f"({why})"), self._share(share, factor=wrong).ravel()
+            for old, new in self._shifts(f.free_symbols | ({term.outer} if term.outer is not None else set())):
+                values = self._share(share, factor=f.xreplace({old: new}),
+                                     outer=self.values[new.name] if term.outer == old else None)
+                yield index, (f"a wrong step index: {_sub(new.name)} where {_sub(old.name)} belongs"), values.ravel()
+            if share.child in self.deltas:
+                for other in self._shifted_names(share.child):
+                    if other in self.deltas:
+                        yield index, (f"a wrong step index: δ{_sub(other)} where δ{_sub(share.child)} belongs"), \
+                            self._share(share, delta=self.deltas[other]).ravel()
+
+    def _shifted_names(self, name: str) -> list[str]:
+        m = re.fullmatch(r"(.*?)(\d+)", name)
+        if not m:
+            return []
+        return [f"{m.group(1)}{int(m.group(2)) + k}" for k in (-1, 1) if f"{m.group(1)}{int(m.group(2)) + k}" in self.graph]
+
+    def _shifts(self, symbols):
+        for s in sorted(symbols, key=lambda s: s.name):
+            if s.name not in self.graph:
+                continue
+            for other in self._shifted_names(s.name):
+                if other in self.values:
+                    yield s, self.graph[other].symbol
+
+
+def _wrong_derivatives(f: sp.Expr):
+    """(wrong factor, why) for activation derivatives written wrong: 1 − h for 1 − h², σ′ halves."""
+    seen = set()
+    for sub in sp.preorder_traversal(f):
+        if sub.is_Pow and sub.exp == 2:
+            wrong = f.xreplace({sub: sub.base})
+            if wrong not in seen:
+                seen.add(wrong)
+                yield wrong, f"tanh′ is 1 − tanh², so 1 − {_t(sub.base)}² belongs, not 1 − {_t(sub.base)}"
+        if sub.is_Mul and len(sub.args) == 2:
+            a, b = sub.args
+            for s, other in ((a, b), (b, a)):
+                if s.is_Symbol and sp.expand(other - (1 - s)) == 0:
+                    for wrong_part in (other, s, 1 - s**2):
+                        wrong = f.xreplace({sub: wrong_part})
+                        if wrong not in seen:
+                            seen.add(wrong)
+                            yield wrong, f"σ′ is {_t(s)}·(1 − {_t(s)})"
+
+
+_ELEMENTWISE = {"tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "relu": lambda z: np.maximum(z, 0),
+                "exp": np.exp, "log": np.log}
+
+
+def _evaluate_sympy(expr, values: dict, count: int) -> np.ndarray:
+    """A rule table factor (elementwise in vector node symbols, MatVec for W·v) on the point's arrays."""
+    expr = sp.sympify(expr)
+    if expr.is_Symbol:
+        return values[expr.name]
+    if expr.is_Number:
+        return np.full((count, 1, 1), float(expr))
+    args = [_evaluate_sympy(a, values, count) for a in expr.args]
+    with np.errstate(all="ignore"):
+        if expr.is_Add:
+            return sum(args[1:], args[0])
+        if expr.is_Mul:
+            out = args[0]
+            for a in args[1:]:
+                out = out * a
+            return out
+        if expr.is_Pow:
+            return args[0] ** args[1]
+        name = type(expr).__name__
+        if name == "MatVec":
+            return args[0] @ args[1]
+        if name in ("tanh", "exp", "log"):
+            return getattr(np, name)(args[0])
+        if name == "sigmoid":
+            return 1 / (1 + np.exp(-args[0]))
+        if name == "relu":
+            return np.maximum(args[0], 0)
+        if name == "Heaviside":
+            return np.heaviside(args[0], 0.0)
+    raise RnnsymError(f"verify cannot evaluate {type(expr).__name__} in a vector network's local derivatives yet")
+
+
+def _column(value: np.ndarray, count: int) -> np.ndarray:
+    """(count, ...) as (count, rows, columns): a vector as a column, a number as 1×1."""
+    value = np.asarray(value, dtype=float)
+    if value.ndim == 1:
+        return value.reshape(count, 1, 1)
+    if value.ndim == 2:
+        return value[:, :, None]
+    return value
+
+
+def _carried(f: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """diag(f)·δ, the value a share carries: elementwise."""
+    return f * d
+
+
+def _scalar(a: np.ndarray) -> bool:
+    return a.shape[-2:] == (1, 1)
+
+
+def _broadcast(a: np.ndarray, shape: tuple) -> np.ndarray:
+    """A number (``dL/dW = 0``) where a vector or matrix belongs: the same number in every entry."""
+    return np.broadcast_to(a, shape) if _scalar(a) and len(shape) == 3 and a.shape[0] == shape[0] else a
+
+
+def _add(a: np.ndarray, b: np.ndarray, tree) -> np.ndarray:
+    if a.shape == b.shape or _scalar(a) or _scalar(b):
+        return a + b
+    raise _Shape(f"{_tree_text(tree[1])} ({_dims(a)}) and {_tree_text(tree[2])} ({_dims(b)}) are added but have "
+                 "different shapes")
+
+
+def _dims(a: np.ndarray) -> str:
+    return f"{a.shape[-2]}×{a.shape[-1]}"
+
+
+_SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def _sub(name: str) -> str:
+    """h2 as the derivation writes it, h₂ (a trailing step number as a subscript)."""
+    m = re.fullmatch(r"(.*?[A-Za-z_])(\d+)", name)
+    return m.group(1) + m.group(2).translate(_SUBSCRIPTS) if m else name
+
+
+def _step(name: str) -> int | None:
+    m = re.fullmatch(r"(.*?[A-Za-z_])(\d+)", name)
+    return int(m.group(2)) if m else None
+
+
+def _tree_text(tree: tuple) -> str:
+    kind = tree[0]
+    if kind == "num":
+        return f"{tree[1]:g}"
+    if kind in ("node", "delta"):
+        return ("δ" if kind == "delta" else "") + _sub(tree[1])
+    if kind == "at":
+        offset = "t" if tree[2] == 0 else f"(t{tree[2]:+d})"
+        return ("δ" if tree[3] else "") + f"{tree[1]}_{offset}"
+    if kind == "T":
+        return _tree_text(tree[1]) + "ᵀ"
+    if kind == "diag":
+        return f"diag({_tree_text(tree[1])})"
+    if kind == "sum_t":
+        return f"Σ_t ({_tree_text(tree[1])})"
+    if kind == "neg":
+        return f"−{_tree_text(tree[1])}"
+    if kind == "pow":
+        return f"{_tree_text(tree[1])}^{tree[2]}"
+    if kind == "fn":
+        return f"{tree[1]}({_tree_text(tree[2])})"
+    symbol = {"add": " + ", "sub": " − ", "mul": "·", "had": " ⊙ ", "div": "/"}[kind]
+    return f"({_tree_text(tree[1])}{symbol}{_tree_text(tree[2])})"

@@ -250,3 +250,50 @@ def test_a_stacked_step_is_a_chain_of_kernels_and_the_products_between_them(make
     value, grads = fused.value_and_grad(params, x, y)
     value0, grads0 = numpy_only(make).value_and_grad(params, x, y)
     assert math.isclose(value, value0, rel_tol=1e-12) and _max_relative_error(grads, grads0) < 1e-12
+
+
+class _FakeClock:
+    """perf_counter and process_time under the test's control (threads.time)."""
+
+    def __init__(self):
+        self.wall, self.own = 0.0, 0.0
+
+    def perf_counter(self):
+        return self.wall
+
+    def process_time(self):
+        return self.own
+
+
+@pytest.mark.parametrize("others, busy", [(0.0, False), (0.2, False), (0.9, True), (1.0, True)])
+def test_other_processes_cpu_use_decides_one_blas_thread_per_call(monkeypatch, others, busy):
+    from rnnsym.numeric import threads
+
+    clock, machine = _FakeClock(), [100.0]
+    monkeypatch.setattr(threads, "time", clock)
+    monkeypatch.setattr(threads, "_machine_busy_seconds", lambda: machine[0])
+    load = threads._OtherLoad()
+    assert load() is False  # the first look only marks
+    # one second: this process used 1.5 CPU seconds, others `others` cores on average
+    clock.wall, clock.own = 1.0, 1.5
+    machine[0] += 1.5 + others
+    assert load() is busy
+    clock.wall += threads.WINDOW / 2
+    machine[0] += 10.0  # within the window: the last judgement stands
+    assert load() is busy
+
+
+def test_a_call_on_a_busy_machine_runs_blas_on_one_thread_and_restores_it(monkeypatch):
+    from rnnsym.numeric import threads
+
+    libs = threads._blas()
+    if not libs or max(lib.num_threads for lib in libs) < 2:
+        pytest.skip("BLAS runs on one thread here")
+    before = [lib.num_threads for lib in libs]
+    monkeypatch.setattr(threads, "other_load", lambda: True)
+    with threads.call_threads():
+        assert all(lib.num_threads == 1 for lib in libs)
+    assert [lib.num_threads for lib in libs] == before
+    monkeypatch.setattr(threads, "other_load", lambda: False)
+    with threads.call_threads():
+        assert [lib.num_threads for lib in libs] == before

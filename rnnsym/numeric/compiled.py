@@ -7,6 +7,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import RnnsymError, listed
+from .threads import call_threads
 from .workspace import Workspaces
 
 
@@ -65,7 +66,8 @@ class CompiledNetwork:
         """The network output for each example: ``(batch,)`` or ``(batch, output_size)``; with
         ``outputs="all"``, one per step: ``(batch, T)`` or ``(batch, T, output_size)``."""
         x = self._x(x)
-        outputs = self._forward(x, *self._params(params, x.dtype))
+        with call_threads():
+            outputs = self._forward(x, *self._params(params, x.dtype))
         self.workspaces.trim()
         if self.form == "unrolled" and self.network.options.get("outputs") == "all":
             return np.stack(outputs, axis=1)  # one output node per step
@@ -74,14 +76,16 @@ class CompiledNetwork:
     def loss(self, params: Mapping, x, y) -> float:
         """The batch-mean loss."""
         x = self._x(x)
-        value = float(self._loss(x, self._y(y, x), *self._params(params, x.dtype)))
+        with call_threads():
+            value = float(self._loss(x, self._y(y, x), *self._params(params, x.dtype)))
         self.workspaces.trim()
         return value
 
     def value_and_grad(self, params: Mapping, x, y) -> tuple[float, dict[str, np.ndarray]]:
         """The batch-mean loss and its gradient with respect to every parameter."""
         x = self._x(x)
-        value, grads = self._value_and_grad(x, self._y(y, x), *self._params(params, x.dtype))
+        with call_threads():  # one BLAS thread while other processes hold a core
+            value, grads = self._value_and_grad(x, self._y(y, x), *self._params(params, x.dtype))
         self.workspaces.trim()
         if isinstance(grads, dict):  # by the gradients' generated names
             grads = [grads[self.gradient_keys[name]] for name in self.param_names]

@@ -1,4 +1,4 @@
-"""BLAS threads for a loop's small products: one, where the products are too small to share.
+"""BLAS threads: one for a loop's small products, and one for everything while the machine is busy.
 
 A loop step's product (an LSTM's 256×41 by 41×128) takes tens of microseconds. Split over two
 BLAS threads it is faster on a quiet machine, but between two products the step's own work runs
@@ -6,20 +6,27 @@ while OpenBLAS's second thread waits for the next one; when another process want
 waiting thread and the step's work take turns on it, and a call of Elman 64 went from 16 to 100 ms
 (``bench_speed.py --contention``). So the loops run their products on one thread when a step's
 products are small (``SMALL`` floating-point operations for the whole batch); the large products
-before and after the loops (the input products, the weight gradients) keep every thread.
+before and after the loops (the input products, the weight gradients) keep every thread — unless
+other processes are using a core (:func:`call_threads`): then a call runs on one BLAS thread
+throughout, since a large product on two threads waits for the one the other process holds (the
+Elman 64 weight gradient: 3.5 ms quiet on two threads, 7.6 busy on two, 4.9 busy on one).
 """
 from __future__ import annotations
 
 import functools
+import importlib
+import os
+import time
 
 SMALL = 1 << 24  # a step's products below this many operations: one thread (about 0.3 ms on one core)
+WINDOW = 0.1  # seconds over which other processes' CPU use is judged
 
 
 @functools.cache
 def _blas() -> tuple:
     """The BLAS libraries loaded in this process (threadpoolctl's controllers), or none."""
     try:
-        import numpy  # noqa: F401  (threadpoolctl finds the libraries that are loaded)
+        importlib.import_module("numpy")  # threadpoolctl finds the libraries that are loaded
         from threadpoolctl import ThreadpoolController
     except ImportError:
         return ()
@@ -35,6 +42,62 @@ class step_threads:
 
     def __enter__(self):
         self.saved = [(lib, lib.num_threads) for lib in _blas()] if self.small else []
+        for lib, threads in self.saved:
+            if threads > 1:
+                lib.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        for lib, threads in self.saved:
+            if threads > 1:
+                lib.set_num_threads(threads)
+        return False
+
+
+class _OtherLoad:
+    """Whether other processes kept at least half a core busy over the last ``WINDOW`` seconds: the
+    machine's busy CPU time (``/proc/stat``, steal included) less this process's own. Where that
+    cannot be read (not Linux), never."""
+
+    def __init__(self):
+        self.mark: tuple | None = None
+        self.busy = False
+
+    def __call__(self) -> bool:
+        now = time.perf_counter()
+        if self.mark is not None and now - self.mark[0] < WINDOW:
+            return self.busy
+        machine = _machine_busy_seconds()
+        if machine is None:
+            return False
+        own = time.process_time()
+        if self.mark is not None:
+            others = (machine - self.mark[1]) - (own - self.mark[2])
+            self.busy = others > 0.5 * (now - self.mark[0])
+        self.mark = (now, machine, own)
+        return self.busy
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds every core has spent busy since boot (user, nice, system, irq, softirq, steal)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        ticks = sum(int(fields[i]) for i in (1, 2, 3, 6, 7, 8))
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+other_load = _OtherLoad()
+
+
+class call_threads:
+    """``with call_threads():`` around a compiled function's call: BLAS on one thread while other
+    processes keep a core busy, else as it is."""
+
+    def __enter__(self):
+        self.saved = [(lib, lib.num_threads) for lib in _blas()] if other_load() else []
         for lib, threads in self.saved:
             if threads > 1:
                 lib.set_num_threads(1)

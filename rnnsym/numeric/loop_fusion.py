@@ -161,6 +161,7 @@ class ForwardFusion(_StepFusion):
         self.before, self.body, self.product_reads = [], [], set()
         self.local = {graph[n].symbol for n in fwd.step} | set(fwd.kept.values())
         self.finished: set = set()  # nodes and kept values the kernels so far have stored
+        self.chain: list[str] = []  # the kernels finished
         self._start(width)
         for name in fwd.step:
             read = {m.args[1] for m in fwd.step_exprs[name].atoms(MatVec)}
@@ -173,9 +174,8 @@ class ForwardFusion(_StepFusion):
         return self.before, self.body
 
     def _start(self, width: int) -> None:
-        count = len(self.fwd.kernels) - self._first if hasattr(self, "_first") else 0
-        self._first = getattr(self, "_first", len(self.fwd.kernels))
-        self.k = KernelBuilder(self.name if count == 0 else f"{self.name}{count}", width)
+        """A new kernel of the chain: ``fwd``, then ``fwd1``, ``fwd2``, …"""
+        self.k = KernelBuilder(f"{self.name}{len(self.chain) or ''}", width)
         self.products = []
 
     def _finish(self) -> None:
@@ -184,6 +184,7 @@ class ForwardFusion(_StepFusion):
         self.body += [*self.products, f"        {call}(t)"]
         self.fwd.kernels.append(self.k.kernel())
         self.finished |= self.k.defined
+        self.chain.append(self.k.name)
 
     def _node(self, name: str) -> bool:
         fwd, graph, k = self.fwd, self.graph, self.k

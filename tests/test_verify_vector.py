@@ -53,6 +53,7 @@ def test_a_right_vector_equation_is_accepted(net, text):
     verdict = net.verify(text)
     assert verdict.ok, verdict.text()
     assert verdict.max_rel_error < 1e-10
+    assert verdict.symbolic is True  # confirmed component by component in node and δ symbols
     assert verdict.text().splitlines()[1 + len(verdict.notes)].startswith("Right:")
 
 
@@ -74,6 +75,15 @@ def _findings(net, text):
     verdict = net.verify(text)
     assert not verdict.ok
     return "\n".join(verdict.findings)
+
+
+def test_the_symbolic_confirmation_tells_a_right_formula_from_a_wrong_one():
+    from rnnsym.learn.verify import _Symbolic, _VectorCheck
+
+    right = _VectorCheck(ELMAN, parse_matrix_formula("δh2 = W_hh^T diag(1 - h3^2) δh3", ELMAN), 0)
+    wrong = _VectorCheck(ELMAN, parse_matrix_formula("δh2 = W_hh^T diag(1 - h3) δh3", ELMAN), 0)
+    assert _Symbolic(right).equal() is True
+    assert _Symbolic(wrong).equal() is None
 
 
 def test_a_missing_transpose_is_named():

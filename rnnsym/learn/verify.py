@@ -664,8 +664,9 @@ class VectorVerdict(Verdict):
         lines = [f"Your formula: {self.lhs} = {self.formula}"]
         lines += [f"  ({n})" for n in self.notes]
         if self.ok:
-            lines.append(f"Right: it equals {self.lhs}, numerically at {self.points} random points against rnnsym's "
-                         f"compiled adjoints (largest relative difference {self.max_rel_error:.1e}).")
+            how = "symbolically (component by component, in node and δ symbols) and " if self.symbolic else ""
+            lines.append(f"Right: it equals {self.lhs}, {how}numerically at {self.points} random points against "
+                         f"rnnsym's compiled adjoints (largest relative difference {self.max_rel_error:.1e}).")
             return "\n".join(lines)
         lines.append(f"Wrong: it differs from {self.lhs} at random points (largest relative difference "
                      f"{_percent(self.max_rel_error)}).")
@@ -801,9 +802,10 @@ class _VectorCheck:
         error = _relative_error(mine.ravel(), truth.ravel())
         if error >= TOLERANCE:
             self._diagnose(mine, truth)
-        return self._done(error < TOLERANCE, error)
+        ok = error < TOLERANCE
+        return self._done(ok, error, _Symbolic(self).equal() if ok else None)
 
-    def _done(self, ok: bool, error: float) -> VectorVerdict:
+    def _done(self, ok: bool, error: float, symbolic: bool | None = None) -> VectorVerdict:
         from ..printing.text import TextPrinter
         from ..records import Applied
 
@@ -815,7 +817,7 @@ class _VectorCheck:
         text = " ".join(self.formula.source.split("=", 1)[-1].split())
         return VectorVerdict(ok=ok, target=self.name, formula=text if len(text) <= 200 else text[:197] + "…",
                              paths=(), findings=tuple(dict.fromkeys(self.findings)),
-                             notes=tuple(dict.fromkeys(self.notes)), symbolic=None, max_rel_error=error,
+                             notes=tuple(dict.fromkeys(self.notes)), symbolic=symbolic, max_rel_error=error,
                              points=self.count, gradient=" + ".join(shown) or "0", lhs=lhs)
 
     def _eval(self, tree: tuple, t: int | None) -> np.ndarray:
@@ -1154,3 +1156,149 @@ def _tree_text(tree: tuple) -> str:
         return f"{tree[1]}({_tree_text(tree[2])})"
     symbol = {"add": " + ", "sub": " − ", "mul": "·", "had": " ⊙ ", "div": "/"}[kind]
     return f"({_tree_text(tree[1])}{symbol}{_tree_text(tree[2])})"
+
+
+class _Symbolic:
+    """The formula and the rule table's shares component by component, each node's and each δ's
+    components a symbol (h3 = (h3_0, h3_1)), expanded and compared: a confirmation of a right
+    formula, tried where the matrices are small (None past that, or where a step's δ is pruned)."""
+
+    MAX_ENTRIES = 64
+
+    def __init__(self, check: "_VectorCheck"):
+        self.check, self.graph = check, check.graph
+
+    def equal(self) -> bool | None:
+        check = self.check
+        if any(np.prod(v.shape[1:]) > self.MAX_ENTRIES for v in check.values.values()):
+            return None
+        try:
+            mine = self._eval(check.formula.rhs, None)
+            truth = sp.zeros(*check._truth().shape[1:])
+            for share in check.shares:
+                truth += self._share(share)
+        except (_Absent, _Shape, KeyError, RnnsymError):
+            return None
+        if mine.shape == (1, 1) and truth.shape != (1, 1):
+            mine = sp.ones(*truth.shape) * mine[0, 0]
+        if mine.shape != truth.shape:
+            return None
+        if any(_expansion_size(e) > MAX_EXPANSION for e in (mine - truth)):
+            return None
+        return all(sp.expand(e) == 0 or sp.cancel(sp.together(e)) == 0 for e in (mine - truth)) or None
+
+    def _value(self, name: str, delta: bool = False) -> sp.Matrix:
+        shape = self.check.values[name].shape[1:] if not delta else self.check.deltas[name].shape[1:]
+        if name == self.graph.loss.name and delta:
+            return sp.Matrix([[1]])
+        prefix = f"δ{name}" if delta else name
+        if shape == (1, 1) and not delta and self.graph[name].kind in ("target",):
+            return sp.Matrix([[sp.Symbol(prefix)]])
+        return sp.Matrix(shape[0], shape[1], lambda i, j: sp.Symbol(f"{prefix}_{i}_{j}" if shape[1] > 1
+                                                                     else f"{prefix}_{i}"))
+
+    def _share(self, share) -> sp.Matrix:
+        from ..engine.rules import TermKind
+
+        term = share.term
+        f = self._sympy(term.factor)
+        d = self._value(share.child, delta=True)
+        carried = _elementwise(f, d)
+        if share.kind == TermKind.THROUGH_MATRIX:
+            return self._value(term.matrix.name).T * carried
+        if share.kind == TermKind.WEIGHT and term.outer is not None:
+            return carried * self._value(term.outer.name).T
+        if share.kind == TermKind.SUMMED:
+            return sp.Matrix([[sum(carried)]])
+        return carried
+
+    def _sympy(self, expr) -> sp.Matrix:
+        expr = sp.sympify(expr)
+        if expr.is_Symbol:
+            return self._value(expr.name)
+        if expr.is_Number:
+            return sp.Matrix([[expr]])
+        args = [self._sympy(a) for a in expr.args]
+        if expr.is_Add:
+            out = args[0]
+            for a in args[1:]:
+                out = _combine(out, a, lambda x, y: x + y)
+            return out
+        if expr.is_Mul:
+            out = args[0]
+            for a in args[1:]:
+                out = _elementwise(out, a)
+            return out
+        if expr.is_Pow:
+            return _combine(args[0], args[1], lambda x, y: x ** y)
+        if type(expr).__name__ == "MatVec":
+            return args[0] * args[1]
+        if len(args) == 1:
+            return args[0].applyfunc(expr.func)
+        raise RnnsymError(f"no symbolic form for {type(expr).__name__}")
+
+    def _eval(self, tree: tuple, t: int | None) -> sp.Matrix:
+        kind = tree[0]
+        if kind == "num":
+            return sp.Matrix([[sp.Rational(repr(tree[1])) if tree[1] != int(tree[1]) else sp.Integer(int(tree[1]))]])
+        if kind in ("node", "delta"):
+            return self._named(tree[1], kind == "delta")
+        if kind == "at":
+            name = f"{tree[1]}{t + tree[2]}"
+            if name not in self.graph or (tree[3] and self.graph[name].kind not in ("hidden", "output")):
+                raise _Absent(name)
+            return self._named(name, tree[3])
+        if kind == "sum_t":
+            total = None
+            for step in range(0, self.check.network.steps + 2):
+                try:
+                    value = self._eval(tree[1], step)
+                except _Absent:
+                    continue
+                total = value if total is None else _combine(total, value, lambda x, y: x + y)
+            return total
+        if kind == "T":
+            return self._eval(tree[1], t).T
+        if kind == "diag":
+            v = self._eval(tree[1], t)
+            return sp.diag(*list(v))
+        if kind == "neg":
+            return -self._eval(tree[1], t)
+        if kind == "pow":
+            return self._eval(tree[1], t).applyfunc(lambda x: x ** tree[2])
+        if kind == "fn":
+            func = {"tanh": sp.tanh, "sigmoid": functions.sigmoid, "relu": functions.relu, "exp": sp.exp,
+                    "log": sp.log}[tree[1]]
+            return self._eval(tree[2], t).applyfunc(func)
+        a, b = self._eval(tree[1], t), self._eval(tree[2], t)
+        if kind == "add":
+            return _combine(a, b, lambda x, y: x + y)
+        if kind == "sub":
+            return _combine(a, b, lambda x, y: x - y)
+        if kind == "had":
+            return _elementwise(a, b)
+        if kind == "div":
+            return _combine(a, b, lambda x, y: x / y)
+        if a.shape == (1, 1) or b.shape == (1, 1):
+            return _elementwise(a, b)
+        if a.shape[1] == b.shape[0]:
+            return a * b
+        return _elementwise(a, b)
+
+    def _named(self, name: str, delta: bool) -> sp.Matrix:
+        if delta and name not in self.check.deltas:
+            raise _Absent(name)  # a pruned δ: the numeric check has decided
+        return self._value(name, delta)
+
+
+def _combine(a: sp.Matrix, b: sp.Matrix, op) -> sp.Matrix:
+    """Elementwise ``op`` with a 1×1 broadcast, as the numeric evaluation does."""
+    if a.shape == (1, 1) and b.shape != (1, 1):
+        a = sp.ones(*b.shape) * a[0, 0]
+    if b.shape == (1, 1) and a.shape != (1, 1):
+        b = sp.ones(*a.shape) * b[0, 0]
+    return sp.Matrix(a.shape[0], a.shape[1], lambda i, j: op(a[i, j], b[i, j]))
+
+
+def _elementwise(a: sp.Matrix, b: sp.Matrix) -> sp.Matrix:
+    return _combine(a, b, lambda x, y: x * y)

@@ -259,23 +259,26 @@ class BackwardFusion(_StepFusion):
         if python_lines is None:
             return None
         carry_lines = self._carried(parts)
-        if carry_lines is None:
-            return None
-        rows = []  # kernel values NumPy reads too: their row of the buffer they are stored in, or a buffer of their own
-        for symbol in sorted(self.k.defined & self.low.read, key=lambda s: self.names[s]):
-            stored = self.back.buffers.get(symbol)
-            if stored is not None and not w.windowed:
-                b, rng = stored
-                rows.append(f"        {self.names[symbol]} = {b}[t]" if rng is None else f"        {self.names[symbol]} = {b}[t, ..., {rng}]")
-                continue
-            buffer = f"_KV{len(self.before)}"
-            self.before += [f"    {buffer} = _ws.empty({buffer!r}, (_B,) + {self.printer.info(symbol)[1]!r})",
-                            f"    {self.names[symbol]} = {buffer}"]
-            self.k.store(buffer, False, symbol)
+        rows = self._shared_with_numpy()
         self.before.append(self.k.bind_line("_kbwd"))
         w.kernels.append(self.k.kernel())
         body = [*self.low._loads(), *self.products, "        _kbwd(t)", *rows, *python_lines, *carry_lines]
         return self.before, body
+
+    def _shared_with_numpy(self) -> list[str]:
+        """The kernel's values that NumPy lines read too, as body lines: each bound to its row of the
+        buffer it is stored in, or stored by the kernel in a buffer of its own (bound before the loop)."""
+        rows = []
+        for symbol in sorted(self.k.defined & self.low.read, key=lambda s: self.names[s]):
+            if symbol in self.back.buffers:
+                b, rng = self.back.buffers[symbol]
+                rows.append(f"        {self.names[symbol]} = {b}[t{'' if rng is None else f', ..., {rng}'}]")
+            else:
+                buffer = f"_KV{len(self.before)}"
+                self.before += [f"    {buffer} = _ws.empty({buffer!r}, (_B,) + {self.printer.info(symbol)[1]!r})",
+                                f"    {self.names[symbol]} = {buffer}"]
+                self.k.store(buffer, False, symbol)
+        return rows
 
     # ---- which statements the kernel takes ---------------------------------------------------------------
     def _statement(self, s, parts: dict) -> None:
@@ -388,7 +391,7 @@ class BackwardFusion(_StepFusion):
             return None
         return lines
 
-    def _carried(self, parts: dict) -> list[str] | None:
+    def _carried(self, parts: dict) -> list[str]:
         """Each state's carried adjoint for the step before, in its buffer: the kernel's shares summed
         there, then the products through stacked matrices and NumPy's shares added."""
         lines, into = [], {s: [] for s in self.w.rec.states}
@@ -405,7 +408,7 @@ class BackwardFusion(_StepFusion):
         for name, left, matrix, state in self.carried_products:
             left_code = left if isinstance(left, str) else (
                 "numpy.concatenate([" + ", ".join(self.low.code(v) if v is not None else f"numpy.zeros((_B, {n}), dtype=x.dtype)"
-                                                 for v, n in zip(left, self._rows(matrix))) + "], axis=-1)")
+                                                 for v, n in zip(left, _stack_rows(self.w, matrix))) + "], axis=-1)")
             into[state][1].append((left_code, matrix))
         for state, (written, rest) in into.items():
             carry = self.back.g_carry[state]
@@ -421,8 +424,10 @@ class BackwardFusion(_StepFusion):
                 lines.append(f"        {carry}[...] = 0.0")
         return lines
 
-    def _rows(self, matrix: str) -> list[int]:
-        for stacked_name, rows in self.w.stacks.values():
-            if stacked_name == matrix:
-                return [self.graph[m.name].shape[0] for m in rows]
-        raise AssertionError(matrix)
+
+def _stack_rows(w, matrix: str) -> list[int]:
+    """The rows of each weight in the stacked matrix named ``matrix``."""
+    for stacked_name, rows in w.stacks.values():
+        if stacked_name == matrix:
+            return [w.graph[m.name].shape[0] for m in rows]
+    raise AssertionError(matrix)

@@ -286,23 +286,32 @@ class _Reader:
         return dummy
 
 
-def _with_products(tokens: list[tuple[str, str]]) -> list[str]:
+def _with_products(tokens: list[tuple[str, str]], operands=("name", "number", "diff"), transposes: bool = False) -> list[str]:
     """The tokens' text, with ``*`` where two operands stand side by side: ``(a)(b)``, ``2 w``,
-    ``w4 (1 - o4**2)``; a function's name followed by ``(`` is a call, not a product."""
+    ``w4 (1 - o4**2)``; a function's name followed by ``(`` is a call, not a product. ``operands``:
+    the kinds of token an operand is; ``transposes``: ``.T`` ends an operand and takes no product
+    before its ``T`` (the matrix notation)."""
     out: list[str] = []
     previous = None
     for kind, text in tokens:
-        ends_operand = previous is not None and (previous[0] in ("name", "number", "diff") or previous[1] == ")")
-        starts_operand = kind in ("name", "number", "func", "diff") or text == "("
+        ends_operand = previous is not None and (previous[0] in operands or previous[1] == ")")
+        starts_operand = kind in (*operands, "func") or text == "("
+        if transposes and (previous == ("op", ".") or (kind, text) == ("name", "T")):
+            starts_operand = False
         if ends_operand and starts_operand:
             out.append("*")
         if previous is not None and previous[0] == "func" and text != "(":
-            raise RnnsymError(f"{previous[1]} needs its argument in parentheses, as in {previous[1]}(z)")
+            raise RnnsymError(_needs_parentheses(previous[1]))
         out.append(text)
         previous = (kind, text)
     if previous is not None and previous[0] == "func":
-        raise RnnsymError(f"{previous[1]} needs its argument in parentheses, as in {previous[1]}(z)")
+        raise RnnsymError(_needs_parentheses(previous[1]))
     return out
+
+
+def _needs_parentheses(function: str) -> str:
+    name = function.strip("_")
+    return f"{name} needs its argument in parentheses, as in {name}(z)"
 
 
 def _check_tree(tree: ast.AST) -> None:
@@ -656,7 +665,7 @@ class _MatrixReader:
                 raise RnnsymError(f"{s!r} is not allowed in a formula; allowed: {MATRIX_ALLOWED}")
             i += 1
         out += [("op", ")")] * len(sums)
-        return " ".join(_with_matrix_products(out))
+        return " ".join(_with_products(out, operands=("name", "number"), transposes=True))
 
     def _place(self, meaning: tuple) -> tuple[str, str]:
         key = f"_P{len(self.placeholders)}"
@@ -724,22 +733,3 @@ class _MatrixReader:
                 return ("diag" if name == "diag" else "sum_t", args[0])
             return ("fn", "sigmoid" if name == "sigma" else name, args[0])
         raise RnnsymError(f"{_describe(node)} is not allowed in a formula; allowed: {MATRIX_ALLOWED}")
-
-
-def _with_matrix_products(tokens: list[tuple[str, str]]) -> list[str]:
-    """As :func:`_with_products`; ``.T`` ends an operand and takes no product before it."""
-    out: list[str] = []
-    previous = None
-    for kind, text in tokens:
-        ends = previous is not None and (previous[0] in ("name", "number") or previous[1] == ")")
-        starts = (kind in ("name", "number", "func") or text == "(") and not (previous == ("op", ".") or
-                                                                              (kind, text) == ("name", "T"))
-        if ends and starts:
-            out.append("*")
-        if previous is not None and previous[0] == "func" and text != "(":
-            raise RnnsymError(f"{previous[1].strip('_')} needs its argument in parentheses, as in diag(v)")
-        out.append(text)
-        previous = (kind, text)
-    if previous is not None and previous[0] == "func":
-        raise RnnsymError(f"{previous[1].strip('_')} needs its argument in parentheses")
-    return out

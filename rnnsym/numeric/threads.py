@@ -33,15 +33,14 @@ def _blas() -> tuple:
     return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
 
 
-class step_threads:
-    """``with step_threads(flops):`` around a loop whose every step makes products of ``flops``
-    operations in all: BLAS on one thread inside if they are small, as before outside."""
+class _OneThread:
+    """BLAS on one thread inside the ``with`` block if ``self.one`` (set by the subclass), restored
+    after it (an error included)."""
 
-    def __init__(self, flops: int):
-        self.small = flops < SMALL
+    one = False
 
     def __enter__(self):
-        self.saved = [(lib, lib.num_threads) for lib in _blas()] if self.small else []
+        self.saved = [(lib, lib.num_threads) for lib in _blas()] if self.one else []
         for lib, threads in self.saved:
             if threads > 1:
                 lib.set_num_threads(1)
@@ -52,6 +51,14 @@ class step_threads:
             if threads > 1:
                 lib.set_num_threads(threads)
         return False
+
+
+class step_threads(_OneThread):
+    """``with step_threads(flops):`` around a loop whose every step makes products of ``flops``
+    operations in all: BLAS on one thread inside if they are small, as before outside."""
+
+    def __init__(self, flops: int):
+        self.one = flops < SMALL
 
 
 class _OtherLoad:
@@ -92,19 +99,9 @@ def _machine_busy_seconds() -> float | None:
 other_load = _OtherLoad()
 
 
-class call_threads:
+class call_threads(_OneThread):
     """``with call_threads():`` around a compiled function's call: BLAS on one thread while other
     processes keep a core busy, else as it is."""
 
-    def __enter__(self):
-        self.saved = [(lib, lib.num_threads) for lib in _blas()] if other_load() else []
-        for lib, threads in self.saved:
-            if threads > 1:
-                lib.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        for lib, threads in self.saved:
-            if threads > 1:
-                lib.set_num_threads(threads)
-        return False
+    def __init__(self):
+        self.one = other_load()

@@ -92,6 +92,8 @@ def train(args) -> None:
             save_model(args.out, describe_network(net), params, backend="torch", device=str(device),
                        seed=args.seed)  # written atomically
             print(f"wrote {args.out}")
+        if distributed:  # every process done before the group goes: a process that tore gloo down while
+            dist.barrier()  # another still wrote its file once ended in "terminate called" (SIGABRT)
     finally:
         if distributed:
             dist.destroy_process_group()

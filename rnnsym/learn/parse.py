@@ -176,14 +176,7 @@ class _Reader:
     def _rewrite(self, text: str) -> str:
         for old, new in _UNICODE.items():
             text = text.replace(old, new)
-        try:
-            raw = [t for t in tokenize.generate_tokens(io.StringIO(text.replace("\n", " ")).readline)
-                   if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT,
-                                     tokenize.DEDENT)]
-        except (tokenize.TokenError, IndentationError, SyntaxError) as exc:
-            raise RnnsymError(f"cannot read {text.strip()!r}: {exc.args[0] if exc.args else exc}") from None
-        if len(raw) > MAX_TOKENS:
-            raise RnnsymError(f"the formula has {len(raw)} tokens; at most {MAX_TOKENS} are read")
+        raw = _python_tokens(text)
         out: list[tuple[str, str]] = []  # (kind, text): kind in name, func, number, op, diff
         i = 0
         while i < len(raw):
@@ -284,6 +277,19 @@ class _Reader:
         dummy = sp.Dummy(f"d{of}_d{wrt}")
         self.factors[dummy] = DerivativeFactor(of, wrt, top_partial or bottom_partial)
         return dummy
+
+
+def _python_tokens(text: str) -> list:
+    """``text`` as Python's tokenizer reads it (one line; no newline or indent tokens), at most
+    :data:`MAX_TOKENS` of them; unreadable text is one line naming it."""
+    try:
+        raw = [t for t in tokenize.generate_tokens(io.StringIO(text.replace("\n", " ")).readline)
+               if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT)]
+    except (tokenize.TokenError, IndentationError, SyntaxError) as exc:
+        raise RnnsymError(f"cannot read {text.strip()!r}: {exc.args[0] if exc.args else exc}") from None
+    if len(raw) > MAX_TOKENS:
+        raise RnnsymError(f"the formula has {len(raw)} tokens; at most {MAX_TOKENS} are read")
+    return raw
 
 
 def _with_products(tokens: list[tuple[str, str]], operands=("name", "number", "diff"), transposes: bool = False) -> list[str]:
@@ -595,14 +601,7 @@ class _MatrixReader:
         return self._walk(tree.body)
 
     def _rewrite(self, text: str) -> str:
-        try:
-            raw = [t for t in tokenize.generate_tokens(io.StringIO(text.replace("\n", " ")).readline)
-                   if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT,
-                                     tokenize.DEDENT)]
-        except (tokenize.TokenError, IndentationError, SyntaxError) as exc:
-            raise RnnsymError(f"cannot read {text.strip()!r}: {exc.args[0] if exc.args else exc}") from None
-        if len(raw) > MAX_TOKENS:
-            raise RnnsymError(f"the formula has {len(raw)} tokens; at most {MAX_TOKENS} are read")
+        raw = _python_tokens(text)
         out: list[tuple[str, str]] = []
         sums: list[int] = []  # bracket depths at which an open Σ_t ends
         depth, i = 0, 0

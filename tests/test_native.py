@@ -218,25 +218,6 @@ def test_a_cache_folder_others_can_write_is_not_used(monkeypatch, tmp_path):
     assert "private" in native.last_failure and not list(shared.iterdir())
 
 
-def test_a_loops_small_products_run_on_one_blas_thread_and_the_count_is_restored():
-    from rnnsym.numeric import threads
-
-    libs = threads._blas()
-    if not libs or max(lib.num_threads for lib in libs) < 2:
-        pytest.skip("BLAS runs on one thread here")
-    before = [lib.num_threads for lib in libs]
-    with threads.step_threads(threads.SMALL - 1):
-        assert all(lib.num_threads == 1 for lib in libs)
-    assert [lib.num_threads for lib in libs] == before
-    with threads.step_threads(threads.SMALL):  # a large step keeps every thread
-        assert [lib.num_threads for lib in libs] == before
-    with pytest.raises(ZeroDivisionError), threads.step_threads(1):
-        1 / 0
-    assert [lib.num_threads for lib in libs] == before  # restored after an error too
-    source = BUILT_IN["lstm"]().compile(form="loop").source  # per example: 2·(4·4·4) recurrent + 2·16·(3 + 1)
-    assert source.count("with _step_threads(_B * 256):") == 4  # forward, loss, and both loops of value_and_grad
-
-
 @needs_compiler
 @pytest.mark.parametrize("make", [lambda: rs.lstm(steps=5, input_size=3, hidden_size=4, num_layers=2),
                                   lambda: rs.gru(steps=5, input_size=3, hidden_size=4, num_layers=3),
@@ -294,6 +275,9 @@ def test_a_call_on_a_busy_machine_runs_blas_on_one_thread_and_restores_it(monkey
     with threads.call_threads():
         assert all(lib.num_threads == 1 for lib in libs)
     assert [lib.num_threads for lib in libs] == before
+    with pytest.raises(ZeroDivisionError), threads.call_threads():
+        1 / 0
+    assert [lib.num_threads for lib in libs] == before  # restored after an error too
     monkeypatch.setattr(threads, "other_load", lambda: False)
     with threads.call_threads():
         assert [lib.num_threads for lib in libs] == before

@@ -84,7 +84,7 @@ class LoopBackward:
             loop = [*header, f"        for t in range(_s, max(_s - {w.k}, -1), -1):", *("    " + line for line in body)]
         else:
             loop = [f"    for t in range({T - 1}, {T - 1 - w.k}, -1):", *body]
-        return backward + self._allocate(allocations) + (self.fused_before or []) + w.with_step_threads(loop) + self._reductions()
+        return backward + self._allocate(allocations) + (self.fused_before or []) + loop + self._reductions()
 
     def gradients(self) -> tuple[list[str], dict[str, str]]:
         """Each parameter's gradient, the sum of its reduced shares (zero when nothing reads it), as

@@ -4,8 +4,6 @@ same vector stacked into one product and, for a cell of the LSTM's form, the gat
 """
 from __future__ import annotations
 
-import math
-
 import sympy as sp
 
 from ..functions import MatVec
@@ -79,18 +77,6 @@ class LoopForward:
         self.slices = {MatVec(m, st.vector): Columns(st.product, *st.bounds[m]) for st in step.stacks for m in st.weights}
         for st in step.stacks:
             self.before.append(f"    {st.name} = numpy.concatenate([{', '.join(self.names[m] for m in st.weights)}])")
-
-    def step_flops(self) -> int:
-        """The floating-point operations of one step's products, per example (the backward step's
-        are about as many): the stacked products, the gate block's and any other ``W·v``."""
-        graph, total = self.graph, 0
-        for e in self.step_exprs.values():
-            total += sum(2 * math.prod(graph[m.args[0].name].shape) for m in e.atoms(MatVec) if m.args[0].name in graph)
-        for stack in self.program.stacks:
-            total += sum(2 * math.prod(graph[w.name].shape) for w in stack.weights)
-        if self.block:  # [x_t, h_(t-1), 1] @ [W_x | W_h | b]ᵀ: the input and bias columns too
-            total += 2 * self.block.width * (self.block.columns[0] + 1)
-        return total
 
     def _input_products(self) -> None:
         """The hoisted sums before the loop. The input products of several weights (W_ii, W_if,

@@ -1,15 +1,15 @@
-"""BLAS threads: one for a loop's small products, and one for everything while the machine is busy.
+"""BLAS threads: one while other processes keep a core busy, every thread otherwise.
 
-A loop step's product (an LSTM's 256×41 by 41×128) takes tens of microseconds. Split over two
-BLAS threads it is faster on a quiet machine, but between two products the step's own work runs
-while OpenBLAS's second thread waits for the next one; when another process wants a core, that
-waiting thread and the step's work take turns on it, and a call of Elman 64 went from 16 to 100 ms
-(``bench_speed.py --contention``). So the loops run their products on one thread when a step's
-products are small (``SMALL`` floating-point operations for the whole batch); the large products
-before and after the loops (the input products, the weight gradients) keep every thread — unless
-other processes are using a core (:func:`call_threads`): then a call runs on one BLAS thread
-throughout, since a large product on two threads waits for the one the other process holds (the
-Elman 64 weight gradient: 3.5 ms quiet on two threads, 7.6 busy on two, 4.9 busy on one).
+On a quiet machine two BLAS threads make a loop's step products (tens of microseconds each) and
+the large products before and after the loop faster. With another process on one core they make a
+call several times slower: between two products the step's own work runs while OpenBLAS's second
+thread waits for the next one, and the two take turns on the core the other process leaves; a
+call of Elman 64 went from 16 to 100 ms (``bench_speed.py --contention``), and a large product on
+two threads waits for the one the other process holds (the Elman 64 weight gradient: 3.5 ms quiet
+on two threads, 7.6 busy on two, 4.9 busy on one). So each call looks at the machine first
+(:func:`call_threads`) and runs on one BLAS thread while it is busy. (Running only the loops'
+small products on one thread always cost a quiet machine 23-25 %, and a busy one is covered by
+this.)
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import importlib
 import os
 import time
 
-SMALL = 1 << 24  # a step's products below this many operations: one thread (about 0.3 ms on one core)
 WINDOW = 0.1  # seconds over which other processes' CPU use is judged
 
 
@@ -31,34 +30,6 @@ def _blas() -> tuple:
     except ImportError:
         return ()
     return tuple(ThreadpoolController().select(user_api="blas").lib_controllers)
-
-
-class _OneThread:
-    """BLAS on one thread inside the ``with`` block if ``self.one`` (set by the subclass), restored
-    after it (an error included)."""
-
-    one = False
-
-    def __enter__(self):
-        self.saved = [(lib, lib.num_threads) for lib in _blas()] if self.one else []
-        for lib, threads in self.saved:
-            if threads > 1:
-                lib.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        for lib, threads in self.saved:
-            if threads > 1:
-                lib.set_num_threads(threads)
-        return False
-
-
-class step_threads(_OneThread):
-    """``with step_threads(flops):`` around a loop whose every step makes products of ``flops``
-    operations in all: BLAS on one thread inside if they are small, as before outside."""
-
-    def __init__(self, flops: int):
-        self.one = flops < SMALL
 
 
 class _OtherLoad:
@@ -99,9 +70,19 @@ def _machine_busy_seconds() -> float | None:
 other_load = _OtherLoad()
 
 
-class call_threads(_OneThread):
+class call_threads:
     """``with call_threads():`` around a compiled function's call: BLAS on one thread while other
-    processes keep a core busy, else as it is."""
+    processes keep a core busy (restored after, an error included), else as it is."""
 
-    def __init__(self):
-        self.one = other_load()
+    def __enter__(self):
+        self.saved = [(lib, lib.num_threads) for lib in _blas()] if other_load() else []
+        for lib, threads in self.saved:
+            if threads > 1:
+                lib.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        for lib, threads in self.saved:
+            if threads > 1:
+                lib.set_num_threads(threads)
+        return False

@@ -281,3 +281,17 @@ def test_a_call_on_a_busy_machine_runs_blas_on_one_thread_and_restores_it(monkey
     monkeypatch.setattr(threads, "other_load", lambda: False)
     with threads.call_threads():
         assert [lib.num_threads for lib in libs] == before
+
+
+def test_a_backward_step_the_kernel_gives_up_on_keeps_its_numpy_loads():
+    # Fuzzer case 93014: the backward fusion gave up (a carried adjoint read after the kernel) after
+    # it had rewritten what the NumPy body reads, and the body lost its load of c1 (a shape error).
+    h, c, x, a, b = sp.symbols("h c x a b")
+    make = lambda: rs.unroll(rs.Cell(state=(h, c), input=x, params=[a, b], update=(sp.Max(a, -c + x), relu(b))),  # noqa: E731
+                             steps=2, outputs="all", loss="mse", output_activation="identity", step_reduction="sum")
+    net = make()
+    params, x0, y0 = random_point(net, batch=3, seed=1)
+    value, grads = net.compile(form="loop").value_and_grad(params, x0, y0)
+    value0, grads0 = numpy_only(make).value_and_grad(params, x0, y0)
+    unrolled = make().compile(form="unrolled").value_and_grad(params, x0, y0)
+    assert math.isclose(value, value0, rel_tol=1e-13) and _max_relative_error(grads, unrolled[1]) < 1e-12

@@ -274,10 +274,12 @@ class StepLowering:
             if isinstance(s, Compute) and self.program.values[s.target].role is Role.TEMP:
                 printer.declare(s.target, printer.info(s.expr))
         stores, carried, allocations = self._buffers(through_stack, next_carry)
+        read, reads = set(self.read), Counter(self.reads)
         fused = BackwardFusion(self, printed, self.carried_products).fuse() if w.native else None
         if fused is not None:  # one kernel, then what depends on a product: the carried adjoints updated in place
             back.fused_before = fused[0]
             return fused[1], None, allocations
+        self.read, self.reads = read, reads  # a fusion given up leaves what the NumPy body reads as it was
         body: list[tuple] = []  # (statement or None, line)
         for s in printed:
             if isinstance(s, Accumulate):

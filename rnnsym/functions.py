@@ -199,6 +199,9 @@ def unsupported_function(expr: sp.Expr) -> str | None:
             return str(e)
         if not isinstance(e, (*_CELL_ARITHMETIC, *CELL_FUNCTIONS)):
             return type(e).__name__
+        if isinstance(e, sp.Heaviside) and len(e.args) == 2 and not e.args[1].is_Number:
+            # Its value at 0 is a constant of the step function, not a point to differentiate at.
+            return f"{e} (Heaviside's value at 0 must be a number)"
     return None
 
 

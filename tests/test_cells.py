@@ -307,3 +307,27 @@ def test_tied_arguments_of_max_and_min_share_the_derivative_evenly(form):
         expected = 2 * (0.7 * a0 + 0.1 - 0.3) * 0.7
         _, grads = net.compile(form=form).value_and_grad(params, x0, y0)
         assert grads["a"] == pytest.approx(expected, rel=1e-12), extreme
+
+
+@pytest.mark.parametrize("form", ["loop", "unrolled"])
+def test_a_state_updated_to_a_number_does_not_replace_that_number_in_other_updates(form):
+    # Fuzzer case 93023: with h' = 1/2, unroll shared h's update by turning every 1/2 inside c's
+    # update into the node h_t, Heaviside's value at 0 included, and compiling failed with a TypeError.
+    c, h, x, a = sp.symbols("c h x a")
+    cell = rs.Cell(state=(c, h), input=x, params=[a], update=(2 * a * sp.Heaviside(h) + x / 2, sp.S.Half))
+    net = rs.unroll(cell, steps=3, output_activation="identity", loss="mse")
+    assert net.graph["c2"].expr == 2 * a * sp.Heaviside(sp.Symbol("h1")) + sp.Symbol("x2") / 2
+    params = {"a": np.array(0.4), "W_hy": np.array(0.7), "b_y": np.array(0.1)}
+    X, Y = np.array([[0.3, -0.2, 0.9]]), np.array([0.5])
+    # h_t = 1/2 for t >= 1, so c3 = 2a·H(1/2) + x3/2 = 2a + x3/2, and y = W·c3 + b
+    y = 0.7 * (2 * 0.4 + 0.9 / 2) + 0.1
+    value, grads = net.compile(form=form).value_and_grad(params, X, Y)
+    assert value == pytest.approx((y - 0.5) ** 2, rel=1e-12)
+    assert grads["a"] == pytest.approx(2 * (y - 0.5) * 0.7 * 2, rel=1e-12)
+
+
+def test_heaviside_with_a_symbolic_value_at_zero_is_refused_in_one_line():
+    h, x, a = sp.symbols("h x a")
+    with pytest.raises(rs.RnnsymError, match=r"Heaviside's value at 0 must be a number") as info:
+        rs.Cell(state=h, input=x, params=[a], update=a * sp.Heaviside(h - x, a))
+    assert "\n" not in str(info.value)

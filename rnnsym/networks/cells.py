@@ -259,7 +259,7 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
                                        role=f"gate {gate.name} at step {t}")
             new = {}
             for s, expr in _dependency_order(c.state, c.update):
-                value = expr.xreplace({e: new[k] for k, e in zip(c.state, c.update) if k in new})
+                value = expr.xreplace({e: new[k] for k, e in zip(c.state, c.update) if k in new and _shared(e)})
                 new[s] = graph.add(_step_name(s.name + suffix, t), "hidden", _rename(value, subs), step=t,
                                    base=s.name + suffix,
                                    shape=shapes.get(s, ()), role=f"state {s.name} at step {t}")
@@ -313,6 +313,14 @@ def _rename(expr: sp.Expr, symbols: dict) -> sp.Expr:
         return expr.xreplace(symbols)
 
 
+def _shared(update: sp.Expr) -> bool:
+    """Whether another state's update reads this update's value from its node instead of a copy.
+    Only a compound expression of the step's symbols is shared: a number or a bare symbol stays
+    what it is (a state updated to 1/2 must not turn every 1/2 of another update, such as
+    Heaviside's value at 0, into that state's node; fuzzer case 93023)."""
+    return not update.is_Atom and bool(update.free_symbols)
+
+
 def _dependency_order(states, updates):
     """States in an order where a state whose new value appears inside another's update comes first
     (the LSTM's h' = o·tanh(c') reads the new c from its node, not a second copy of f·c + i·g)."""
@@ -320,7 +328,7 @@ def _dependency_order(states, updates):
     ordered = []
     while pairs:
         for i, (s, expr) in enumerate(pairs):
-            if not any(other_expr != expr and expr.has(other_expr) for other_s, other_expr in pairs):
+            if not any(other_expr != expr and _shared(other_expr) and expr.has(other_expr) for _, other_expr in pairs):
                 ordered.append(pairs.pop(i))
                 break
         else:  # pragma: no cover - a cycle is impossible for finite expressions

@@ -314,11 +314,12 @@ def _rename(expr: sp.Expr, symbols: dict) -> sp.Expr:
 
 
 def _shared(update: sp.Expr) -> bool:
-    """Whether another state's update reads this update's value from its node instead of a copy.
-    Only a compound expression of the step's symbols is shared: a number or a bare symbol stays
-    what it is (a state updated to 1/2 must not turn every 1/2 of another update, such as
-    Heaviside's value at 0, into that state's node; fuzzer case 93023)."""
-    return not update.is_Atom and bool(update.free_symbols)
+    """Whether another state's update reads this update's value from its node instead of a copy:
+    any update of the step's symbols (a stacked layer's state is its new-value gate, which the
+    layer above reads as that state). A constant is never shared: a state updated to 1/2 must not
+    turn every 1/2 of another update, such as Heaviside's value at 0, into that state's node
+    (fuzzer case 93023)."""
+    return bool(update.free_symbols)
 
 
 def _dependency_order(states, updates):

@@ -17,6 +17,8 @@ from .display import Displayable, render
 from .engine.rules import RULES, TermKind
 from .engine.truncation import dropped_by_source, path_is_cut, windows
 from .errors import RnnsymError
+from .matrix_expr import (adjoint_matrix, adjoint_symbol, applied_matrix, jacobian_product, matrix_dims, matrix_sum,
+                          path_matrix, share_scalar)
 from .program.build import view_shares
 from .progress import progress
 from .records import (Applied, Chain, ComponentOf, Delta, Elided, Equation, JacobianItem, Partial, Product, Step,
@@ -48,6 +50,8 @@ class Derivation(Displayable):
         self._path_limit = path_limit
         self._cuts = cuts  # truncation's cut edges, to work out the full recursive view on demand
         self._full = None
+        self.jacobian = False  # d(of)/d(wrt) of a vector node (rnnsym.queries): terms are Jacobians
+        self.windows = None  # truncation's window length where each loss term has its own recursion
 
     # ---- the contract's members -----------------------------------------------------------------
     def _path_view(self) -> list[PathTerm]:
@@ -65,9 +69,17 @@ class Derivation(Displayable):
 
     @property
     def terms(self) -> list:
-        """One term per path: the product of its local factors, in node symbols (a SymPy expression
-        for scalar networks; for vector networks an ordered product of Jacobians)."""
-        return [t.value for t in self._path_view()]
+        """One term per path: the product of its local factors, in node symbols. A SymPy expression
+        for scalar networks; for vector networks a SymPy matrix expression of the target's shape, the
+        loss's gradient carried back along the path (``diag(1 − h₂²)·W_hyᵀ·diag(y·(1 − y))·f·h₁ᵀ``;
+        the step views keep the path's Jacobians as records, see :mod:`rnnsym.matrix_expr`)."""
+        path_terms = self._path_view()
+        if self.scalar:
+            return [t.value for t in path_terms]
+        if "_matrix_terms" not in self.__dict__:  # made once: a path's product is rebuilt from its Jacobians
+            term = jacobian_product if self.jacobian else path_matrix
+            self._matrix_terms = [term(self.network, t.path) for t in path_terms]
+        return list(self._matrix_terms)
 
     @property
     def scalar(self) -> bool:
@@ -102,9 +114,17 @@ class Derivation(Displayable):
 
     @cached_property
     def expr(self):
-        """The total derivative in node symbols: the sum of the path terms."""
+        """The total derivative in node symbols: the sum of the path terms (a SymPy expression; for a
+        vector network a SymPy matrix expression of the target's shape, its terms in path order)."""
         terms = self.terms
-        return sp.Add(*terms) if self.scalar else Sum(tuple(terms))
+        return sp.Add(*terms) if self.scalar else matrix_sum(terms, self._dims)
+
+    @property
+    def _dims(self) -> tuple[int, int]:
+        graph = self.network.graph
+        rows = graph[self.network.loss_name].shape if self.jacobian else ()
+        column = matrix_dims(graph[self.target].shape)
+        return (matrix_dims(rows)[0], column[0]) if self.jacobian else column
 
     @cached_property
     def expanded(self) -> sp.Expr:
@@ -115,12 +135,66 @@ class Derivation(Displayable):
         return self.expr.xreplace(self.network.expansions)
 
     @property
-    def result(self):
-        """:attr:`expr` for display: each path's term with its factors in chain order."""
+    def shown_result(self):
+        """The result as the printers show it: each path's term with its factors in chain order
+        (records: SymPy would re-sort them), or the recursive view's last equation, whose long sums
+        leave their middle out; :attr:`result` is its SymPy value."""
         if self.path_terms is None or not self.scalar:
             return self._shown[-1].rhs[-1] if self._shown else sp.S.Zero
         shown = tuple(in_chain_order(t.value, t.factors) for t in self.path_terms if t.value != 0)
         return shown[0] if len(shown) == 1 else Sum(shown) if shown else sp.S.Zero
+
+    @cached_property
+    def result(self):
+        """The gradient as a SymPy expression (a matrix expression for vector networks). Within the
+        path view's limit of a scalar network, :attr:`expr`; otherwise the recursive view's last
+        equation, in node symbols and adjoints ``δn`` (``delta_n``, defined by :attr:`adjoints`):
+        ``dL/dW_hh = diag(1 − h₁²)·δh₁·h₀ᵀ + diag(1 − h₂²)·δh₂·h₁ᵀ``. With a window per loss term
+        each window's δ are its own, so there it is the windows' shares with every δ written out."""
+        if self.jacobian or (self.scalar and self.path_terms is not None):
+            return self.expr
+        if self.windows is not None:
+            return self._windowed_result()
+        (last,) = self.full()._shown[-1:]
+        return self._value(last.rhs[-1], self.target, self._adjoint)
+
+    @cached_property
+    def adjoints(self) -> dict:
+        """Each adjoint of the recursive view, from the loss down, as the SymPy expression that defines
+        it: ``{δh₂: W_hyᵀ·diag(y·(1 − y))·δy, …}`` (MatrixSymbols ``delta_h2`` of the node's shape for
+        vector networks, Symbols for scalar ones); each is in node symbols and the δ of later nodes,
+        so evaluating them in order gives every δ that :attr:`result` reads."""
+        if self.jacobian or self.windows is not None:
+            raise RnnsymError("adjoints are given for the loss's single recursive view; a Jacobian between two "
+                              "vector nodes has none, and with a window per loss term each window has its own")
+        return {self._adjoint(eq.lhs.node): self._value(eq.rhs[0], eq.lhs.node, self._adjoint)
+                for eq in self.full()._shown[:-1]}
+
+    def _adjoint(self, name: str):
+        return adjoint_symbol(name) if self.scalar else adjoint_matrix(self.network.graph, name)
+
+    def _value(self, item, parent: str, adjoints):
+        """A right-hand side of the recursive view (shares into ``parent``) as a SymPy expression."""
+        items = item.terms if isinstance(item, Sum) else (item,)
+        if any(not isinstance(a, Applied) for a in items):  # 0 (no share) or 1 (dL/dL)
+            return item if self.scalar else matrix_sum([] if item == 0 else [item], matrix_dims(
+                self.network.graph[parent].shape))
+        if self.scalar:
+            return sp.Add(*(share_scalar(a.share, adjoints) for a in items))
+        graph = self.network.graph
+        return matrix_sum([applied_matrix(graph, a, parent, adjoints) for a in items], matrix_dims(graph[parent].shape))
+
+    def _windowed_result(self):
+        """The windows' shares summed, each window's δ substituted by its definition (k steps: short)."""
+        shares = []
+        for deltas, last in _window_views(self.network, self.target, self.windows):
+            closed: dict = {}
+            for eq in deltas:
+                closed[eq.lhs.node] = self._value(eq.rhs[0], eq.lhs.node, closed.__getitem__)
+            shares.append(self._value(last.rhs[-1], self.target, closed.__getitem__))
+        if self.scalar:
+            return sp.Add(*shares)
+        return matrix_sum(shares, matrix_dims(self.network.graph[self.target].shape))
 
     @property
     def kind(self) -> str:
@@ -367,11 +441,9 @@ def _windowed_recursive_steps(network, target: str, truncate: int):
     graph, loss = network.graph, network.graph.loss.name
     reached = descendants(graph, target)
     windows_ = [w for w in windows(network, truncate) if w.source in reached]
-    terms = [t.name for t in graph.of_kind("loss_term")]
 
     def view(w):
-        others = frozenset((loss, t) for t in terms if t != w.source)
-        *deltas, share = recursive_view(network, target, w.cuts | others, full=True)[0]  # k steps: short
+        deltas, share = _window_view(network, target, w)
         return deltas, share.rhs[-1]
 
     def share_of(w):  # (∂L/∂L_s)(dL_s/dθ): L_s's share, dL_s/dθ taken inside its window
@@ -401,6 +473,19 @@ def _windowed_recursive_steps(network, target: str, truncate: int):
                 "recursion shifted in time, left out of print)" if left_out else "")
              + "; the compiled code runs it window by window."))
     return tuple(steps), tuple(equations)
+
+
+def _window_view(network, target: str, w):
+    """One window's recursion (L_s alone, cut at the window's edge): its δ equations and its share."""
+    graph, loss = network.graph, network.graph.loss.name
+    others = frozenset((loss, t.name) for t in graph.of_kind("loss_term") if t.name != w.source)
+    *deltas, share = recursive_view(network, target, w.cuts | others, full=True)[0]  # k steps: short
+    return deltas, share
+
+
+def _window_views(network, target: str, truncate: int):
+    reached = descendants(network.graph, target)
+    return [_window_view(network, target, w) for w in windows(network, truncate) if w.source in reached]
 
 
 def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Derivation:
@@ -453,8 +538,10 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
                            f"more than the limit of {path_limit} paths or {DEFAULT_FACTOR_LIMIT} factors; the "
                            "recursive view below gives the same gradient with one equation per node."),
                  *truncation, *recursive_step, *update)
-        return Derivation(network, target, None, steps, recursive, path_count=n_paths, path_limit=path_limit,
-                          cuts=cuts)
+        derivation = Derivation(network, target, None, steps, recursive, path_count=n_paths, path_limit=path_limit,
+                                cuts=cuts)
+        derivation.windows = truncate if per_loss else None
+        return derivation
 
     cut_by = windows(network, truncate)
     paths = [p for p in enumerate_paths(graph, target, limit=path_limit) if not path_is_cut(p, cut_by)]
@@ -465,6 +552,7 @@ def derive(network, target: str, path_limit: int = DEFAULT_PATH_LIMIT) -> Deriva
         terms = [_vector_path_term(network, p) for p in paths]
     steps = _path_view_steps(network, target, paths, terms)
     derivation = Derivation(network, target, terms, (), recursive, path_limit=path_limit, cuts=cuts)
+    derivation.windows = truncate if per_loss else None
     if network.is_scalar and paths and len(graph.nodes) <= EXPANDED_STEP_MAX_NODES:
         steps.append(Step("expanded", "In inputs, target and parameters only",
                           (Equation(total, (derivation.expanded,)),)))

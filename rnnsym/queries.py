@@ -112,7 +112,10 @@ def _jacobian_derivation(view, of: str, wrt: str, path_limit: int):
     steps = _path_view_steps(view, wrt, paths, terms)
     values = tuple(t.value for t in terms)
     result = values[0] if len(values) == 1 else Sum(values)
-    return Derivation(view, wrt, terms, tuple(steps), (Equation(Total(of, wrt), (result,)),), path_limit=path_limit)
+    derivation = Derivation(view, wrt, terms, tuple(steps), (Equation(Total(of, wrt), (result,)),),
+                            path_limit=path_limit)
+    derivation.jacobian = True  # its terms are Jacobian products (rnnsym.matrix_expr.jacobian_product)
+    return derivation
 
 
 def second_derivative(network, wrt: str, of: str | None = None, path_limit: int = DEFAULT_PATH_LIMIT):

@@ -210,7 +210,7 @@ def index_page(network, derivations, files: dict[str, str], report, version: str
     for d in derivations:
         name = d.target
         node = network.graph[name]
-        formula = equation_latex(Equation(Total(network.loss_name, name), (d.result,)))
+        formula = equation_latex(Equation(Total(network.loss_name, name), (d.shown_result,)))
         if len(formula) <= INDEX_FORMULA_MAX:
             shown = mathml(formula)
         else:

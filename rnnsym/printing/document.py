@@ -436,7 +436,7 @@ def _derivation_section(d, names) -> str:
             out.append(_align(rows))
         if note:
             out += [tex_prose(note, names), ""]
-    result = Equation(Total(d.network.loss_name, d.target), (d.result,))
+    result = Equation(Total(d.network.loss_name, d.target), (d.shown_result,))
     column = _lhs_column(printer, [result])
     out += [r"\paragraph{Result, in node symbols.}", _align(_equation_rows(printer, result, column))]
     return "\n".join(out)

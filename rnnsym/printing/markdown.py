@@ -32,7 +32,7 @@ def derivation_markdown(d, heading_level: int = 2) -> str:
             out += ["$$", latex.equation(eq), "$$", ""]
         if note:
             out += [f"> {prose(note)}", ""]
-    result = latex.equation(Equation(Total(d.network.loss_name, d.target), (d.result,)))
+    result = latex.equation(Equation(Total(d.network.loss_name, d.target), (d.shown_result,)))
     out += ["Result, in node symbols:", "", "$$", result, "$$", ""]
     return "\n".join(out)
 

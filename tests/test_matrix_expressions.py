@@ -1,0 +1,176 @@
+"""Vector derivations are SymPy matrix expressions: expr, terms and result go through SymPy's
+free_symbols, subs, latex, NumPy printing and lambdify, and lambdify gives the compiled gradient."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sympy.matrices.expressions import MatrixExpr, MatrixSymbol
+from sympy.printing.numpy import NumPyPrinter
+
+import rnnsym as rs
+from rnnsym.printing.latex import LatexStepPrinter
+from rnnsym.printing.text import TextPrinter
+
+
+@functools.cache
+def user_cell():  # two vector states (tests/test_cells.py's), an identity readout and MSE
+    h, c, x, W, U, b = sp.symbols("h c x W U b")
+    cell = rs.Cell(state=(h, c), input=x, params=[W, U, b],
+                   update=(sp.tanh(c), c + sp.tanh(rs.matvec(W, x) + rs.matvec(U, h) + b)),
+                   shapes={h: 3, c: 3, x: 2, W: (3, 2), U: (3, 3), b: 3})
+    return rs.unroll(cell, steps=2, output_activation="identity", loss="mse")
+
+
+NETWORKS = {
+    "Elman": (functools.cache(lambda: rs.elman_rnn(steps=2, input_size=2, hidden_size=3)), ["W_hh", "W_ih", "b_hh", "W_hy"]),
+    "LSTM": (functools.cache(lambda: rs.lstm(steps=2, hidden_size=2)), ["W_hi", "W_hf", "b_ig", "W_ho"]),
+    "GRU": (functools.cache(lambda: rs.gru(steps=2, hidden_size=2)), ["W_hr", "W_hz", "W_hn", "b_in"]),
+    "user cell": (user_cell, ["U", "W", "b"]),
+}
+CASES = [(kind, wrt) for kind, (_, names) in NETWORKS.items() for wrt in names]
+
+
+def column(graph, name, value):
+    """A node's value for one example as its MatrixSymbol's shape (a vector is a column)."""
+    shape = graph[name].shape
+    value = np.asarray(value, dtype=np.float64)
+    return value.reshape(shape[0], 1) if len(shape) == 1 else value.reshape(1, 1) if shape == () else value
+
+
+def at_random_point(net, seed=0):
+    """Every node's value for one example (batch 1) and the compiled gradient there."""
+    rng = np.random.default_rng(seed)
+    graph = net.graph
+    params = {k: rng.uniform(-1, 1, s) for k, s in net.param_shapes.items()}
+    inputs = [n for n in graph.nodes.values() if n.kind == "input"]
+    targets = [n for n in graph.nodes.values() if n.kind == "target"]
+    x = rng.uniform(-1, 1, (1, len(inputs), *inputs[0].shape))
+    y = rng.uniform(0.1, 0.9, (1, *targets[0].shape) if len(targets) == 1 else (1, len(targets), *targets[0].shape))
+    compiled = net.compile(form="unrolled")
+    _, grads = compiled.value_and_grad(params, x, y)
+    trace = compiled.trace(params, x, y)
+    values = {name: column(graph, name, v[0]) for name, v in trace.items() if name not in params}
+    values.update({name: column(graph, name, v) for name, v in params.items()})
+    values.update({t.name: column(graph, t.name, y[0] if len(targets) == 1 else y[0, i]) for i, t in enumerate(targets)})
+    return values, grads
+
+
+def lambdified(expr, values):
+    symbols = sorted(expr.free_symbols, key=lambda s: s.name)
+    return np.asarray(sp.lambdify(symbols, expr, "numpy")(*(values[s.name] for s in symbols)), dtype=np.float64)
+
+
+def with_adjoints(d, values):
+    """The values with every δ of the recursive view, each lambdified from its matrix expression in order."""
+    values = dict(values)
+    for symbol, definition in d.adjoints.items():
+        values[symbol.name] = lambdified(definition, values)
+    return values
+
+
+def close(ours, theirs):
+    theirs = np.asarray(theirs).reshape(ours.shape)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12 * max(1.0, np.max(np.abs(theirs))))
+
+
+@pytest.mark.parametrize("kind,wrt", CASES)
+def test_expr_terms_and_result_of_a_vector_derivation_are_sympy_matrix_expressions(kind, wrt):
+    net = NETWORKS[kind][0]()
+    d = net.derive(wrt)
+    shape = net.param_shapes[wrt]
+    dims = (shape[0], 1) if len(shape) == 1 else shape
+    nodes = set(net.graph.nodes)
+    for e in [d.expr, *d.terms, d.result, *d.adjoints.values()]:
+        assert isinstance(e, MatrixExpr)
+        assert all(isinstance(s, MatrixSymbol) for s in e.free_symbols)
+        assert {s.name.removeprefix("delta_") for s in e.free_symbols} <= nodes
+        assert sp.latex(e) and NumPyPrinter().doprint(e) and str(e)
+    assert d.expr.shape == d.result.shape == dims and all(t.shape == dims for t in d.terms)
+    # expr is in node values only; result reads the adjoints δn that d.adjoints defines
+    assert not any(s.name.startswith("delta_") for s in d.expr.free_symbols)
+    assert {s for s in d.result.free_symbols if s.name.startswith("delta_")} <= set(d.adjoints)
+
+
+@pytest.mark.parametrize("kind,wrt", CASES)
+def test_lambdified_expr_terms_and_result_equal_the_compiled_gradient(kind, wrt):
+    net = NETWORKS[kind][0]()
+    d = net.derive(wrt)
+    values, grads = at_random_point(net, seed=len(wrt))
+    close(lambdified(d.expr, values), grads[wrt])
+    close(sum(lambdified(t, values) for t in d.terms), grads[wrt])
+    close(lambdified(d.result, with_adjoints(d, values)), grads[wrt])
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.integers(1, 3), input_size=st.integers(1, 3), hidden_size=st.integers(1, 3),
+       output_size=st.integers(1, 2), seed=st.integers(0, 10_000))
+def test_lambdified_elman_gradients_equal_the_compiled_ones_at_random_sizes(steps, input_size, hidden_size,
+                                                                             output_size, seed):
+    net = rs.elman_rnn(steps=steps, input_size=input_size, hidden_size=hidden_size, output_size=output_size)
+    values, grads = at_random_point(net, seed)
+    for wrt in net.param_names:
+        d = net.derive(wrt)
+        close(lambdified(d.expr, values), grads[wrt])
+        close(lambdified(d.result, with_adjoints(d, values)), grads[wrt])
+
+
+def test_subs_with_explicit_matrices_gives_the_gradient():
+    net = NETWORKS["Elman"][0]()
+    d = net.derive("W_hh")
+    values, grads = at_random_point(net, seed=3)
+    explicit = {s: sp.ImmutableMatrix(values[s.name]) for s in d.expr.free_symbols}
+    value = d.expr.subs(explicit).doit()
+    assert value.shape == (3, 3) and not value.free_symbols
+    close(np.array(value, dtype=np.float64), grads["W_hh"])
+
+
+@pytest.mark.parametrize("kind,wrt", CASES)
+def test_rnnsym_printers_print_the_matrix_result_as_the_recursive_view_writes_it(kind, wrt):
+    d = NETWORKS[kind][0]().derive(wrt)
+    equations = {eq.lhs.node: eq.rhs[0] for eq in d.recursive[:-1]}
+    for printer in (TextPrinter(), LatexStepPrinter()):
+        assert printer.doprint(d.result) == printer.doprint(d.recursive[-1].rhs[0])
+        for delta, definition in d.adjoints.items():
+            assert printer.doprint(definition) == printer.doprint(equations[delta.name.removeprefix("delta_")])
+
+
+def test_the_text_of_an_elman_result_keeps_its_notation():
+    d = rs.elman_rnn(steps=2, hidden_size=2).derive("W_hh")
+    assert TextPrinter().doprint(d.result) == "diag(1 − h₁²)·δh₁·h₀ᵀ + diag(1 − h₂²)·δh₂·h₁ᵀ"
+    assert TextPrinter().doprint(d.terms[0]) == "diag(1 − h₂²)·W_hyᵀ·diag(y·(1 − y))·((1 − Y)/(1 − y) − Y/y)·h₁ᵀ"
+    assert d.text().endswith("Result: dL/dW_hh = diag(1 − h₁²)·δh₁·h₀ᵀ + diag(1 − h₂²)·δh₂·h₁ᵀ")
+
+
+def test_a_scalar_network_keeps_plain_expressions_within_and_past_the_path_limit():
+    net = rs.seed_rnn(steps=3)
+    within, past = net.derive("w"), net.derive("w", path_limit=1)
+    assert all(isinstance(e, sp.Expr) and not isinstance(e, MatrixExpr) for e in (within.expr, within.result, past.result))
+    assert within.result == within.expr
+    values = {s: v for s, v in zip(sorted(within.expr.free_symbols, key=str), np.linspace(0.1, 0.7, 20))}
+    adjoints = {}
+    for delta, definition in past.adjoints.items():
+        adjoints[delta] = definition.xreplace(adjoints)
+    assert sp.simplify(past.result.xreplace(adjoints) - within.expr) == 0 or abs(
+        float(past.result.xreplace(adjoints).xreplace(values)) - float(within.expr.xreplace(values))) < 1e-12
+
+
+def test_a_windowed_truncation_result_is_the_truncated_gradient():
+    net = rs.elman_rnn(steps=4, hidden_size=2, outputs="all", truncate=2)
+    d = net.derive("W_hh")
+    assert isinstance(d.result, MatrixExpr) and not any(s.name.startswith("delta_") for s in d.result.free_symbols)
+    values, grads = at_random_point(net, seed=5)
+    close(lambdified(d.result, values), grads["W_hh"])
+
+
+def test_a_jacobian_between_vector_nodes_is_a_matrix_product():
+    net = rs.elman_rnn(steps=3, hidden_size=2)
+    d = net.derive(of="h3", wrt="h1")
+    assert isinstance(d.expr, MatrixExpr) and d.expr.shape == (2, 2) and d.result == d.expr
+    values, _ = at_random_point(net, seed=1)
+    f = lambda h: np.diagflat(1 - h ** 2)  # noqa: E731
+    close(lambdified(d.expr, values), f(values["h3"]) @ values["W_hh"] @ f(values["h2"]) @ values["W_hh"])

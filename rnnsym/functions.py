@@ -172,6 +172,48 @@ class MatVec(_Printed, sp.Function):
                           f"not {printer.printmethod[1:]!r}")
 
 
+# ---- attention: a stack of encoder states, scores against it, and the weighted sum of its rows -----
+# Not elementwise either: the engine gives each its own rules (rnnsym.engine.rules). A stack H is a
+# matrix *node*, one (S, n) matrix per example, so these print as batched einsums, never as W·v.
+def _array_library(printer, what: str) -> str:
+    library = _library(printer)
+    if library not in (*ARRAY_LIBRARIES.values(), "scipy"):
+        raise RnnsymError(f"{what} is an array operation: print it for numpy, scipy, jax or torch, "
+                          f"not {printer.printmethod[1:]!r}")
+    return _numpy_like(library)
+
+
+class Stack(_Printed, sp.Function):
+    """``H = [h_1; …; h_S]``: the encoder's states as the rows of one matrix (per example)."""
+
+    def _code(self, printer, library, *rows):
+        namespace = _array_library(printer, "a stack of states")
+        return f"{_name(printer, namespace + '.stack')}(({', '.join(rows)},), -2)"
+
+
+class Scores(_Printed, sp.Function):
+    """``H·q``: the dot product of every row of the stack ``H`` with the query ``q`` (``e_i = h_iᵀq``)."""
+
+    nargs = 2
+
+    def _code(self, printer, library, stack, query):
+        namespace = _array_library(printer, "attention scores")
+        return f"{_name(printer, namespace + '.einsum')}('...sh,...h->...s', {stack}, {query})"
+
+
+class Mix(_Printed, sp.Function):
+    """``Hᵀ·a = Σ_i a_i·h_i``: the rows of the stack ``H`` weighted by ``a`` and summed (a context)."""
+
+    nargs = 2
+
+    def _code(self, printer, library, stack, weights):
+        namespace = _array_library(printer, "a weighted sum of states")
+        return f"{_name(printer, namespace + '.einsum')}('...sh,...s->...h', {stack}, {weights})"
+
+
+ATTENTION_OPERATIONS = (Stack, Scores, Mix)
+
+
 # ---- derivative rules: d f(z)/dz, written in the output y = f(z) ---------------------------
 DERIVATIVE_RULES: dict[type, Callable[[sp.Expr], sp.Expr]] = {
     sp.tanh: lambda y: 1 - y**2,

@@ -12,7 +12,7 @@ import linecache
 from typing import Mapping
 
 from ..errors import RnnsymError
-from ..numeric.compiled import check_param_names, param_shaped
+from ..numeric.compiled import check_param_names, param_shaped, teacher_forcing
 
 
 class BackendCompiled:
@@ -60,10 +60,11 @@ class BackendCompiled:
             x = self._x(x)
             return self._loss(x, self._y(y, x), *self._params(params, x))
 
-    def forward(self, params: Mapping, x):
+    def forward(self, params: Mapping, x, y=None):
         with self._no_grad():
             x = self._x(x)
-            outputs = self._forward(x, *self._params(params, x))
+            targets = teacher_forcing(self.network, y, lambda: self._y(y, x))
+            outputs = self._forward(x, *targets, *self._params(params, x))
             if self.form == "loop":
                 return outputs
             # The unrolled form gives one output node per step with outputs="all", else one.
@@ -102,8 +103,9 @@ class BackendCompiled:
     def _y(self, y, x):
         net, xp = self.network, self._xp
         y = _as_array(self.backend, y, device=_device(x))
-        target = net.graph.of_kind("target")[0]
-        lead = (x.shape[0], net.steps) if target.step is not None else (x.shape[0],)
+        targets = net.graph.of_kind("target")
+        target = targets[0]
+        lead = (x.shape[0], len(targets)) if target.step is not None else (x.shape[0],)
         size = target.shape[0] if target.shape else None
         if net.options.get("loss") == "cross_entropy" and xp.isdtype(y.dtype, "integral"):
             if tuple(y.shape) != lead:

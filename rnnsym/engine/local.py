@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import RnnsymError
-from ..functions import DERIVATIVE_RULES, MatVec, softmax
+from ..functions import DERIVATIVE_RULES, MatVec, Mix, Scores, Stack, softmax
 from ..graph import Graph
 
 
@@ -50,19 +50,45 @@ class JacobianTerm:
     - ``diag(factor)`` when the parent enters elementwise (a scalar parent: summed over components);
     - ``diag(factor)·matrix`` when the parent enters as ``matrix·parent``;
     - for a weight matrix ``W`` entering as ``W·outer``: the gradient share ``(δ ⊙ factor)·outerᵀ``;
-    - ``softmax`` (the output symbol o): the coupling ``diag(o) − o·oᵀ`` comes first (only ever
-      used fused with cross-entropy).
+    - ``softmax`` (the softmax's output symbol o): the coupling ``diag(o) − o·oᵀ`` comes first;
+    - ``attention`` (one of :data:`ATTENTION_ROLES`) when the parent is an argument of an attention
+      operation: the stack ``H`` or the query ``q`` of the scores ``H·q``, the stack or the weights
+      ``a`` of the sum ``Hᵀ·a``, or row ``row`` of a stack; ``operand`` is the operation's other
+      argument (what the rule multiplies by).
     """
 
     factor: sp.Expr
     matrix: sp.Symbol | None = None
     outer: sp.Symbol | None = None
     softmax: sp.Symbol | None = None
+    attention: str | None = None
+    operand: sp.Symbol | None = None
+    row: int | None = None
 
     def renamed(self, symbols: dict) -> "JacobianTerm":
         """The same term with symbols renamed (another step of a shared cell, or step k)."""
         rename = lambda s: None if s is None else s.xreplace(symbols)  # noqa: E731
-        return JacobianTerm(self.factor.xreplace(symbols), rename(self.matrix), rename(self.outer), rename(self.softmax))
+        return JacobianTerm(self.factor.xreplace(symbols), rename(self.matrix), rename(self.outer), rename(self.softmax),
+                            self.attention, rename(self.operand), self.row)
+
+
+# What a parent is to an attention operation: the stack or the query of ``H·q``, the stack or the
+# weights of ``Hᵀ·a``, a row of ``H = [h_1; …; h_S]``.
+ATTENTION_ROLES = ("keys", "query", "values", "weights", "row")
+
+
+def _attention_terms(product, wrt: sp.Symbol, factor: sp.Expr) -> list[JacobianTerm]:
+    """The terms of ``∂product/∂wrt`` for an attention operation ``product`` (Stack, Scores, Mix)."""
+    if isinstance(product, Stack):
+        return [JacobianTerm(factor, attention="row", row=i) for i, h in enumerate(product.args) if h == wrt]
+    stack, other = product.args
+    roles = ("keys", "query") if isinstance(product, Scores) else ("values", "weights")
+    terms = []
+    if stack == wrt:
+        terms.append(JacobianTerm(factor, attention=roles[0], operand=other))
+    if other == wrt:
+        terms.append(JacobianTerm(factor, attention=roles[1], operand=stack))
+    return terms
 
 
 @dataclass(frozen=True)
@@ -84,7 +110,7 @@ def local_jacobian(graph: Graph, child: str, parent: str) -> Jacobian:
     if node.expr is None:
         raise RnnsymError(f"{child!r} is a {node.kind} and has no local expression to differentiate")
     wrt = graph[parent].symbol
-    products = sorted(node.expr.atoms(MatVec), key=sp.default_sort_key)
+    products = sorted(node.expr.atoms(MatVec, Stack, Scores, Mix), key=sp.default_sort_key)
     stand_ins = [sp.Dummy(f"mu{i}") for i in range(len(products))]
     flat = node.expr.xreplace(dict(zip(products, stand_ins)))
     back = dict(zip(stand_ins, products))
@@ -107,10 +133,13 @@ def local_jacobian(graph: Graph, child: str, parent: str) -> Jacobian:
     if wrt in flat.free_symbols:
         terms.append(JacobianTerm(scale * _elementwise(node, flat, wrt).xreplace(back)))
     for product, mu in zip(products, stand_ins):
-        matrix, vector = product.args
         if wrt not in product.args:
             continue
         factor = _elementwise(node, flat, mu).xreplace(back)
+        if not isinstance(product, MatVec):
+            terms.extend(_attention_terms(product, wrt, factor))
+            continue
+        matrix, vector = product.args
         if vector == wrt:
             terms.append(JacobianTerm(factor, matrix=matrix))
         if matrix == wrt:

@@ -25,6 +25,7 @@ from typing import Callable
 
 import sympy as sp
 
+from ..functions import Mix, Scores
 from .local import JacobianTerm
 
 
@@ -63,6 +64,20 @@ class Outer(sp.Function):
     carries_shares = True
 
 
+class RowOf(sp.Function):
+    """``[x]_i``: row ``i`` of a stack's adjoint, the share of the state stacked there."""
+
+    nargs = 2
+    carries_shares = True
+
+
+class ExampleOuter(sp.Function):
+    """``x·vᵀ`` for each example (a stack's share: the stack is a node, not a weight summed over the batch)."""
+
+    nargs = 2
+    carries_shares = True
+
+
 class Adjoint(sp.Symbol):
     """``δn``, the adjoint of the node named ``name``, as it appears in a share."""
 
@@ -72,6 +87,11 @@ class TermKind(Enum):
     SUMMED = "summed"
     THROUGH_MATRIX = "through matrix"
     WEIGHT = "weight"
+    KEYS = "keys"  # the stack H of the scores H·q
+    QUERY = "query"  # the query q of H·q
+    VALUES = "values"  # the stack H of the weighted sum Hᵀ·a
+    WEIGHTS = "weights"  # the weights a of Hᵀ·a
+    ROW = "row"  # a state stacked as row i of H
 
 
 @dataclass(frozen=True)
@@ -98,11 +118,27 @@ RULES: dict[TermKind, Rule] = {
         lambda t, x_at, size, own: sp.Sum(sp.IndexedBase(t.matrix.name)[_I, _J] * x_at(_I), (_I, 1, size(t.matrix)))),
     TermKind.WEIGHT: Rule("dW += diag(f)·δc·vᵀ", lambda t, x: Outer(x, t.outer),
                           lambda t, x_at, size, own: x_at(_I) * sp.IndexedBase(t.outer.name)[_J]),
+    # Attention (rnnsym.functions: Stack, Scores, Mix). Scores and weighted sums are each other's
+    # adjoints: δq of e = H·q is Hᵀ·δe, δa of c = Hᵀ·a is H·δc.
+    TermKind.KEYS: Rule("δH += diag(f)·δe·qᵀ", lambda t, x: ExampleOuter(x, t.operand),
+                        lambda t, x_at, size, own: x_at(_I) * sp.IndexedBase(t.operand.name)[_J]),
+    TermKind.QUERY: Rule("δq += Hᵀ·diag(f)·δe", lambda t, x: Mix(t.operand, x),
+                         lambda t, x_at, size, own: sp.Sum(sp.IndexedBase(t.operand.name)[_I, _J] * x_at(_I),
+                                                           (_I, 1, size(t.operand)))),
+    TermKind.VALUES: Rule("δH += a·(diag(f)·δc)ᵀ", lambda t, x: ExampleOuter(t.operand, x),
+                          lambda t, x_at, size, own: sp.IndexedBase(t.operand.name)[_I] * x_at(_J)),
+    TermKind.WEIGHTS: Rule("δa += H·diag(f)·δc", lambda t, x: Scores(t.operand, x),
+                           lambda t, x_at, size, own: sp.Sum(sp.IndexedBase(t.operand.name)[own, _J] * x_at(_J),
+                                                             (_J, 1, size(None)))),
+    TermKind.ROW: Rule("δh_i += [diag(f)·δH]_i", lambda t, x: RowOf(x, t.row),
+                       lambda t, x_at, size, own: x_at(own)),
 }
 
 
 def kind_of(term: JacobianTerm, parent_shape: tuple, child_shape: tuple) -> TermKind:
     """The kind of ``term`` in ``∂child/∂parent``."""
+    if term.attention is not None:
+        return TermKind(term.attention)
     if term.outer is not None:
         return TermKind.WEIGHT
     if term.matrix is not None:

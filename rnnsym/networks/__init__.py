@@ -2,6 +2,7 @@
 from .builtin import elman_rnn, gru, lstm
 from .cells import Cell, matvec, unroll
 from .seed import seed_rnn
+from .seq2seq import seq2seq
 from .torch_weights import params_from_torch, params_to_torch
 
 NETWORKS = {"seed": seed_rnn, "elman": elman_rnn, "lstm": lstm, "gru": gru}

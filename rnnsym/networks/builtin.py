@@ -233,3 +233,17 @@ def gru(steps: int, input_size: int = 1, hidden_size: int = 1, output_size: int 
 
 def _title(title: str, num_layers: int) -> str:
     return title if num_layers == 1 else f"{title[:-1]}, {num_layers} layers)"
+
+
+BUILTIN_CELLS = {"elman": (_elman_layer, ELMAN_ROLES), "lstm": (_lstm_layer, _roles("ifgo")),
+                 "gru": (_gru_layer, _roles("rzn"))}
+
+
+def builtin_cell(kind: str, input_size: int, hidden_size: int, activation: str = "tanh") -> tuple[Cell, dict]:
+    """The one-layer cell ``kind`` ("elman", "lstm", "gru") with PyTorch's equations and names, and
+    the words for each parameter by name."""
+    from ..errors import choose
+
+    choose("cell", kind, tuple(BUILTIN_CELLS))
+    make_layer, texts = BUILTIN_CELLS[kind]
+    return _cell(make_layer, functions.activation(activation), input_size, hidden_size, 1, kind, texts)

@@ -242,29 +242,14 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
 
     first_states: dict[str, dict[int, sp.Symbol]] = {}
     for suffix, c, order in directions:
-        rename = {p: graph[p.name + suffix].symbol for p in c.params}
-        previous = {}
+        initial = {}
         for s in c.state:
-            previous[s] = graph.add(_step_name(s.name + suffix, 0 if not suffix else T + 1), "constant", value=0,
-                                    base=s.name + suffix,
-                                    step=0 if not suffix else T + 1, shape=shapes.get(s, ()),
-                                    role=f"initial {s.name}, zero")
-        first_states[suffix] = {}
-        for t in order:
-            subs = {**rename, **previous, c.input: xs[t - 1]}
-            for gate, expr in c.gates.items():
-                subs[gate] = graph.add(_step_name(gate.name + suffix, t), "hidden", _rename(expr, subs), step=t,
-                                       base=gate.name + suffix,
-                                       shape=c.gate_shapes[gate],
-                                       role=f"gate {gate.name} at step {t}")
-            new = {}
-            for s, expr in _dependency_order(c.state, c.update):
-                value = expr.xreplace({e: new[k] for k, e in zip(c.state, c.update) if k in new and _shared(e)})
-                new[s] = graph.add(_step_name(s.name + suffix, t), "hidden", _rename(value, subs), step=t,
+            initial[s] = graph.add(_step_name(s.name + suffix, 0 if not suffix else T + 1), "constant", value=0,
                                    base=s.name + suffix,
-                                   shape=shapes.get(s, ()), role=f"state {s.name} at step {t}")
-            previous = {s: new[s] for s in c.state}
-            first_states[suffix][t] = new[c.state[0]]
+                                   step=0 if not suffix else T + 1, shape=shapes.get(s, ()),
+                                   role=f"initial {s.name}, zero")
+        states = run_cell(graph, c, suffix, order, dict(zip(range(1, T + 1), xs)), initial)
+        first_states[suffix] = {t: states[t][c.state[0]] for t in order}
 
     W = graph["W_hy"].symbol
 
@@ -304,6 +289,28 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
                             cell.input.name, tuple(p.name for p in cell.params), bidirectional)
     return Network(graph, name=name or cell.name, steps=T, options=opts, title=title or f"a {cell.name} network",
                    recurrence=recurrence)
+
+
+def run_cell(graph, c: Cell, suffix: str, order, inputs: dict, initial: dict, step_offset: int = 0) -> dict:
+    """Add the nodes of ``c`` run over the steps ``order`` (``inputs[t]`` its input node at step t,
+    ``initial`` each state's node before the first step; every name suffixed ``suffix``, every
+    parameter the graph's ``name + suffix``) and return each step's state nodes: ``{t: {state: node}}``.
+    ``step_offset`` is added to the steps the nodes record (a decoder's steps follow the encoder's)."""
+    rename = {p: graph[p.name + suffix].symbol for p in c.params}
+    previous, states = dict(initial), {}
+    for t in order:
+        subs = {**rename, **previous, c.input: inputs[t]}
+        for gate, expr in c.gates.items():
+            subs[gate] = graph.add(_step_name(gate.name + suffix, t), "hidden", _rename(expr, subs),
+                                   step=t + step_offset, base=gate.name + suffix, shape=c.gate_shapes[gate],
+                                   role=f"gate {gate.name} at step {t}")
+        new = {}
+        for s, expr in _dependency_order(c.state, c.update):
+            value = expr.xreplace({e: new[k] for k, e in zip(c.state, c.update) if k in new and _shared(e)})
+            new[s] = graph.add(_step_name(s.name + suffix, t), "hidden", _rename(value, subs), step=t + step_offset,
+                               base=s.name + suffix, shape=c.shapes.get(s, ()), role=f"state {s.name} at step {t}")
+        previous = states[t] = {s: new[s] for s in c.state}
+    return states
 
 
 def _rename(expr: sp.Expr, symbols: dict) -> sp.Expr:

@@ -62,12 +62,14 @@ class CompiledNetwork:
         return fixed
 
     # ---- entry points -------------------------------------------------------------------------------
-    def forward(self, params: Mapping, x) -> np.ndarray:
+    def forward(self, params: Mapping, x, y=None) -> np.ndarray:
         """The network output for each example: ``(batch,)`` or ``(batch, output_size)``; with
-        ``outputs="all"``, one per step: ``(batch, T)`` or ``(batch, T, output_size)``."""
+        ``outputs="all"``, one per step: ``(batch, T)`` or ``(batch, T, output_size)``. A decoder
+        that reads the previous target (teacher forcing, rnnsym.seq2seq) needs ``y``."""
         x = self._x(x)
+        targets = teacher_forcing(self.network, y, lambda: self._y(y, x))
         with call_threads():
-            outputs = self._forward(x, *self._params(params, x.dtype))
+            outputs = self._forward(x, *targets, *self._params(params, x.dtype))
         self.workspaces.trim()
         if self.form == "unrolled" and self.network.options.get("outputs") == "all":
             return np.stack(outputs, axis=1)  # one output node per step
@@ -150,7 +152,7 @@ class CompiledNetwork:
         targets = net.graph.of_kind("target")
         per_step = targets[0].step is not None
         size = targets[0].shape[0] if targets[0].shape else None
-        lead = (x.shape[0], net.steps) if per_step else (x.shape[0],)
+        lead = (x.shape[0], len(targets)) if per_step else (x.shape[0],)
         if net.options.get("loss") == "cross_entropy":
             y = _class_targets(y, lead, size)
         y = _finite("y", y, x.dtype)
@@ -167,6 +169,17 @@ class CompiledNetwork:
         if net.options.get("loss") == "cross_entropy":
             _check_probability_rows(y)
         return y
+
+
+def teacher_forcing(network, y, checked) -> tuple:
+    """The targets the forward pass reads: ``(checked(),)`` for a network whose decoder reads the
+    previous target (teacher forcing), ``()`` for any other (where y is not needed)."""
+    if not network.options.get("teacher_forcing"):
+        return ()
+    if y is None:
+        raise RnnsymError("this network's decoder reads the previous target (teacher forcing): "
+                          "forward needs y as well as x")
+    return (checked(),)
 
 
 def _check_probability_rows(y: np.ndarray) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import sympy as sp
 
 from ..engine.rules import elementwise
-from ..program.build import build_program
+from ..program.build import build_program, reads_targets
 from ..program.ir import Accumulate, Compute, Fill, OverBatch, Program, Read, Role
 from ..program.passes import live_statements, optimise, reads_of, simplify
 from .compiled import CompiledNetwork
@@ -61,7 +61,8 @@ class NumPyEmitter:
         p, values, args, xp = self.program, self.program.values, self._args(), self.printer._module
         forward = self._forward()
         kept = ", ".join(self.kept)
-        unpack = f"    {kept}, = _forward(x, {args})"
+        fx = "x, y" if reads_targets(self.network.graph) else "x"  # teacher forcing: the forward pass reads y
+        unpack = f"    {kept}, = _forward({fx}, {args})"
         loss = self._loss()
         backward = self._backward()
         grads = self._gradients()
@@ -74,8 +75,8 @@ class NumPyEmitter:
                   "# value, d_<node> its adjoint dL/d<node>, dL_d<param> a gradient; every name is generated."]
         return "\n".join([
             *header,
-            f"def _forward(x, {args}):", *forward, f"    return ({kept},)", "",
-            f"def forward(x, {args}):", unpack,
+            f"def _forward({fx}, {args}):", *forward, f"    return ({kept},)", "",
+            f"def forward({fx}, {args}):", unpack,
             f"    return ({''.join(self.names[o] + ', ' for o in p.outputs)})", "",
             f"def loss(x, y, {args}):", unpack, *loss, f"    return {xp}.mean(_per_example)", "",
             f"def _backward(x, y, {args}):", unpack, *loss, *backward,
@@ -165,6 +166,8 @@ class NumPyEmitter:
             vector = self.program.values[reads[0].target].shape != ()
             if [r.step for r in reads] == list(range(1, len(reads) + 1)) and len(reads) > 1:
                 columns = f"{self.printer._module}.moveaxis({source}, 1, 0)" if vector else f"{source}.T"
+                if source == "y":  # a decoder's inputs read every target but the last
+                    columns += f"[:{len(reads)}]"
                 lines.append(f"    {', '.join(self.names[r.target] for r in reads)}, = {columns}")
                 continue
             for r in reads:

@@ -85,8 +85,9 @@ def random_point(network, batch: int = 4, seed: int = 0):
     graph = network.graph
     inputs = graph.of_kind("input")
     x = rng.normal(size=(batch, network.steps) + inputs[0].shape)
-    target = graph.of_kind("target")[0]
-    lead = (batch, network.steps) if target.step is not None else (batch,)
+    targets = graph.of_kind("target")
+    target = targets[0]
+    lead = (batch, len(targets)) if target.step is not None else (batch,)  # a decoder's steps are its own
     loss = network.options.get("loss")
     if loss == "cross_entropy":
         y = rng.integers(0, target.shape[0], size=lead)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from ..engine.rules import Outer, Summed, TransposeTimes
-from ..functions import MatVec, relu, sigmoid, softmax
+from ..engine.rules import ExampleOuter, Outer, RowOf, Summed, TransposeTimes
+from ..functions import MatVec, Mix, Scores, Stack, relu, sigmoid, softmax
 from ..program.ir import OverBatch
 from ..program.step import AtStep, Columns
 
@@ -57,7 +57,46 @@ Info = tuple  # (batched, shape): True when the value carries the leading batch 
 # shape: its own shape, () for a scalar. None in either place: not known to the printer.
 
 
-class CodePrinter(NumPyPrinter):
+class AttentionPrinting:
+    """The attention operations (rnnsym.functions: Stack, Scores, Mix) and their shares (RowOf,
+    ExampleOuter) for :class:`CodePrinter`: a stack is one (S, n) matrix per example, so each is a
+    batched matrix product (the array API has matmul and stack, not einsum)."""
+
+    def _attention_info(self, expr) -> Info:
+        """A stack is (S, n) per example; ``H·q`` has H's rows, ``Hᵀ·a`` its columns, a row of a
+        stack's adjoint its columns, ``x·vᵀ`` per example both sizes."""
+        infos = [self.info(a) for a in expr.args if isinstance(a, sp.Expr) and not a.is_Integer]
+        batched = True if any(b for b, _ in infos) else (None if any(b is None for b, _ in infos) else False)
+        shapes = [shape for _, shape in infos]
+        if any(shape is None for shape in shapes):
+            return (batched, None)
+        if isinstance(expr, Stack):
+            return (batched, (len(expr.args), *shapes[0]))
+        if isinstance(expr, ExampleOuter):
+            return (batched, shapes[0] + shapes[1])
+        stack = shapes[0]
+        return (batched, stack[:1] if isinstance(expr, Scores) else stack[1:])
+
+    def _print_RowOf(self, expr):  # row i of a batch of stacks' adjoints (batch, S, n)
+        return f"({self._print(expr.args[0])})[..., {int(expr.args[1])}, :]"
+
+    def _print_ExampleOuter(self, expr):  # x·vᵀ for each example
+        x, v = (self._print(a) for a in expr.args)
+        return f"(({x})[..., :, None] * ({v})[..., None, :])"
+
+    def _print_Stack(self, expr):
+        return f"{self._module}.stack(({''.join(self._print(a) + ', ' for a in expr.args)}), axis=-2)"
+
+    def _print_Scores(self, expr):  # H·q for each example: (batch, S, n) @ (batch, n, 1)
+        stack, query = (self._print(a) for a in expr.args)
+        return f"(({stack}) @ ({query})[..., None])[..., 0]"
+
+    def _print_Mix(self, expr):  # Hᵀ·a for each example: (batch, 1, S) @ (batch, S, n)
+        stack, weights = (self._print(a) for a in expr.args)
+        return f"(({weights})[..., None, :] @ ({stack}))[..., 0, :]"
+
+
+class CodePrinter(AttentionPrinting, NumPyPrinter):
     """NumPy source; every symbol is printed through the generated-name table, never raw.
 
     The printer knows which symbols carry the batch axis (``batched``: a node's value is
@@ -100,6 +139,8 @@ class CodePrinter(NumPyPrinter):
             return (self.info(vector)[0], rows[:1] if rows else None)
         if isinstance(expr, Columns):
             return (self.info(expr.args[0])[0], (int(expr.args[2]) - int(expr.args[1]),))
+        if isinstance(expr, (Stack, Scores, Mix, RowOf, ExampleOuter)):
+            return self._attention_info(expr)
         if isinstance(expr, AtStep):
             return self.info(expr.args[0])
         if isinstance(expr, TransposeTimes):  # Wᵀ·x: W's columns

@@ -68,8 +68,9 @@ def build_program(network, truncate: int | None = None) -> Program:
             forward.append(Fill(node_value(node, Role.CONSTANT), float(node.value)))
         elif kind in (NodeKind.HIDDEN, NodeKind.OUTPUT):
             forward.append(Compute(node_value(node, Role.NODE), node.expr))
-        elif kind == NodeKind.TARGET:
-            loss.append(Read(node_value(node, Role.TARGET), "y", node.step))
+        elif kind == NodeKind.TARGET:  # a decoder's input under teacher forcing is read with the inputs
+            (forward if teacher_forced(graph, node.name) else loss).append(
+                Read(node_value(node, Role.TARGET), "y", node.step))
         elif kind == NodeKind.LOSS_TERM or (kind == NodeKind.LOSS and not graph.of_kind(NodeKind.LOSS_TERM)):
             reduce = None if _output_of(graph, node.name).shape == () else node.reduce or "sum"
             loss.append(Compute(node_value(node, Role.LOSS), node.expr, reduce))
@@ -82,6 +83,16 @@ def build_program(network, truncate: int | None = None) -> Program:
     return Program(values, tuple(n.name for n in graph.of_kind(NodeKind.PARAM)), tuple(forward), tuple(loss),
                    tuple(backward), tuple(n.symbol for n in graph.of_kind(NodeKind.OUTPUT)),
                    tuple(t.symbol for t in terms), weights, scale)
+
+
+def teacher_forced(graph, target: str) -> bool:
+    """Whether the forward pass reads ``target`` (a decoder's previous target as its input)."""
+    return any(graph[c].kind in (NodeKind.HIDDEN, NodeKind.OUTPUT) for c in graph.children(target))
+
+
+def reads_targets(graph) -> bool:
+    """Whether the forward pass needs the targets (teacher forcing): its functions then take y."""
+    return any(teacher_forced(graph, t.name) for t in graph.of_kind(NodeKind.TARGET))
 
 
 def _backward(network, truncate, values: dict, namer: Namer, scale: sp.Symbol) -> list:

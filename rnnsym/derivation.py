@@ -369,7 +369,7 @@ _I, _J = sp.symbols("i j", integer=True)
 def component_view(network, equations) -> tuple[Equation, ...]:
     """The vector recursive view written component by component:
     ``δh₂[j] = Σ_i W_hh[i, j]·(1 − h₃[i]²)·δh₃[i]``; ``dL/dW_hh[i, j] = Σ_t (1 − h_t[i]²)·δh_t[i]·h_(t−1)[j]``.
-    Softmax couplings have no short component form and are left out of this view."""
+    Softmax couplings and attention's shares have no short component form and are left out of this view."""
     graph = network.graph
 
     def indexed(expr, index):
@@ -391,7 +391,8 @@ def component_view(network, equations) -> tuple[Equation, ...]:
             continue
         items = eq.rhs[0].terms if isinstance(eq.rhs[0], Sum) else (eq.rhs[0],)
         applied = [a for a in items if not isinstance(a, Elided)]
-        if any(not isinstance(a, Applied) or a.term.softmax is not None for a in applied):
+        if any(not isinstance(a, Applied) or a.term.softmax is not None or RULES[a.kind].component is None
+               for a in applied):
             continue
         outer = any(a.kind is TermKind.WEIGHT for a in applied)
         own = _I if outer else _J  # a weight's gradient is indexed [i, j], a vector's [j]

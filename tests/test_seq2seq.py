@@ -200,3 +200,17 @@ def test_the_loop_form_is_refused_with_the_form_that_works():
     net = rs.seq2seq("gru", "gru", source_steps=2, target_steps=2, hidden_size=2)
     with pytest.raises(rs.RnnsymError, match="use form 'unrolled'"):
         net.compile(form="loop")
+
+
+def test_the_recursive_view_carries_delta_into_an_encoder_state_through_the_decoder_and_the_attention():
+    net = rs.seq2seq("gru", "gru", source_steps=3, target_steps=2, input_size=I, hidden_size=H, output_size=V,
+                     attention="dot")
+    text = net.derive("W_in").text(full=True)
+    # the last encoder state: the decoder's first step (its initial state) and its row of the stack
+    assert ("δh₃ = W_hr_decᵀ·diag(r_dec1·(1 − r_dec1))·δr_dec1 + W_hz_decᵀ·diag(z_dec1·(1 − z_dec1))·δz_dec1"
+            " + W_hn_decᵀ·diag(r_dec1·(1 − n_dec1²))·δn_dec1 + diag(z_dec1)·δh_dec1 + [δH_enc]₃") in text
+    # the stack collects both attention paths of every decoder step: the scores and the context
+    assert "δH_enc = δe₁·h_dec1ᵀ + alpha₁·δctx₁ᵀ + δe₂·h_dec2ᵀ + alpha₂·δctx₂ᵀ" in text
+    assert "δe₁ = (diag(alpha₁) − alpha₁·alpha₁ᵀ)·δalpha₁" in text  # softmax's own Jacobian
+    assert "δalpha₁ = H_encᵀ" not in text and "δalpha₁ = H_enc·δctx₁" in text
+    assert r"\left[\delta_{H_{enc}}\right]_{3}" in net.derive("W_in").latex(full=True)

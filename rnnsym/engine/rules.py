@@ -10,10 +10,18 @@ kind               the term                                its share of the pare
 ``SUMMED``         a scalar parent of a vector child       ``Σ(diag(f)·δc)``
 ``THROUGH_MATRIX`` ``diag(f)·W`` (p is v in ``W·v``)       ``Wᵀ·diag(f)·δc``
 ``WEIGHT``         ``diag(f)·[·]·vᵀ`` (p is W in ``W·v``)  ``diag(f)·δc·vᵀ``
+``KEYS``           p is the stack H in ``e = H·q``         ``δe·qᵀ`` (per example)
+``QUERY``          p is q in ``e = H·q``                   ``Hᵀ·δe``
+``VALUES``         p is the stack H in ``c = Hᵀ·a``        ``a·δcᵀ`` (per example)
+``WEIGHTS``        p is a in ``c = Hᵀ·a``                  ``H·δc``
+``ROW``            p is row i of ``H = [h_1; …; h_S]``     ``[δH]_i``
 =================  ======================================  ==========================================
 
-A softmax output puts its coupling ``(diag(o) − o·oᵀ)`` in front of any of them (fused with
-cross-entropy it cancels to ``o − Y``). A share is a SymPy expression built from the operations
+The last five are attention's (rnnsym.functions: Stack, Scores, Mix); scores and weighted sums are
+each other's adjoints, so the sum over encoder steps ``δh_i = Σ_t (α_ti·δc_t + δe_ti·q_t)`` is
+``[Σ_t (α_t·δc_tᵀ + δe_t·q_tᵀ)]_i``. A softmax puts its coupling ``(diag(o) − o·oᵀ)`` in front of
+any of them: an attention weight's own Jacobian; at an output, fused with cross-entropy, it
+cancels to ``o − Y``. A share is a SymPy expression built from the operations
 below; the derivation's printers and every code emitter print those operations, so this table is
 the only place that knows how a kind of term is applied.
 """
@@ -100,11 +108,12 @@ class Rule:
     ``x = diag(f)·δc`` (returns the share), and its component form for the component view:
     ``component(term, x_at, size, own)`` with ``x_at(i)`` the carried value's component i,
     ``size(matrix)`` the number of rows summed over (the child's size for ``None``) and ``own`` the
-    index of the left-hand side's component."""
+    index of the left-hand side's component. Attention's kinds have none: their shares run over
+    a stack's rows and columns at once, and the component view leaves them out, as it does softmax."""
 
     formula: str
     apply: Callable[[JacobianTerm, sp.Expr], sp.Expr]
-    component: Callable[[JacobianTerm, Callable, Callable, sp.Symbol], sp.Expr]
+    component: Callable[[JacobianTerm, Callable, Callable, sp.Symbol], sp.Expr] | None = None  # None: none short
 
 
 _I, _J = sp.symbols("i j", integer=True)
@@ -120,18 +129,11 @@ RULES: dict[TermKind, Rule] = {
                           lambda t, x_at, size, own: x_at(_I) * sp.IndexedBase(t.outer.name)[_J]),
     # Attention (rnnsym.functions: Stack, Scores, Mix). Scores and weighted sums are each other's
     # adjoints: δq of e = H·q is Hᵀ·δe, δa of c = Hᵀ·a is H·δc.
-    TermKind.KEYS: Rule("δH += diag(f)·δe·qᵀ", lambda t, x: ExampleOuter(x, t.operand),
-                        lambda t, x_at, size, own: x_at(_I) * sp.IndexedBase(t.operand.name)[_J]),
-    TermKind.QUERY: Rule("δq += Hᵀ·diag(f)·δe", lambda t, x: Mix(t.operand, x),
-                         lambda t, x_at, size, own: sp.Sum(sp.IndexedBase(t.operand.name)[_I, _J] * x_at(_I),
-                                                           (_I, 1, size(t.operand)))),
-    TermKind.VALUES: Rule("δH += a·(diag(f)·δc)ᵀ", lambda t, x: ExampleOuter(t.operand, x),
-                          lambda t, x_at, size, own: sp.IndexedBase(t.operand.name)[_I] * x_at(_J)),
-    TermKind.WEIGHTS: Rule("δa += H·diag(f)·δc", lambda t, x: Scores(t.operand, x),
-                           lambda t, x_at, size, own: sp.Sum(sp.IndexedBase(t.operand.name)[own, _J] * x_at(_J),
-                                                             (_J, 1, size(None)))),
-    TermKind.ROW: Rule("δh_i += [diag(f)·δH]_i", lambda t, x: RowOf(x, t.row),
-                       lambda t, x_at, size, own: x_at(own)),
+    TermKind.KEYS: Rule("δH += diag(f)·δe·qᵀ", lambda t, x: ExampleOuter(x, t.operand)),
+    TermKind.QUERY: Rule("δq += Hᵀ·diag(f)·δe", lambda t, x: Mix(t.operand, x)),
+    TermKind.VALUES: Rule("δH += a·(diag(f)·δc)ᵀ", lambda t, x: ExampleOuter(t.operand, x)),
+    TermKind.WEIGHTS: Rule("δa += H·diag(f)·δc", lambda t, x: Scores(t.operand, x)),
+    TermKind.ROW: Rule("δh_i += [diag(f)·δH]_i", lambda t, x: RowOf(x, t.row)),
 }
 
 

@@ -6,7 +6,8 @@ from dataclasses import fields, is_dataclass
 
 import sympy as sp
 
-from ..engine.rules import Adjoint, Coupled, Diag, Outer, Summed, TransposeTimes
+from ..engine.rules import Adjoint, Coupled, Diag, ExampleOuter, Outer, RowOf, Summed, TransposeTimes
+from ..functions import Mix, Scores
 
 
 class StepPrinter:
@@ -41,9 +42,31 @@ class StepPrinter:
             return f"{core(e.args[0])}{sep}{self.transposed(self.name(e.args[1].name))}"
         if isinstance(e, Summed):
             return f"{self.sum_mark}{self.paren(core(e.args[0]))}"
+        if isinstance(e, (RowOf, ExampleOuter, Mix, Scores)):
+            return self._attention_share(e, core)
         if not isinstance(e, (Adjoint, Diag, Coupled)):
             return self.expr(e)  # the loss's own gradient (no δ before it)
         return core(e)
+
+    def _attention_share(self, e, core) -> str:
+        """Attention's shares: ``[δH]₁`` (a stacked state's row), ``δe·qᵀ`` and ``α·δcᵀ`` (the
+        stack's, per example), ``Hᵀ·δe`` (the query's), ``H·δc`` (the weights')."""
+        sep = self.sep
+        if isinstance(e, RowOf):
+            return self.row(core(e.args[0]), int(e.args[1]) + 1)
+        if isinstance(e, Mix):
+            return f"{self.transposed(self.name(e.args[0].name))}{sep}{core(e.args[1])}"
+        if isinstance(e, Scores):
+            return f"{self.name(e.args[0].name)}{sep}{core(e.args[1])}"
+        x, v = e.args
+        if isinstance(x, (Adjoint, Diag, Coupled)):  # the scores' stack: δe·qᵀ
+            return f"{core(x)}{sep}{self.transposed(self.name(v.name))}"
+        carried = core(v)  # the weighted sum's stack: α·δcᵀ
+        return f"{self.name(x.name)}{sep}{self.transposed(carried if sep not in carried else self.paren(carried))}"
+
+    def row(self, text: str, i: int) -> str:
+        """Row ``i`` (from 1) of a matrix written ``text``."""
+        return f"[{text}]_{i}"
 
     def _carried(self, x, scalar: bool) -> str:
         """``diag(f)·δ`` (``δ·f`` for scalars), behind a softmax coupling; '' for δ_L alone."""

@@ -197,6 +197,9 @@ class LatexStepPrinter(StepPrinter):
     def coupling(o: str) -> str:
         return r"\left(\mathrm{diag}\left(%s\right) - %s %s^{T}\right)" % (o, o, o)
 
+    def row(self, text: str, i: int) -> str:
+        return rf"\left[{text}\right]_{{{i}}}"
+
     def _print_Update(self, u: Update):
         return r"%s - \eta \frac{d %s}{d %s}" % (name_latex(u.param), name_latex(u.loss), name_latex(u.param))
 

@@ -23,6 +23,9 @@ def text_name(name: str) -> str:
     return m.group(1) + m.group(2).translate(_SUB) if m else name
 
 
+_SUBSCRIPT_DIGITS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
 class _ExprPrinter(StrPrinter):
     def _as_ordered_terms(self, expr, order=None):
         return positive_terms_first(super()._as_ordered_terms(expr, order))
@@ -210,6 +213,9 @@ class TextPrinter(StepPrinter):
     @staticmethod
     def coupling(o: str) -> str:
         return f"(diag({o}) − {o}·{o}ᵀ)"
+
+    def row(self, text: str, i: int) -> str:
+        return f"[{text}]{str(i).translate(_SUBSCRIPT_DIGITS)}"
 
     def _print_Update(self, u: Update):
         return f"{text_name(u.param)} − η·d{text_name(u.loss)}/d{text_name(u.param)}"

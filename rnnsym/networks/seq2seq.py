@@ -48,7 +48,7 @@ def seq2seq(encoder="gru", decoder="gru", *, source_steps: int, target_steps: in
 
     >>> net = seq2seq("gru", "gru", source_steps=3, target_steps=2, input_size=2, hidden_size=4,
     ...               output_size=3, attention="dot")
-    >>> net.param_shapes["W_hh_dec"], net.graph["alpha2"].shape
+    >>> net.param_shapes["W_hr_dec"], net.graph["alpha2"].shape
     ((4, 4), (3,))
     """
     S, T = positive_int("source_steps", source_steps), positive_int("target_steps", target_steps)

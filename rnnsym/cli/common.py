@@ -54,6 +54,26 @@ def cell_options(command):
     return command
 
 
+def seq2seq_options(command):
+    """The options of an encoder–decoder network (``--net seq2seq``): its cells, its attention and
+    its target length (``--steps`` is the source's)."""
+    cells = click.Choice(["elman", "lstm", "gru"])
+    options = [
+        click.option("--encoder", type=cells, default=None, help="The encoder's cell (--net seq2seq) [gru]."),
+        click.option("--decoder", type=cells, default=None, help="The decoder's cell (--net seq2seq) [gru]."),
+        click.option("--attention", type=click.Choice(["dot", "general", "additive"]), default=None,
+                     help="Luong's global attention with this score (--net seq2seq) [none]."),
+        click.option("--target-steps", type=click.IntRange(min=1), default=None,
+                     help="Decoder steps (--net seq2seq) [the task's, else --steps]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+SEQ2SEQ_OPTIONS = ("encoder", "decoder", "attention", "target_steps")
+
+
 def network_from_options(net_name, steps, activation, output_activation, loss, shared_bias, input_size, hidden_size,
                          output_size, outputs, truncate, bidirectional, cell_ref=None):
     """The network that :func:`network_options` and :func:`cell_options` describe."""

@@ -5,16 +5,38 @@ from .seed import seed_rnn
 from .seq2seq import seq2seq
 from .torch_weights import params_from_torch, params_to_torch
 
-NETWORKS = {"seed": seed_rnn, "elman": elman_rnn, "lstm": lstm, "gru": gru}
+
+def _seq2seq_network(steps: int, *, target_steps: int | None = None, encoder: str = "gru", decoder: str = "gru",
+                     output_activation: str | None = None, outputs: str | None = None, **options):
+    """``seq2seq`` by the common constructor's arguments: ``steps`` are the source's, and the
+    target has as many unless ``target_steps`` says otherwise. Its output activation follows its
+    loss and it has an output at every target step: other values of those are refused."""
+    from ..errors import RnnsymError
+
+    loss = options.get("loss", "cross_entropy")
+    follows = {"cross_entropy": "softmax", "mse": "identity"}.get(loss)
+    if output_activation is not None and follows is not None and output_activation != follows:
+        raise RnnsymError(f"a seq2seq network with loss {loss!r} has output activation {follows!r}, "
+                          f"not {output_activation!r}")
+    if outputs not in (None, "all"):
+        raise RnnsymError(f"a seq2seq network has an output at every target step (outputs 'all'), not {outputs!r}")
+    return seq2seq(encoder, decoder, source_steps=steps, target_steps=target_steps or steps, **options)
+
+
+NETWORKS = {"seed": seed_rnn, "elman": elman_rnn, "lstm": lstm, "gru": gru, "seq2seq": _seq2seq_network}
 
 # Options that only some networks take; the rest (steps, activation, output_activation, loss) all do.
 _ONLY = {"shared_bias": ("seed",)}
 for _option in ("input_size", "hidden_size", "output_size", "truncate", "bidirectional", "num_layers"):
     _ONLY[_option] = ("elman", "lstm", "gru")
+for _option in ("input_size", "hidden_size", "output_size"):
+    _ONLY[_option] += ("seq2seq",)
+for _option in ("encoder", "decoder", "attention", "target_steps"):
+    _ONLY[_option] = ("seq2seq",)
 
 
 def make_network(kind: str, steps: int, **options):
-    """A built-in network by name (``seed``, ``elman``, ``lstm``, ``gru``); options left at None are
+    """A built-in network by name (``seed``, ``elman``, ``lstm``, ``gru``, ``seq2seq``); options left at None are
     the constructor's defaults, and an option the network does not take is a one-line error.
 
     >>> make_network("elman", 3, hidden_size=2).param_shapes["W_hh"]
@@ -30,4 +52,4 @@ def make_network(kind: str, steps: int, **options):
     return NETWORKS[kind](steps=steps, **given)
 
 
-__all__ = ["NETWORKS", "make_network", "Cell", "elman_rnn", "gru", "lstm", "matvec", "params_from_torch", "params_to_torch", "seed_rnn", "unroll"]
+__all__ = ["NETWORKS", "make_network", "Cell", "elman_rnn", "gru", "lstm", "matvec", "params_from_torch", "params_to_torch", "seed_rnn", "seq2seq", "unroll"]

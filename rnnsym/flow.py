@@ -5,6 +5,12 @@ Jacobians ``∂h_k/∂h_(k−1)`` (``w_(k−1)·f'(a_k)`` in the seed network, `
 Elman). With γ the bound on the activation's derivative and σ the largest singular value of the
 recurrent matrix, ``‖∂h_t/∂h_k‖ ≤ (γσ)^(t−k)``: σ < 1/γ is *sufficient* for the gradient to vanish,
 and σ > 1/γ is *necessary* (not sufficient) for it to explode (Pascanu, Mikolov and Bengio 2013).
+
+For an encoder–decoder (:func:`rnnsym.seq2seq`) the steps are the encoder's: ``‖∂L/∂h_i‖`` for
+encoder step i. Without attention the gradient reaches ``h_i`` only back through the decoder's
+chain and the S − i encoder steps after it; with attention every encoder state is also a row of
+``H_enc``, read by every score and context, so part of ``∂L/∂h_i`` arrives in one hop
+(:attr:`GradientFlow.attention_norms`) however long the source. :func:`seq2seq_flow` measures both.
 """
 from __future__ import annotations
 
@@ -34,6 +40,9 @@ class GradientFlow:
     gamma: float | None
     sigma_max: float | None
     statement: str = field(default="")
+    # seq2seq with attention: ‖the part of ∂L/∂h_i that arrives through attention in one hop‖
+    # (the row i of δH_enc, and for the additive score W_kᵀ·δk_i); None for any other network.
+    attention_norms: np.ndarray | None = None
 
     @property
     def case(self) -> str:
@@ -51,7 +60,38 @@ class GradientFlow:
         return "\n".join(lines)
 
 
+def is_seq2seq(network) -> bool:
+    """Whether ``network`` is an encoder–decoder (its options name the source length)."""
+    return "source_steps" in network.options
+
+
+def _encoder_states(network) -> tuple[str, ...]:
+    """The encoder's first state at each source step (``h1 … hS``). Attention stacks exactly these
+    into ``H_enc``; without attention, they are the encoder nodes of the state the readout reads in
+    the decoder (``h_dec1`` → ``h``), or else the one state the encoder carries from step to step."""
+    graph, S = network.graph, network.options["source_steps"]
+    if "H_enc" in graph.nodes:
+        return tuple(str(s) for s in graph["H_enc"].expr.args)
+    by_base: dict[str, dict[int, str]] = {}
+    for node in graph.nodes.values():
+        if node.kind == "hidden" and node.base and node.step is not None and 1 <= node.step <= S:
+            by_base.setdefault(node.base, {})[node.step] = node.name
+    complete = {b: tuple(steps[i] for i in range(1, S + 1)) for b, steps in by_base.items() if len(steps) == S}
+    read = [graph[p] for p in graph.parents(graph.of_kind("output")[0].name) if graph[p].kind == "hidden"]
+    if read and read[0].base and read[0].base.endswith("_dec") and read[0].base[:-4] in complete:
+        return complete[read[0].base[:-4]]
+    carried = [names for names in complete.values()
+               if S == 1 or any(graph[c].step == 2 for c in graph.children(names[0]))]
+    if len(carried) != 1:
+        raise RnnsymError("cannot tell which of the encoder's states is its first (the decoder's readout "
+                          "state has another name); build the network with attention, or name both cells' "
+                          "first state alike")
+    return carried[0]
+
+
 def _state_nodes(network) -> tuple[str, ...]:
+    if is_seq2seq(network):
+        return _encoder_states(network)
     rec = network.recurrence
     if rec is not None:
         return tuple(rec.name(rec.states[0], t) for t in range(1, network.steps + 1))
@@ -89,7 +129,8 @@ def gradient_flow(network, params=None, x=None, y=None, *, batch: int = 8, seed:
     graph = network.graph
     term_norms = {}
     for p, per_node in shares.items():
-        steps = {graph[node].step for node, _ in per_node if graph[node].kind == "hidden"}
+        steps = {graph[node].step for node, _ in per_node
+                 if graph[node].kind == "hidden" and 1 <= graph[node].step <= network.steps}
         if len(steps) < 2:
             continue  # used once: no per-step terms to compare
         by_step = np.zeros(network.steps)
@@ -107,7 +148,40 @@ def gradient_flow(network, params=None, x=None, y=None, *, batch: int = 8, seed:
         gamma = DERIVATIVE_BOUNDS[network.options.get("activation", "tanh")]
         sigma = max(float(np.linalg.norm(np.atleast_2d(params[w]), 2)) for w in weights)
         statement = condition_statement(gamma, sigma)
-    return GradientFlow(network, states, grad_norms, term_norms, text, latex, gamma, sigma, statement)
+    attention = None
+    if is_seq2seq(network):
+        attention = _attention_norms(network, params, adjoints, states)
+        statement = _seq2seq_statement(network, grad_norms, attention)
+    return GradientFlow(network, states, grad_norms, term_norms, text, latex, gamma, sigma, statement, attention)
+
+
+def _attention_norms(network, params, adjoints, states) -> np.ndarray | None:
+    """‖the part of ∂L/∂h_i that reaches h_i straight from attention‖ for each encoder step: the
+    rows of δH_enc, plus W_kᵀ·δk_i where the additive score projects h_i into a key k_i."""
+    if "H_enc" not in adjoints:
+        return None
+    stack = np.asarray(adjoints["H_enc"])  # (batch, S, hidden)
+    norms = np.zeros(len(states))
+    for i in range(len(states)):
+        direct = stack[:, i, :]
+        key = f"k{i + 1}"
+        if key in adjoints:  # k_i = W_k·h_i: δh_i gains δk_i·W_k (per example, as rows)
+            direct = direct + np.asarray(adjoints[key]) @ np.asarray(params["W_k"])
+        norms[i] = np.linalg.norm(direct)
+    return norms
+
+
+def _seq2seq_statement(network, grad_norms, attention) -> str:
+    S = len(grad_norms)
+    ratio = grad_norms[0] / grad_norms[-1] if grad_norms[-1] else float("nan")
+    text = f"‖∂L/∂h_1‖ / ‖∂L/∂h_{S}‖ = {ratio:.3g} over the {S} encoder steps"
+    if attention is None:
+        return (text + ": without attention the gradient reaches h_1 only back through the decoder's chain "
+                f"and the {S - 1} encoder steps after it.")
+    share = attention[0] / grad_norms[0] if grad_norms[0] else float("nan")
+    return (text + f"; with {network.options['attention']} attention every h_i is also a row of H_enc, read by "
+            f"every score and context, so part of ∂L/∂h_i arrives in one hop (at step 1: "
+            f"{attention[0]:.3g}, {share:.0%} of ‖∂L/∂h_1‖ in norm).")
 
 
 def condition_statement(gamma: float, sigma: float) -> str:
@@ -239,6 +313,77 @@ def plot_flow(results: dict, path, title: str = "") -> None:
     axes[0][0].set_ylabel("‖∂L/∂h_t‖")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def seq2seq_params(network, seed: int = 0) -> dict:
+    """PyTorch's default initialisation of recurrent cells, U(−1/√H, 1/√H) for every parameter,
+    drawn per parameter name: networks with and without attention get the same encoder, decoder
+    and readout, so what differs between them is attention alone."""
+    import zlib
+
+    bound = 1.0 / np.sqrt(network.options["hidden_size"])
+    return {name: np.random.default_rng([seed, zlib.crc32(name.encode())]).uniform(-bound, bound, size=shape)
+            for name, shape in network.param_shapes.items()}
+
+
+def seq2seq_flow(encoder: str = "gru", decoder: str = "gru", *, source_steps: int = 50, target_steps: int = 5,
+                 attentions=(None, "dot", "general", "additive"), input_size: int = 2, hidden_size: int = 8,
+                 output_size: int = 4, loss: str = "cross_entropy", batch: int = 16, seed: int = 0) -> dict:
+    """``{attention: GradientFlow}`` over the encoder steps of one encoder–decoder built with each
+    attention (None: without), at the same point: :func:`seq2seq_params` and the same batch.
+
+    >>> flows = seq2seq_flow(source_steps=6, target_steps=2, hidden_size=3, attentions=(None, "dot"))
+    >>> [len(f.grad_norms) for f in flows.values()], flows["dot"].attention_norms is not None
+    ([6, 6], True)
+    """
+    from .networks import seq2seq
+    from .numeric.gradcheck import random_point
+
+    positive_int("batch", batch)
+    attentions = tuple(dict.fromkeys(attentions))
+    if not attentions:
+        raise RnnsymError("attentions must name at least one of None, 'dot', 'general', 'additive'")
+    results, x, y = {}, None, None
+    for attention in attentions:
+        net = seq2seq(encoder, decoder, source_steps=source_steps, target_steps=target_steps, input_size=input_size,
+                      hidden_size=hidden_size, output_size=output_size, attention=attention, loss=loss)
+        if x is None:  # one batch for every network: the inputs and targets do not depend on attention
+            _, x, y = random_point(net, batch, seed)
+        results[attention] = gradient_flow(net, seq2seq_params(net, seed), x, y)
+    return results
+
+
+def plot_seq2seq_flow(results: dict, path, title: str = "") -> None:
+    """‖∂L/∂h_i‖ against encoder step i (log scale), one line per attention; dashed, the part that
+    arrives through attention in one hop."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .files import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for attention, flow in results.items():
+        steps = np.arange(1, len(flow.grad_norms) + 1)
+        line, = ax.semilogy(steps, np.maximum(flow.grad_norms, 1e-300), marker=".",
+                            label=f"{attention or 'no'} attention: ‖∂L/∂h_i‖")
+        if flow.attention_norms is not None:
+            ax.semilogy(steps, np.maximum(flow.attention_norms, 1e-300), linestyle="--", color=line.get_color(),
+                        label=f"{attention}: through attention (one hop)")
+    ax.set_xlabel("encoder step i")
+    ax.set_ylabel("‖∂L/∂h_i‖ (over the batch)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

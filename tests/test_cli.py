@@ -123,7 +123,7 @@ def test_derive_and_check_the_general_cells():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["derive", "--net", "seed", "--hidden-size", "3"], "rnnsym: error: option hidden_size applies to the elman, lstm, gru network(s), not to seed"),
+    (["derive", "--net", "seed", "--hidden-size", "3"], "rnnsym: error: option hidden_size applies to the elman, lstm, gru, seq2seq network(s), not to seed"),
     (["check", "--net", "elman", "--hidden-size", "0"], "Invalid value for '--hidden-size'"),
     (["check", "--net", "elman", "--truncate", "0"], "Invalid value for '--truncate'"),
     (["check", "--net", "rnn"], "'rnn' is not one of 'seed', 'elman', 'lstm', 'gru'"),

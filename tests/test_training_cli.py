@@ -71,7 +71,7 @@ ERRORS = [
     (["--data", "{tmp}/labels.csv"], "label 3.0 is not 0 or 1; loss 'bce' needs labels in {0, 1}"),
     (["--data", "{tmp}/missing.csv"], "does not exist"),
     (["--task", "adding"], "2 input feature(s) per step; the network takes input_size=1"),
-    (["--hidden-size", "8"], "option hidden_size applies to the elman, lstm, gru network(s), not to seed"),
+    (["--hidden-size", "8"], "option hidden_size applies to the elman, lstm, gru, seq2seq network(s), not to seed"),
     (["--resume", "{tmp}"], "no checkpoint.json or checkpoint.npz in that directory"),
     (["--momentum", "0.5"], "--momentum applies to --optimizer momentum, not sgd"),
 ]

@@ -7,20 +7,23 @@ from .torch_weights import params_from_torch, params_to_torch
 
 
 def _seq2seq_network(steps: int, *, target_steps: int | None = None, encoder: str = "gru", decoder: str = "gru",
-                     output_activation: str | None = None, outputs: str | None = None, **options):
+                     input_size: int = 1, hidden_size: int = 1, output_size: int = 2, attention: str | None = None,
+                     loss: str = "cross_entropy", step_reduction: str = "mean", activation: str = "tanh",
+                     output_activation: str | None = None, outputs: str | None = None):
     """``seq2seq`` by the common constructor's arguments: ``steps`` are the source's, and the
     target has as many unless ``target_steps`` says otherwise. Its output activation follows its
     loss and it has an output at every target step: other values of those are refused."""
     from ..errors import RnnsymError
 
-    loss = options.get("loss", "cross_entropy")
     follows = {"cross_entropy": "softmax", "mse": "identity"}.get(loss)
     if output_activation is not None and follows is not None and output_activation != follows:
         raise RnnsymError(f"a seq2seq network with loss {loss!r} has output activation {follows!r}, "
                           f"not {output_activation!r}")
     if outputs not in (None, "all"):
         raise RnnsymError(f"a seq2seq network has an output at every target step (outputs 'all'), not {outputs!r}")
-    return seq2seq(encoder, decoder, source_steps=steps, target_steps=target_steps or steps, **options)
+    return seq2seq(encoder, decoder, source_steps=steps, target_steps=target_steps or steps, input_size=input_size,
+                   hidden_size=hidden_size, output_size=output_size, attention=attention, loss=loss,
+                   step_reduction=step_reduction, activation=activation)
 
 
 NETWORKS = {"seed": seed_rnn, "elman": elman_rnn, "lstm": lstm, "gru": gru, "seq2seq": _seq2seq_network}

@@ -97,8 +97,9 @@ class Gradients:
     def loss(self, params, x, y) -> float:
         return self.compiled.loss(params, x, y)
 
-    def forward(self, params, x) -> np.ndarray:
-        return self.compiled.forward(params, x)
+    def forward(self, params, x, y=None) -> np.ndarray:
+        """The outputs (a decoder that reads the previous target also needs ``y``: rnnsym.seq2seq)."""
+        return self.compiled.forward(params, x, y)
 
     def release(self) -> None:
         """The compiled network outlives the run: its buffers need not."""
@@ -124,8 +125,8 @@ class JaxGradients(Gradients):
     def loss(self, params, x, y) -> float:
         return float(self._loss(params, x, y))
 
-    def forward(self, params, x) -> np.ndarray:
-        return np.array(self._forward(params, x))
+    def forward(self, params, x, y=None) -> np.ndarray:
+        return np.array(self._forward(params, x, y))
 
     def release(self) -> None:
         pass
@@ -153,8 +154,8 @@ class TorchGradients(Gradients):
     def loss(self, params, x, y) -> float:
         return float(self.compiled.loss(params, x, y))
 
-    def forward(self, params, x) -> np.ndarray:
-        return self.compiled.forward(params, x).cpu().numpy()
+    def forward(self, params, x, y=None) -> np.ndarray:
+        return self.compiled.forward(params, x, y).cpu().numpy()
 
     def release(self) -> None:
         pass

@@ -15,13 +15,13 @@ import numpy as np
 from click.core import ParameterSource
 
 from ..errors import RnnsymError
-from ..cli.common import cell_options, clear_errors, network_options
+from ..cli.common import cell_options, clear_errors, network_options, seq2seq_options
 from ..files import check_writable
 from .backend import BACKENDS, DTYPES
 from .checkpoint import MAX_STEPS, load_checkpoint
 from .data import load_data
 from .initializers import INITIALIZERS
-from .loop import TrainingInterrupted, build_network, load_model, predict, train
+from .loop import TrainingInterrupted, build_network, held_out_example, load_model, predict, train
 from .optimizers import OPTIMIZERS
 from .outputs import checkpoint_path, find_checkpoint, write_run
 from .tasks import TASKS, make_task
@@ -50,13 +50,14 @@ def _build_network(ctx, net_name, steps, activation, output_activation, loss, sh
     if net_name != "seed":  # the seed network takes one input and has one output; the data check says so
         options["input_size"] = options["input_size"] or input_size
         options["outputs"] = options["outputs"] or suggested.get("outputs")
+        options["output_size"] = options["output_size"] or suggested.get("output_size")
     return make_network(net_name, steps, **options)
 
 
 def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncate, bidirectional, cell_ref, steps, activation,
            output_activation, loss, shared_bias, task, data, size, optimizer, lr, momentum, epochs, batch_size, clip,
            init, init_scale, seed, val_split, patience, out, resume, checkpoint_every, checkpoint_format, quiet,
-           backend, device, dtype):
+           backend, device, dtype, encoder, decoder, attention, target_steps):
     """Train a network with its compiled gradients, on a built-in task or your data.
 
     \b
@@ -64,6 +65,7 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
     rnnsym train --resume runs/first --epochs 400
     rnnsym train --net lstm --task sentiment --backend torch --device cuda
     rnnsym train --net lstm --task adding --dtype float32
+    rnnsym train --task reverse --attention dot --hidden-size 32 --steps 8 --optimizer adam --lr 0.01 --out runs/rev
     """
     if device is not None and backend != "torch":
         raise RnnsymError(f"--device applies to --backend torch, not {backend}")
@@ -108,8 +110,12 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
         else:
             task = task or "sentiment"
             dataset = make_task(task, steps, 1, seed)  # only its suggested options; the data comes in train()
+        if not _given(ctx, "net_name") and "net" in dataset.suggested:  # reverse and copy are seq2seq tasks
+            net_name = dataset.suggested["net"]
         cell = dict(input_size=input_size, hidden_size=hidden_size, output_size=output_size, outputs=outputs,
                     truncate=truncate, bidirectional=bidirectional)
+        cell.update(_seq2seq_settings(ctx, net_name, dataset.suggested, encoder=encoder, decoder=decoder,
+                                      attention=attention, target_steps=target_steps))
         if steps > MAX_STEPS:  # a run's files must read back (rnnsym.training.checkpoint.MAX_STEPS)
             raise RnnsymError(f"steps must be at most {MAX_STEPS} for training from the command line, got {steps}")
         net = _build_network(ctx, net_name, steps, activation, output_activation, loss, shared_bias, cell,
@@ -165,11 +171,39 @@ def _train(ctx, net_name, input_size, hidden_size, output_size, outputs, truncat
                f"{result.config['optimizer']} lr={result.config['lr']:g}{where}")
     click.echo(result.table())
     if out:
-        written = write_run(out, result)
+        written = write_run(out, result, attention=_attention_figure(net, result, dataset))
         click.echo("wrote " + ", ".join(str(p) for p in [*written, ckpt]))
     if result.diverged:
         click.echo(f"rnnsym: training stopped: {result.stop_reason}", err=True)
         sys.exit(2)
+
+
+def _seq2seq_settings(ctx, net_name: str, suggested: dict, **given) -> dict:
+    """The seq2seq options for ``--net seq2seq`` (the target length the task's when not given);
+    refused for any other network, with the option named."""
+    if net_name != "seq2seq":
+        for name, value in given.items():
+            if value is not None:
+                raise RnnsymError(f"--{name.replace('_', '-')} applies to --net seq2seq, not {net_name}")
+        return {}
+    if given["target_steps"] is None:
+        given["target_steps"] = suggested.get("target_steps")
+    return given
+
+
+def _attention_figure(net, result, data) -> bytes | None:
+    """``attention.png``'s bytes for a seq2seq network with attention: a held-out example."""
+    if not net.options.get("attention"):
+        return None
+    from .decode import attention_map
+    from .outputs import attention_png
+
+    x = held_out_example(net, data, result)
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in result.params.items()}
+    outputs, weights = attention_map(net, params, x)
+    source = np.argmax(x[0], axis=-1).tolist() if x.ndim == 3 else np.round(x[0], 3).tolist()
+    title = f"{net.options['attention']} attention, {result.data.get('name')}: a held-out example"
+    return attention_png(weights[0], source, np.argmax(outputs[0], axis=-1).tolist(), title)
 
 
 def _positive(flag: str, value: int) -> int:
@@ -241,6 +275,7 @@ train_command = _stack(_train, [
     click.command("train"),
     cell_options,
     network_options,
+    seq2seq_options,
     click.option("--task", type=click.Choice(list(TASKS)), default=None, help="A built-in task (default: sentiment)."),
     click.option("--data", type=click.Path(dir_okay=False), default=None, help="Your own .csv or .npz data file."),
     click.option("--size", type=int, default=None, help="Sequences to generate for a built-in task [1000]."),
@@ -256,7 +291,7 @@ train_command = _stack(_train, [
     click.option("--val-split", type=float, default=0.2, show_default=True, help="Fraction held out for validation."),
     click.option("--patience", type=int, default=None, help="Stop after this many epochs without improvement."),
     click.option("--out", type=click.Path(file_okay=False), default=None,
-                 help="Directory for params.json, history.csv, loss.png and the checkpoint."),
+                 help="Directory for params.json, history.csv, loss.png (attention.png) and the checkpoint."),
     click.option("--resume", type=click.Path(file_okay=False), default=None,
                  help="Continue the run saved in this directory (its settings; --epochs may change)."),
     click.option("--checkpoint-every", type=int, default=10, show_default=True, help="Epochs between checkpoints."),

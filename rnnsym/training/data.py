@@ -132,7 +132,8 @@ def check_for_network(data: Dataset, net) -> Dataset:
         x = x[:, :, 0]
     outputs = net.options.get("outputs", "last")
     output_size = int(net.options.get("output_size", 1))
-    lead = (x.shape[0],) if outputs == "last" else (x.shape[0], T)
+    # a decoder's steps are its own (rnnsym.seq2seq); any other network's outputs follow its inputs
+    lead = (x.shape[0],) if outputs == "last" else (x.shape[0], int(net.options.get("target_steps", T)))
     want = lead if output_size == 1 else lead + (output_size,)
     if output_size == 1 and y.shape == want + (1,):
         y = y.reshape(want)

@@ -23,6 +23,7 @@ from . import optimizers
 from .backend import DTYPES, check_backend, gradients_on
 from .checkpoint import load_checkpoint, load_model_file, save_checkpoint
 from .data import Dataset, as_dataset, check_for_network, load_data
+from .decode import greedy_decode, sequence_accuracy
 from ..networks.initializers import INIT_STREAM
 from .initializers import init_params
 from .tasks import DEFAULT_SIZE, TASKS, make_task
@@ -126,10 +127,12 @@ def build_network(description: Mapping):
     """The network a description from :func:`describe_network` was made from."""
     import rnnsym
 
+    from ..networks import NETWORKS
+
     name = description.get("name")
-    constructor = getattr(rnnsym, CONSTRUCTORS.get(name, ""), None)
+    constructor = NETWORKS.get(name) or getattr(rnnsym, CONSTRUCTORS.get(name, ""), None)
     if constructor is None:
-        known = sorted(k for k, v in CONSTRUCTORS.items() if hasattr(rnnsym, v))
+        known = sorted({*NETWORKS, *(k for k, v in CONSTRUCTORS.items() if hasattr(rnnsym, v))})
         raise RnnsymError(f"unknown network {name!r}; this rnnsym builds: {', '.join(known)}")
     options = dict(description.get("options", {}))
     accepted = inspect.signature(constructor).parameters
@@ -293,11 +296,19 @@ def train(net, data, *, optimizer: str = "sgd", lr: float = 0.1, epochs: int = 1
                  "optimizer_state": optimizers.new_state(optimizer, net.param_shapes, config["dtype"]),
                  "history": {}, "stop_reason": None, "elapsed": 0.0}
 
+    decoded = net.options.get("teacher_forcing")  # accuracy of whole sequences, decoded greedily
+
+    def score(p, x_part, labels) -> float:
+        if decoded:
+            outputs = greedy_decode(f.forward, p, x_part, labels.shape[1], labels.shape[2], as_input=f.data)
+            return sequence_accuracy(outputs, labels)
+        return accuracy(f.forward(p, x_part), labels, net.options["loss"])
+
     def evaluate(p) -> dict:
         row = {"train_loss": f.loss(p, x_train, y_train), "val_loss": f.loss(p, x_val, y_val) if len(val_idx) else None}
         if classifier:
-            row["train_accuracy"] = accuracy(f.forward(p, x_train), labels_train, net.options["loss"])
-            row["val_accuracy"] = accuracy(f.forward(p, x_val), labels_val, net.options["loss"]) if len(val_idx) else None
+            row["train_accuracy"] = score(p, x_train, labels_train)
+            row["val_accuracy"] = score(p, x_val, labels_val) if len(val_idx) else None
         return row
 
     def record(row: dict) -> None:
@@ -461,9 +472,20 @@ def _resumed_state(resume, network: dict, config: dict, source: dict) -> dict:
     return state
 
 
+def held_out_example(net, data, result: TrainResult) -> np.ndarray:
+    """The first held-out sequence of a finished run (the first training one when nothing was held
+    out), ``(1, T, ...)``: the data resolved and split again as the run did it."""
+    size = result.data.get("size") if result.data.get("task") else None
+    dataset, _ = _resolve_data(net, data, size, result.config["seed"])
+    train_idx, val_idx = _split(len(dataset), result.config["val_split"], result.config["seed"])
+    first = val_idx[0] if len(val_idx) else train_idx[0]
+    return dataset.x[first:first + 1]
+
+
 # ---- using a trained model --------------------------------------------------------------------
 def predict(net, params: Mapping, x) -> np.ndarray:
-    """The network's outputs for the sequences ``x`` (checked like training inputs).
+    """The network's outputs for the sequences ``x`` (checked like training inputs). A seq2seq
+    network's decoder reads its own previous output (greedy decoding): ``(N, T, classes)``.
 
     >>> import numpy as np, rnnsym as rs
     >>> net = rs.seed_rnn(steps=2)
@@ -473,7 +495,10 @@ def predict(net, params: Mapping, x) -> np.ndarray:
     x = as_dataset(x, np.zeros(np.shape(x)[:1]), "x").x
     if x.shape[1] != net.steps:
         raise RnnsymError(f"x: sequences have {x.shape[1]} steps; the network has steps={net.steps}")
-    return np.asarray(net.compile().forward(_given_params(net, params), x))
+    compiled, params = net.compile(), _given_params(net, params)
+    if net.options.get("teacher_forcing"):
+        return greedy_decode(compiled.forward, params, x, net.options["target_steps"], net.options["output_size"])
+    return np.asarray(compiled.forward(params, x))
 
 
 @dataclass

@@ -5,6 +5,8 @@
 - ``history.csv``: ``epoch,train_loss,val_loss`` (plus ``train_accuracy,val_accuracy`` for a
   classifier), one row per epoch from 0; an empty cell where there is no validation set;
 - ``loss.png``: the loss curves (matplotlib, Agg backend, imported only here);
+- ``attention.png`` (a seq2seq network with attention): the attention weights of a held-out
+  example, decoded greedily: one row per target step, one column per source step;
 - ``checkpoint.json`` or ``checkpoint.npz``: the whole state, for ``--resume``.
 """
 from __future__ import annotations
@@ -65,8 +67,33 @@ def loss_png(history: dict, title: str) -> bytes:
     return buffer.getvalue()
 
 
-def write_run(directory, result, *, plot: bool = True) -> list[Path]:
-    """Write ``params.json``, ``history.csv`` and ``loss.png`` for ``result``; return their paths."""
+def attention_png(weights, source: list, decoded: list, title: str) -> bytes:
+    """A heat map of attention weights ``(T, S)``: the decoded symbol of each target step (rows)
+    against the symbol of each source step (columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    T, S = weights.shape
+    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * S, 1.2 + 0.45 * T), dpi=100)
+    image = ax.imshow(weights, vmin=0.0, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(S), [f"{i + 1}: {s}" for i, s in enumerate(source)], rotation=90)
+    ax.set_yticks(range(T), [f"{t + 1}: {s}" for t, s in enumerate(decoded)])
+    ax.set_xlabel("source step: symbol")
+    ax.set_ylabel("target step: decoded symbol")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight α")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_run(directory, result, *, plot: bool = True, attention: bytes | None = None) -> list[Path]:
+    """Write ``params.json``, ``history.csv`` and ``loss.png`` for ``result`` (and ``attention.png``,
+    the bytes of :func:`attention_png`, when given); return their paths."""
     directory = Path(directory)
     final = result.final
     written = [directory / "params.json", directory / "history.csv"]
@@ -79,4 +106,7 @@ def write_run(directory, result, *, plot: bool = True) -> list[Path]:
         written.append(directory / "loss.png")
         title = f"{result.network['name']} network (T = {result.network['steps']}) on {result.data.get('name')}"
         atomic_write_bytes(written[2], loss_png(result.history, title))
+    if attention is not None:
+        written.append(directory / "attention.png")
+        atomic_write_bytes(written[-1], attention)
     return written

@@ -13,6 +13,11 @@
 - ``sine``: a noisy sine wave with a random frequency and phase per sequence; the target at every
   step is the next value of the same noisy wave (``y[t] = x[t+1]``), a loss at every step. The
   noise (standard deviation 0.1) cannot be predicted, so the best possible MSE is about 0.01.
+- ``reverse`` (for ``seq2seq``): a sequence of symbols 0 … 9, one-hot, to be output in reverse
+  order, one symbol per target step. Chance gets a symbol right one time in ten, and a whole
+  sequence of T symbols one time in 10^T.
+- ``copy`` (for ``seq2seq``): symbols 1 … 9 followed by ``COPY_DELAY`` (3) blanks (symbol 0), to
+  be output as they came once the blanks have passed: ``steps − 3`` target steps.
 
 >>> data = make_task("sentiment", steps=4, size=3, seed=0)
 >>> data.x.shape, data.y.tolist()
@@ -82,7 +87,32 @@ def sine(steps: int, size: int, seed: int) -> Dataset:
                    {"loss": "mse", "output_activation": "identity", "outputs": "all", "input_size": 1})
 
 
-TASKS = {"sentiment": sentiment, "adding": adding, "sine": sine}
+VOCABULARY = 10  # the symbols of the sequence tasks, 0 … 9
+COPY_DELAY = 3
+
+
+def _symbols_task(name: str, description: str, source: np.ndarray, target: np.ndarray) -> Dataset:
+    """A sequence-to-sequence task: one-hot source symbols and target class labels, per step."""
+    x = np.eye(VOCABULARY)[source]
+    return Dataset(x, target.astype(float), name, description,
+                   {"net": "seq2seq", "loss": "cross_entropy", "output_activation": "softmax", "outputs": "all",
+                    "input_size": VOCABULARY, "output_size": VOCABULARY, "target_steps": target.shape[1]})
+
+
+def reverse(steps: int, size: int, seed: int) -> Dataset:
+    source = _rng(seed, "reverse").integers(0, VOCABULARY, size=(size, steps))
+    return _symbols_task("reverse", "the source symbols in reverse order", source, source[:, ::-1])
+
+
+def copy(steps: int, size: int, seed: int) -> Dataset:
+    if steps <= COPY_DELAY:
+        raise RnnsymError(f"the copy task needs steps > {COPY_DELAY} (symbols, then {COPY_DELAY} blanks), got {steps}")
+    symbols = _rng(seed, "copy").integers(1, VOCABULARY, size=(size, steps - COPY_DELAY))
+    source = np.concatenate([symbols, np.zeros((size, COPY_DELAY), dtype=symbols.dtype)], axis=1)
+    return _symbols_task("copy", f"the source symbols again, after {COPY_DELAY} blanks", source, symbols)
+
+
+TASKS = {"sentiment": sentiment, "adding": adding, "sine": sine, "reverse": reverse, "copy": copy}
 DEFAULT_SIZE = 1000
 
 

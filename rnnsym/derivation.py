@@ -619,6 +619,10 @@ def _path_view_steps(network, target, paths, terms) -> list[Step]:
     if not scalar:
         note += (" For vectors each factor is a Jacobian: diag(f) is elementwise, W comes from a "
                  "product W·v, and [·]·vᵀ is how a weight matrix receives the gradient g: as g·vᵀ.")
+    if any(t.attention for v in seen.values() for t in getattr(v, "terms", ())):
+        note += (" Attention: the stack H = [h_1; …; h_S] of encoder states receives g·qᵀ from its scores "
+                 "e = H·q and α·gᵀ from its weighted sum Hᵀ·α, and [·]ᵢ gives the state stacked as row i "
+                 "its row of that gradient.")
     if seen:
         steps.append(Step("local_factors", "Local factors" if scalar else "Local Jacobians",
                           tuple(Equation(p, (v,)) for p, v in seen.items()), note=note))

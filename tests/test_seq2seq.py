@@ -158,3 +158,22 @@ def test_the_recursive_view_carries_delta_into_an_encoder_state_through_the_deco
     assert "δe₁ = (diag(alpha₁) − alpha₁·alpha₁ᵀ)·δalpha₁" in text  # softmax's own Jacobian
     assert "δalpha₁ = H_encᵀ" not in text and "δalpha₁ = H_enc·δctx₁" in text
     assert r"\left[\delta_{H_{enc}}\right]_{3}" in net.derive("W_in").latex(full=True)
+
+
+def test_the_path_view_lists_the_paths_into_an_encoder_state_through_the_decoder_and_the_attention():
+    net = rs.seq2seq("elman", "elman", source_steps=2, target_steps=1, input_size=1, hidden_size=2, output_size=2,
+                     attention="dot")
+    text = net.derive("h1").text()
+    chains = [line.strip().split("    ")[0] for line in text.splitlines() if line.startswith("    (∂L/∂L₁)")]
+    chains = [c for c in chains if "=" not in c]
+    # h1 reaches the loss through its row of the stack (into the context ctx = Hᵀα, and through the
+    # scores e = H·q), and through h2, which goes on through its own row (two paths again) and through
+    # the decoder's initial state (into ht directly, and as the query of the scores): 6 paths
+    assert len(chains) == 6
+    assert sum("(∂H_enc/∂h₁)" in c for c in chains) == 2 and sum("(∂h_dec1/∂h₂)" in c for c in chains) == 2
+    for factor in ("∂ctx₁/∂H_enc = alpha₁·[·]ᵀ", "∂H_enc/∂h₁ = [·]₁", "∂ctx₁/∂alpha₁ = H_encᵀ",
+                   "∂alpha₁/∂e₁ = (diag(alpha₁) − alpha₁·alpha₁ᵀ)", "∂e₁/∂H_enc = [·]·h_dec1ᵀ", "∂e₁/∂h_dec1 = H_enc"):
+        assert factor in text, factor
+    # larger: counted (11 198 460 paths at S = T = 6), and the recursive view gives the gradient
+    big = rs.seq2seq("gru", "gru", source_steps=6, target_steps=6, hidden_size=2, attention="dot").derive("h1").text()
+    assert "1. 11198460 chain-rule paths: too many to list" in big and "+ [δH_enc]₁" in big

@@ -64,6 +64,20 @@ class StepPrinter:
         carried = core(v)  # the weighted sum's stack: α·δcᵀ
         return f"{self.name(x.name)}{sep}{self.transposed(carried if sep not in carried else self.paren(carried))}"
 
+    def attention_factor(self, t) -> str:
+        """An attention term's local Jacobian (rnnsym.engine.local.JacobianTerm): ``H`` for the
+        query of ``H·q``, ``Hᵀ`` for the weights of ``Hᵀ·a``, ``[·]·qᵀ`` and ``a·[·]ᵀ`` for the stack
+        (how it receives the gradient g: g·qᵀ, a·gᵀ), ``[·]_i`` for the state stacked as row i."""
+        sep, hole = self.sep, self.hole
+        if t.attention == "row":
+            return self.row(self.hole_mark, t.row + 1)
+        other = self.name(t.operand.name)
+        return {"query": other, "weights": self.transposed(other),
+                "keys": f"{hole}{sep}{self.transposed(other)}",
+                "values": f"{other}{sep}{self.transposed(hole)}"}[t.attention]
+
+    hole, hole_mark = "[·]", "·"  # the gradient a factor receives, and the mark inside the brackets
+
     def row(self, text: str, i: int) -> str:
         """Row ``i`` (from 1) of a matrix written ``text``."""
         return f"[{text}]_{i}"

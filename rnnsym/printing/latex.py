@@ -169,6 +169,8 @@ class LatexStepPrinter(StepPrinter):
                 parts.append(core + name_latex(t.matrix.name))
             elif t.outer is not None:
                 parts.append(core + r"\left[\cdot\right] " + name_latex(t.outer.name) + "^{T}")
+            elif t.attention is not None:
+                parts.append(core + self.attention_factor(t))
             else:
                 parts.append(core.strip() or "I")
         return " + ".join(parts)
@@ -196,6 +198,8 @@ class LatexStepPrinter(StepPrinter):
     @staticmethod
     def coupling(o: str) -> str:
         return r"\left(\mathrm{diag}\left(%s\right) - %s %s^{T}\right)" % (o, o, o)
+
+    hole, hole_mark = r"\left[\cdot\right]", r"\cdot"
 
     def row(self, text: str, i: int) -> str:
         return rf"\left[{text}\right]_{{{i}}}"

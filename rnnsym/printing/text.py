@@ -186,6 +186,8 @@ class TextPrinter(StepPrinter):
                 parts.append(core + text_name(t.matrix.name))
             elif t.outer is not None:
                 parts.append(core + f"[·]·{text_name(t.outer.name)}ᵀ")
+            elif t.attention is not None:
+                parts.append(core + self.attention_factor(t))
             else:
                 parts.append(core.rstrip("·") or "I")
         return " + ".join(parts)

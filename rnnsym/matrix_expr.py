@@ -12,7 +12,14 @@ adjoint ``δn`` a ``MatrixSymbol`` named ``delta_n`` of n's shape, and the backw
 ``Σ x``                ``MatMul(OneMatrix(1, n), x)``
 ``(diag(o) − o·oᵀ)·x`` ``MatMul(MatAdd(DiagMatrix(o), -o·oᵀ), x)``
 a sum of shares        ``MatAdd`` (built unevaluated: the terms keep their order)
+``H·x`` (scores)       ``MatMul(H, x)``
+``Hᵀ·x`` (a context)   ``MatMul(Transpose(H), x)``
+``x·vᵀ`` (a stack's)   ``MatMul(x, Transpose(v))``
+``[δH]_i``             ``Transpose(δH[i, :])`` (a ``MatrixSlice``: row i as a column)
 =====================  ======================================================
+
+Attention's stacks (``H_enc``, the additive score's ``U_t``) are nodes of shape (S, n), so their
+values and adjoints are S×n ``MatrixSymbol``s like any other node's, one example's matrix.
 
 An elementwise factor such as tanh's derivative ``1 − h₂²`` (a scalar SymPy expression in node
 symbols, each standing for every component of its vector) is an :class:`Elementwise`: a ``Lambda``
@@ -32,9 +39,10 @@ from sympy.core.parameters import distribute
 from sympy.matrices.expressions import (DiagMatrix, MatAdd, MatMul, MatrixExpr, MatrixSymbol, OneMatrix, Transpose,
                                         ZeroMatrix)
 
-from .engine.rules import Adjoint, Coupled, Diag, Outer, Summed, TransposeTimes, kind_of, share
+from .engine.rules import (Adjoint, Coupled, Diag, ExampleOuter, Outer, RowOf, Summed, TransposeTimes, kind_of,
+                           share)
 from .errors import RnnsymError
-from .functions import MatVec
+from .functions import MatVec, Mix, Scores
 
 ADJOINT_PREFIX = "delta_"  # what rnnsym's printers write as δ (as in the component view)
 
@@ -211,7 +219,22 @@ def share_matrix(graph, e: sp.Expr, shape: tuple, adjoints):
             return _product(Transpose(node_matrix(graph, x.args[0].name)), convert(x.args[1], shape))
         if isinstance(x, Outer):
             return _product(convert(x.args[0], shape), Transpose(node_matrix(graph, x.args[1].name)))
+        if isinstance(x, (Scores, Mix, ExampleOuter, RowOf)):
+            return attention_matrix(x, lambda a: convert(a, shape))
         return elementwise(graph, x, shape)  # the loss's own gradient (δL = 1): the factor itself
+
+    def attention_matrix(x, carried):
+        """Attention's shares: the stack ``H`` (or ``U``) and the other operand are a node's value
+        (a plain Symbol) or what is carried back (an adjoint, diag(f)·δ, a softmax's coupling)."""
+        operand = lambda a: node_matrix(graph, a.name) if type(a) is sp.Symbol else carried(a)  # noqa: E731
+        if isinstance(x, Scores):  # H·x: δ of the weights a in c = Hᵀ·a
+            return _product(operand(x.args[0]), operand(x.args[1]))
+        if isinstance(x, Mix):  # Hᵀ·x: δ of the query q in e = H·q
+            return _product(Transpose(operand(x.args[0])), operand(x.args[1]))
+        if isinstance(x, ExampleOuter):  # x·vᵀ: a stack's share, δe·qᵀ or α·δcᵀ
+            return _product(operand(x.args[0]), Transpose(operand(x.args[1])))
+        stack, i = carried(x.args[0]), int(x.args[1])  # [δH]_i: row i (from 0) as a column
+        return Transpose(stack[i, :])
 
     return convert(e, shape)
 
@@ -284,18 +307,28 @@ def jacobian_product(network, path: tuple[str, ...]):
         child_dims, parent_dims = matrix_dims(graph[child].shape), matrix_dims(graph[parent].shape)
         terms = []
         for term in network.jacobian(child, parent).terms:
-            if term.outer is not None:
-                raise RnnsymError(f"d{child}/d{parent} of the matrix {parent!r} has three indices; it has no matrix form")
+            if term.outer is not None or term.attention in ("keys", "values", "row"):
+                matrix = parent if term.outer is not None or term.attention != "row" else child
+                raise RnnsymError(f"d{child}/d{parent} through the matrix {matrix!r} has three indices; "
+                                  "it has no matrix form")
             f = elementwise(graph, term.factor, graph[child].shape or graph[parent].shape)
             # a number's Jacobian with respect to a vector is the row fᵀ
             local = [DiagMatrix(f)] if graph[child].shape != () else [Transpose(f)]
             if term.matrix is not None:
                 local.append(node_matrix(graph, term.matrix.name))
+            elif term.attention == "query":  # e = H·q: ∂e/∂q = H
+                local.append(node_matrix(graph, term.operand.name))
+            elif term.attention == "weights":  # c = Hᵀ·a: ∂c/∂a = Hᵀ
+                local.append(Transpose(node_matrix(graph, term.operand.name)))
             elif parent_dims == (1, 1) and child_dims[0] != 1:
                 local.append(OneMatrix(child_dims[0], 1))
+            if term.factor == 1 and graph[child].shape != () and len(local) > 1:
+                local.pop(0)  # diag(1) before H, Hᵀ or W: the identity, left out as the step views leave it
             if term.softmax is not None:
                 o = node_matrix(graph, term.softmax.name)
                 local.insert(0, MatAdd(DiagMatrix(o), MatMul(-1, o, Transpose(o))))
+                if term.factor == 1 and len(local) == 2:  # the coupling alone: diag(1) after it is the identity
+                    local.pop()
             terms.append(_product(*local))
         factors.append(matrix_sum(terms, (child_dims[0], parent_dims[0])))
     if any(isinstance(f, ZeroMatrix) for f in factors):

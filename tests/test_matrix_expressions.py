@@ -174,3 +174,89 @@ def test_a_jacobian_between_vector_nodes_is_a_matrix_product():
     values, _ = at_random_point(net, seed=1)
     f = lambda h: np.diagflat(1 - h ** 2)  # noqa: E731
     close(lambdified(d.expr, values), f(values["h3"]) @ values["W_hh"] @ f(values["h2"]) @ values["W_hh"])
+
+
+# ---- attention: seq2seq networks ------------------------------------------------------------------
+SEQ2SEQ_WEIGHTS = {None: ["W_hh", "W_hh_dec", "W_hy"], "dot": ["W_ih", "W_hh", "W_cc", "b_c", "W_ih_dec"],
+                   "general": ["W_hh", "W_a", "W_ch"], "additive": ["W_hh", "W_k", "W_q", "v_a", "b_hh_dec"]}
+SEQ2SEQ_CASES = [(attention, wrt) for attention, names in SEQ2SEQ_WEIGHTS.items() for wrt in names]
+
+
+@functools.cache
+def seq2seq(attention, loss="cross_entropy", encoder="elman", decoder="elman"):
+    return rs.seq2seq(encoder, decoder, source_steps=2, target_steps=2, input_size=2, hidden_size=2, output_size=3,
+                      attention=attention, loss=loss)
+
+
+def per_example(net, batch=3, seed=0):
+    """Every node's value for each example of a batch (attention's stacks S×n matrices) and the
+    compiled gradient of the batch-mean loss there: the matrix expressions have no batch axis, so
+    they are evaluated example by example and averaged."""
+    rng = np.random.default_rng(seed)
+    graph = net.graph
+    params = {k: rng.uniform(-1, 1, s) for k, s in net.param_shapes.items()}
+    x = rng.uniform(-1, 1, (batch, net.options["source_steps"], net.options["input_size"]))
+    V, T = net.options["output_size"], net.options["target_steps"]
+    y = rng.uniform(0.1, 0.9, (batch, T, V))
+    if net.options["loss"] == "cross_entropy":
+        y = y / y.sum(axis=-1, keepdims=True)  # probability rows
+    compiled = net.compile(form="unrolled")
+    _, grads = compiled.value_and_grad(params, x, y)
+    trace = compiled.trace(params, x, y)
+    examples = []
+    for b in range(batch):
+        values = {name: column(graph, name, v[b]) for name, v in trace.items() if name not in params}
+        values.update({name: column(graph, name, v) for name, v in params.items()})
+        values.update({f"Y{t}": column(graph, f"Y{t}", y[b, t - 1]) for t in range(1, T + 1)})
+        examples.append(values)
+    return examples, grads, (params, x, y)
+
+
+@pytest.mark.parametrize("attention,wrt", SEQ2SEQ_CASES)
+def test_lambdified_seq2seq_expr_terms_result_and_adjoints_equal_the_compiled_gradient(attention, wrt):
+    net = seq2seq(attention)
+    d = net.derive(wrt)
+    examples, grads, _ = per_example(net, seed=len(wrt))
+    for e in [d.expr, *d.terms, d.result, *d.adjoints.values()]:
+        assert isinstance(e, MatrixExpr) and all(isinstance(s, MatrixSymbol) for s in e.free_symbols)
+        assert {s.name.removeprefix("delta_") for s in e.free_symbols} <= set(net.graph.nodes)
+    stack = MatrixSymbol("delta_H_enc", 2, 2)  # one example's S×n matrix, as the stack is
+    if attention is not None and wrt in ("W_ih", "W_hh"):  # an encoder weight: reached through the stack
+        assert stack in d.adjoints
+        assert MatrixSymbol("H_enc", 2, 2) in d.adjoints[MatrixSymbol("delta_alpha1", 2, 1)].free_symbols
+    mean = lambda f: sum(f(values) for values in examples) / len(examples)  # noqa: E731
+    close(mean(lambda v: lambdified(d.expr, v)), grads[wrt])
+    close(mean(lambda v: sum(lambdified(t, v) for t in d.terms)), grads[wrt])
+    close(mean(lambda v: lambdified(d.result, with_adjoints(d, v))), grads[wrt])
+
+
+@pytest.mark.parametrize("attention", ["dot", "general", "additive"])
+def test_each_encoder_state_adjoint_is_the_compiled_adjoint_through_attention(attention):
+    # δh_i reads row i of δH_enc (and for additive, δk_i): evaluated in order, every δ equals the
+    # compiled per-example adjoint, the stacks' δ included.
+    net = seq2seq(attention, loss="mse", encoder="gru", decoder="gru")
+    d = net.derive("W_hr")
+    examples, _, point = per_example(net, batch=2, seed=4)
+    adjoints, _ = net.compile(form="unrolled").adjoints(*point)
+    for b, values in enumerate(examples):
+        values = with_adjoints(d, values)
+        for name in ("H_enc", "h1", "h2", "e1", "alpha2", "ctx1"):
+            # the batch-mean loss's adjoints are per example over the batch: 2·δ of example b
+            close(values["delta_" + name], 2 * np.asarray(adjoints[name][b]).reshape(values["delta_" + name].shape))
+    assert "delta_H_enc[:1, :].T" in str(d.adjoints[MatrixSymbol("delta_h1", 2, 1)])
+
+
+def test_a_jacobian_through_attention_is_a_matrix_product_equal_to_autograd():
+    torch = pytest.importorskip("torch")
+    net = seq2seq("dot")
+    d = net.derive(of="ht2", wrt="h_dec2")
+    assert isinstance(d.expr, MatrixExpr) and d.expr.shape == (2, 2)
+    assert "H_enc.T*(DiagMatrix(alpha2) - alpha2*alpha2.T)*H_enc" in str(d.expr)
+    (values, *_), _, _ = per_example(net, batch=1, seed=2)
+    H = torch.tensor(values["H_enc"])
+    W_cc, W_ch, b_c = (torch.tensor(values[n]).reshape(2, -1) for n in ("W_cc", "W_ch", "b_c"))
+    attend = lambda s: torch.tanh(W_cc @ (H.T @ torch.softmax(H @ s, 0)) + W_ch @ s + b_c)  # noqa: E731
+    expected = torch.autograd.functional.jacobian(attend, torch.tensor(values["h_dec2"]))
+    close(lambdified(d.expr, values), expected.reshape(2, 2).numpy())
+    with pytest.raises(rs.RnnsymError, match="three indices"):
+        net.derive(of="ctx1", wrt="h1").expr

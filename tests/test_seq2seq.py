@@ -177,3 +177,36 @@ def test_the_path_view_lists_the_paths_into_an_encoder_state_through_the_decoder
     # larger: counted (11 198 460 paths at S = T = 6), and the recursive view gives the gradient
     big = rs.seq2seq("gru", "gru", source_steps=6, target_steps=6, hidden_size=2, attention="dot").derive("h1").text()
     assert "1. 11198460 chain-rule paths: too many to list" in big and "+ [δH_enc]₁" in big
+
+
+def test_the_picture_draws_the_attention_edges_in_their_own_colour_with_a_legend():
+    from rnnsym.docs.svg import _ATTENTION, picture_svg
+
+    attending = rs.seq2seq("gru", "gru", source_steps=3, target_steps=2, hidden_size=2, output_size=3, attention="dot")
+    svg = picture_svg(attending)
+    assert svg.count(f'stroke="{_ATTENTION}"') >= 2 * 8  # into H_enc (3), e, alpha, ctx, ht at each target step
+    assert "attention: the encoder states stacked in H_enc" in svg
+    plain = picture_svg(rs.seq2seq("gru", "gru", source_steps=3, target_steps=2, hidden_size=2, output_size=3))
+    assert _ATTENTION not in plain and "attention:" not in plain
+
+
+def test_the_command_line_derives_checks_and_documents_a_seq2seq_network(tmp_path):
+    import subprocess
+    import sys
+
+    def rnnsym(*args):
+        return subprocess.run([sys.executable, "-m", "rnnsym", *args], capture_output=True, text=True, timeout=300)
+
+    shape = ["--net", "seq2seq", "--attention", "general", "--steps", "3", "--target-steps", "2", "--hidden-size", "2",
+             "--output-size", "3"]
+    derived = rnnsym("derive", *shape, "W_a")
+    assert derived.returncode == 0, derived.stderr
+    assert "dL/dW_a" in derived.stdout and "δq₁" in derived.stdout
+    checked = rnnsym("check", *shape)
+    assert checked.returncode == 0 and "OK: max relative error" in checked.stdout
+    site = rnnsym("docs", *shape, "--out", str(tmp_path / "site"))
+    assert site.returncode == 0, site.stderr
+    assert (tmp_path / "site" / "W_a.html").is_file() and "H_enc" in (tmp_path / "site" / "index.html").read_text()
+    wrong = rnnsym("derive", "--net", "elman", "--attention", "dot", "W_ih")
+    assert wrong.returncode == 2 and wrong.stderr.strip() == \
+        "rnnsym: error: option attention applies to the seq2seq network(s), not to elman"

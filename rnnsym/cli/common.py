@@ -75,19 +75,37 @@ SEQ2SEQ_OPTIONS = ("encoder", "decoder", "attention", "target_steps")
 
 
 def network_from_options(net_name, steps, activation, output_activation, loss, shared_bias, input_size, hidden_size,
-                         output_size, outputs, truncate, bidirectional, cell_ref=None):
-    """The network that :func:`network_options` and :func:`cell_options` describe."""
+                         output_size, outputs, truncate, bidirectional, cell_ref=None, **seq2seq):
+    """The network that :func:`network_options` and :func:`cell_options` describe (and
+    :func:`seq2seq_options`, for the commands that have them)."""
     if cell_ref:
         from ..networks import unroll
 
         _refuse_with_cell(net_name=net_name, activation=activation, shared_bias=shared_bias,
                           input_size=input_size, hidden_size=hidden_size)
+        for name, value in seq2seq.items():
+            if value is not None:
+                raise RnnsymError(f"--{name.replace('_', '-')} applies to --net seq2seq, not to --cell")
         given = {k: v for k, v in dict(output_size=output_size, outputs=outputs, truncate=truncate,
                                         bidirectional=bidirectional).items() if v}
         return unroll(load_cell(cell_ref), steps, output_activation=output_activation, loss=loss, **given)
+    if net_name == "seq2seq":  # its own defaults (a softmax over classes) where the command line's are left
+        output_activation, loss = (None if not _given_option(name) else value
+                                   for name, value in (("output_activation", output_activation), ("loss", loss)))
     return make_network(net_name, steps, activation=activation, output_activation=output_activation, loss=loss,
                         shared_bias=shared_bias, input_size=input_size, hidden_size=hidden_size,
-                        output_size=output_size, outputs=outputs, truncate=truncate, bidirectional=bidirectional)
+                        output_size=output_size, outputs=outputs, truncate=truncate, bidirectional=bidirectional,
+                        **seq2seq)
+
+
+def _given_option(name: str) -> bool:
+    """Whether the running command's option ``name`` was given (True outside a command)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or name not in ctx.params:
+        return True
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
 
 
 # Options that shape a built-in network; a --cell brings its own (its update, sizes and biases).

@@ -16,7 +16,7 @@ from ..printing import FORMATS
 from ..learn.cli import exercise_command, verify_command
 from ..learn.numbers import numbers_options, pop_point, worked_examples
 from ..training.cli import predict_command, train_command
-from .common import OneLineGroup, cell_options, clear_errors, emit, network_from_options, network_options
+from .common import OneLineGroup, cell_options, clear_errors, emit, network_from_options, network_options, seq2seq_options
 from .flow import flow
 
 
@@ -30,6 +30,7 @@ def main():
 @click.argument("names", nargs=-1, metavar="[PARAM ...]")
 @cell_options
 @network_options
+@seq2seq_options
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
               help="Output format.")
 @click.option("--check", is_flag=True, help="Follow with the finite-difference gradient check.")
@@ -80,6 +81,7 @@ def derive(names, fmt, check, out, full, **options):
 @main.command()
 @cell_options
 @network_options
+@seq2seq_options
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Examples in the random batch.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed for the check point.")
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,

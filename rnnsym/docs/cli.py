@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import click
 
-from ..cli.common import cell_options, clear_errors, network_from_options, network_options
+from ..cli.common import cell_options, clear_errors, network_from_options, network_options, seq2seq_options
 from .site import FORMATS
 
 
 @click.command("docs")
 @network_options
 @cell_options
+@seq2seq_options
 @click.option("--out", "-o", type=click.Path(file_okay=False), default="site", show_default=True,
               help="Output folder; replaced atomically if it holds an rnnsym site (files you added are kept).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True,

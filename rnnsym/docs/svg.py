@@ -38,6 +38,7 @@ GROUPED_STYLE = ("#7b8794", "2 3")
 LEGEND_ROWS = len(PATH_STYLES)  # one legend row per styled path, then one for the grouped rest
 
 _INK, _EDGE, _MUTED = "#1f2933", "#9aa5b1", "#52606d"
+_ATTENTION = "#c2410c"  # the edges through a seq2seq network's attention
 _FILL = {"hidden": "#e8f0fb", "output": "#e6f4ea", "loss": "#fdecea", "input": "#ffffff",
          "target": "#ffffff", "constant": "#f5f5f5", "param": "#fff8e1"}
 _STROKE = {"hidden": "#35507a", "output": "#2f6b3d", "loss": "#a23b33", "input": "#52606d",
@@ -144,7 +145,8 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
     paths = derivation.paths if derivation is not None and not too_many else []
     target = derivation.target if derivation is not None else None
 
-    legend_rows = min(len(paths), LEGEND_ROWS) + (1 if len(paths) > LEGEND_ROWS or too_many else 0)
+    attention = _attention_nodes(network, layout)
+    legend_rows = min(len(paths), LEGEND_ROWS) + (1 if len(paths) > LEGEND_ROWS or too_many else 0) + bool(attention)
     legend_height = 22 * legend_rows + (10 if legend_rows else 0)
     width, height = layout.width, layout.height + legend_height
     label = f"The unrolled network {network.name}, {network.steps} steps"
@@ -163,15 +165,16 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
     for edge in layout.edges:
         points = drawn[edge]
         dash = ' stroke-dasharray="4 4"' if edge.elided else ""
+        colour = _ATTENTION if edge.target in attention else _EDGE
         if len(points) == 2:
             (x1, y1), (x2, y2) = points
-            out.append(f'<line x1="{_f(x1)}" y1="{_f(y1)}" x2="{_f(x2)}" y2="{_f(y2)}" stroke="{_EDGE}" '
+            out.append(f'<line x1="{_f(x1)}" y1="{_f(y1)}" x2="{_f(x2)}" y2="{_f(y2)}" stroke="{colour}" '
                        f'stroke-width="1.5"{dash}/>')
         else:
             out.append(f'<polyline points="{" ".join(f"{_f(x)},{_f(y)}" for x, y in points)}" fill="none" '
-                       f'stroke="{_EDGE}" stroke-width="1.5"{dash}/>')
+                       f'stroke="{colour}" stroke-width="1.5"{dash}/>')
         if edge.target in layout.boxes:
-            out.append(_arrowhead(*points[-2], *points[-1], _EDGE))
+            out.append(_arrowhead(*points[-2], *points[-1], colour))
 
     # The chain-rule paths: one lane per path, side by side where they share an edge.
     # Lanes spread over at most 16 px, so that they stay clear of the weights written beside edges.
@@ -273,8 +276,25 @@ def picture_svg(network, highlight=None, *, max_steps: int | None = None, title:
         out.append(f'<text x="{MARGIN}" y="{_f(y + 12)}" font-size="13" fill="{_MUTED}" font-family="sans-serif">'
                    f'{derivation.path_count} chain-rule paths: too many to draw (the recursive view gives the '
                    f'gradient)</text>')
+        y += 22
+    if attention:
+        out.append(f'<line x1="{MARGIN}" y1="{_f(y + 8)}" x2="{MARGIN + 26}" y2="{_f(y + 8)}" stroke="{_ATTENTION}" '
+                   f'stroke-width="2"/>')
+        out.append(f'<text x="{MARGIN + 36}" y="{_f(y + 12)}" font-size="13" fill="{_INK}" font-family="sans-serif">'
+                   f'attention: the encoder states stacked in H_enc, the scores e, the weights alpha, the context '
+                   f'ctx and the attentional state ht (the gradient\'s shortcut to every encoder step)</text>')
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _attention_nodes(network, layout) -> set:
+    """The drawn boxes of a seq2seq network's attention (rnnsym.networks.seq2seq.ATTENTION_NODES)."""
+    from ..networks.seq2seq import ATTENTION_NODES
+
+    if not network.options.get("attention"):
+        return set()
+    graph = network.graph
+    return {key for key, box in layout.boxes.items() if box.node in graph.nodes and graph[box.node].base in ATTENTION_NODES}
 
 
 def _arrowhead(x1, y1, x2, y2, colour) -> str:

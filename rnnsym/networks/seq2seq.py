@@ -16,7 +16,9 @@ Attention is Luong et al. (2015)'s global attention over the encoder states, sta
 
 Node names: encoder nodes as in any unrolled cell (``h3``, ``c3``, ``i3``); decoder nodes and
 parameters with ``_dec`` (``h_dec2``, ``W_ih_dec``); attention nodes ``H_enc``, ``q2``, ``k3``,
-``u2_3``, ``U2``, ``e2``, ``alpha2``, ``ctx2``, ``ht2``.
+``u2_3``, ``U2``, ``e2``, ``alpha2``, ``ctx2``, ``ht2``. The decoder's nodes (and the targets)
+record the steps after the encoder's, S + t, so that pictures put them after it; column t of y
+is the target ``Y_t`` all the same.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from .builtin import BUILTIN_CELLS, builtin_cell
 from .cells import Cell, run_cell
 
 ATTENTIONS = (None, "dot", "general", "additive")
+# The bases of the attention's nodes (rnnsym.docs draws their edges in their own colour).
+ATTENTION_NODES = ("H_enc", "q", "k", "u", "U", "e", "alpha", "ctx", "ht")
 DECODER = "_dec"
 
 
@@ -70,9 +74,9 @@ def seq2seq(encoder="gru", decoder="gru", *, source_steps: int, target_steps: in
     initial = {s: graph.add(f"{s.name}0", "constant", value=0, step=0, shape=enc.shapes.get(s, ()), base=s.name,
                             role=f"initial {s.name}, zero") for s in enc.state}
     encoded = run_cell(graph, enc, "", range(1, S + 1), xs, initial)
-    targets = {t: graph.add(f"Y{t}", "target", step=t, shape=(V,), role=f"target at step {t}", base="Y")
+    targets = {t: graph.add(f"Y{t}", "target", step=S + t, shape=(V,), role=f"target at step {t}", base="Y")
                for t in range(1, T + 1)}
-    start = graph.add("Y0", "constant", value=0, step=S, shape=(V,), role="the decoder's first input: zeros")
+    start = graph.add("Y0", "constant", value=0, step=S + 1, shape=(V,), role="the decoder's first input: zeros")
     inputs = {1: start, **{t: targets[t - 1] for t in range(2, T + 1)}}
     decoded = run_cell(graph, dec, DECODER, range(1, T + 1), inputs, _handover(graph, enc, dec, encoded[S]),
                        step_offset=S)
@@ -135,7 +139,7 @@ def _attend(graph: Graph, attention: str, encoder_states: list, decoder_states: 
         name, "param", shape=shape, param_role=role, role=f"attention: {text}")
     W_cc, W_ch = weight("W_cc", "weight of the context"), weight("W_ch", "weight of the decoder state")
     b_c = weight("b_c", "bias of the attentional state", (H,), ParamRole.BIAS)
-    stack = graph.add("H_enc", "hidden", Stack(*encoder_states), step=S, shape=(S, H),
+    stack = graph.add("H_enc", "hidden", Stack(*encoder_states), step=S, shape=(S, H), base="H_enc",
                       role="the encoder states as the rows of one matrix")
     if attention == "general":
         W_a = weight("W_a", "score weight (general)")

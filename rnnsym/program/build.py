@@ -58,6 +58,8 @@ def build_program(network, truncate: int | None = None) -> Program:
         return node.symbol
 
     forward, loss = [], []
+    # y's columns are the targets in order (a decoder's targets record steps after the encoder's)
+    columns = {n.name: i for i, n in enumerate(graph.of_kind(NodeKind.TARGET), 1) if n.step is not None}
     for node in graph.nodes.values():
         kind = node.kind
         if kind == NodeKind.PARAM:
@@ -70,7 +72,7 @@ def build_program(network, truncate: int | None = None) -> Program:
             forward.append(Compute(node_value(node, Role.NODE), node.expr))
         elif kind == NodeKind.TARGET:  # a decoder's input under teacher forcing is read with the inputs
             (forward if teacher_forced(graph, node.name) else loss).append(
-                Read(node_value(node, Role.TARGET), "y", node.step))
+                Read(node_value(node, Role.TARGET), "y", columns.get(node.name)))
         elif kind == NodeKind.LOSS_TERM or (kind == NodeKind.LOSS and not graph.of_kind(NodeKind.LOSS_TERM)):
             reduce = None if _output_of(graph, node.name).shape == () else node.reduce or "sum"
             loss.append(Compute(node_value(node, Role.LOSS), node.expr, reduce))

@@ -18,6 +18,7 @@ class ArrayPrinter(CodePrinter):
     """Prints ``xp.<function>`` where the NumPy printer prints ``numpy.<function>``."""
 
     _module = "xp"
+    _concat = "xp.concat"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -6,7 +6,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..engine.rules import ExampleOuter, Outer, RowOf, Summed, TransposeTimes
 from ..functions import MatVec, Mix, Scores, Stack, relu, sigmoid, softmax
-from ..program.ir import OverBatch
+from ..program.ir import OuterSum, OverBatch
 from ..program.step import AtStep, Columns
 
 
@@ -65,6 +65,8 @@ class AttentionPrinting:
     def _attention_info(self, expr) -> Info:
         """A stack is (S, n) per example; ``H·q`` has H's rows, ``Hᵀ·a`` its columns, a row of a
         stack's adjoint its columns, ``x·vᵀ`` per example both sizes."""
+        if isinstance(expr, OuterSum):
+            return self._outer_sum_info(expr)
         infos = [self.info(a) for a in expr.args if isinstance(a, sp.Expr) and not a.is_Integer]
         batched = True if any(b for b, _ in infos) else (None if any(b is None for b, _ in infos) else False)
         shapes = [shape for _, shape in infos]
@@ -96,7 +98,26 @@ class AttentionPrinting:
         return f"(({weights})[..., None, :] @ ({stack}))[..., 0, :]"
 
 
-class CodePrinter(AttentionPrinting, NumPyPrinter):
+class JoinPrinting:
+    """The sums over steps done in one operation (rnnsym.program.passes.join_steps) for
+    :class:`CodePrinter`: values joined along the batch axis, and a per-example sum of outer products
+    as one batched product of two stacks."""
+
+    _concat = "numpy.concatenate"  # the array API's is concat (NumPy has it from 2.0 only)
+
+    def _outer_sum_info(self, expr) -> Info:  # an a's rows, a b's columns
+        (_, rows), (_, columns) = (self.info(vectors[0]) for vectors in expr.args)
+        return (True, None if rows is None or columns is None else rows + columns)
+
+    def _print_OuterSum(self, expr):  # Σ_k a_k·b_kᵀ per example: (batch, m, K) @ (batch, K, n)
+        a, b = ("".join(self._print(v) + ", " for v in vectors) for vectors in expr.args)
+        return f"({self._module}.stack(({a}), axis=-1) @ {self._module}.stack(({b}), axis=-2))"
+
+    def _print_Joined(self, expr):  # the values one under another along the batch axis
+        return f"{self._concat}(({''.join(self._print(a) + ', ' for a in expr.args)}), axis=0)"
+
+
+class CodePrinter(JoinPrinting, AttentionPrinting, NumPyPrinter):
     """NumPy source; every symbol is printed through the generated-name table, never raw.
 
     The printer knows which symbols carry the batch axis (``batched``: a node's value is
@@ -139,7 +160,7 @@ class CodePrinter(AttentionPrinting, NumPyPrinter):
             return (self.info(vector)[0], rows[:1] if rows else None)
         if isinstance(expr, Columns):
             return (self.info(expr.args[0])[0], (int(expr.args[2]) - int(expr.args[1]),))
-        if isinstance(expr, (Stack, Scores, Mix, RowOf, ExampleOuter)):
+        if isinstance(expr, (Stack, Scores, Mix, RowOf, ExampleOuter, OuterSum)):
             return self._attention_info(expr)
         if isinstance(expr, AtStep):
             return self.info(expr.args[0])

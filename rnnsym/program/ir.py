@@ -55,6 +55,20 @@ class OverBatch(sp.Function):
     carries_shares = True  # a share sits inside (rnnsym.engine.rules.elementwise looks there)
 
 
+class Joined(sp.Function):
+    """Several values of one shape that carry the batch axis, one under another along it (steps ×
+    batch rows): the batch sum of the joined values is the sum of each one's batch sum, so a
+    parameter's shares from every step are one product or one reduction (rnnsym.program.passes.join_steps)."""
+
+
+class OuterSum(sp.Function):
+    """``Σ_k a_k·b_kᵀ`` for each example, from two tuples of vectors that carry the batch axis: a
+    stack's adjoint summed from every step's outer product is one batched product of two stacks
+    (rnnsym.program.passes.join_steps)."""
+
+    nargs = 2
+
+
 # ---- statements -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Read:

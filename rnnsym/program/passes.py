@@ -3,7 +3,8 @@
 :func:`optimise` runs them in order: fuse each output with its loss, fold constants, schedule the
 backward pass (each share computed as soon as its child's adjoint is known), write ``diag(f)·δ`` as
 a product, share common subexpressions, put single-use shares into the one sum that reads them.
-No pass reads or writes source text.
+:func:`join_steps` then sums each parameter's shares from every step by one product; an emitter runs
+it, as it needs the printer's shapes. No pass reads or writes source text.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..engine.rules import Coupled, Diag, ExampleOuter, Outer, RowOf, Summed, Tr
 from ..functions import MatVec, Mix, Scores
 from ..graph import NodeKind
 from .build import fused_gradient
-from .ir import Accumulate, Compute, Fill, OverBatch, Program, Role, Value
+from .ir import Accumulate, Compute, Fill, Joined, OuterSum, OverBatch, Program, Role, Value
 
 
 def simplify(program: Program, network) -> Program:
@@ -235,6 +236,111 @@ def reads_of(statement) -> list[sp.Expr]:
     return []
 
 
+# ---- join: a parameter's shares from every step summed by one product --------------------------------------
+def join_steps(program: Program, info) -> Program:
+    """Each sum of several steps' shares of one form sums them in one operation. A gradient's batch
+    sums become one batch sum over the steps' values joined along the batch axis: ``Σ_t x_tᵀ·v_t``
+    is ``[x_1; …; x_T]ᵀ·[v_1; …; v_T]``, one product where there were T products and T − 1
+    additions, and a bias's ``Σ_t Σ_b g_t`` one reduction; a stack's adjoint from every step's
+    per-example outer product ``a_t·b_tᵀ`` becomes one batched product of two stacks. ``info`` (the
+    printer's: expression -> (batched, shape)) says which shares join: values that carry the batch
+    axis, all of one shape. A joining that several gradients read is made once; the shares that
+    nothing reads any more are dropped."""
+    definitions = {s.target: s.expr for s in program.backward if isinstance(s, Compute)}
+    rewritten = {}
+    for s in program.backward:
+        if isinstance(s, Accumulate) and len(s.shares) > 1:
+            shares = _joined_shares(s.shares, definitions, info)
+            if shares is not None:
+                rewritten[s.target] = replace(s, shares=shares)
+    if not rewritten:
+        return program
+    values, rewritten, made = _join_once(program, rewritten)
+    backward, placed = [], set()
+    for s in program.backward:
+        if s.target in rewritten:  # a joining goes just before the first gradient that reads it
+            reads = {x for share in rewritten[s.target].shares for x in share.expr.free_symbols}
+            backward += [m for m in made if m.target in reads - placed]
+            placed |= reads
+        backward.append(rewritten.get(s.target, s))
+    return program.with_("join_steps", values=values, backward=tuple(_without_dead_computes(backward)))
+
+
+def _joined_shares(shares, definitions: dict, info) -> tuple | None:
+    """A gradient's shares with those of one form joined into one, or None where none join."""
+    groups: dict = {}
+    for x in shares:
+        expr = definitions.get(x.expr, x.expr) if isinstance(x.expr, sp.Symbol) else x.expr
+        groups.setdefault(_join_key(expr, info), []).append((x, expr))
+    out, joined = [], False
+    for key, members in groups.items():
+        if key is None or len(members) < 2:
+            out += [x for x, _ in members]
+            continue
+        if key[0] == "example":
+            out.append(replace(members[0][0], expr=OuterSum(*(sp.Tuple(*(e.args[i] for _, e in members)) for i in (0, 1)))))
+            joined = True
+            continue
+        exprs = [e.args[0] for _, e in members]  # the shares inside their batch sums
+        ndim = key[1]
+        if key[0] == "outer":
+            inner = Outer(Joined(*(e.args[0] for e in exprs)), Joined(*(e.args[1] for e in exprs)))
+        else:  # a scalar parameter's total sums what Summed would have summed first
+            inner = Joined(*(e.args[0] if isinstance(e, Summed) and not ndim else e for e in exprs))
+        out.append(replace(members[0][0], expr=OverBatch(inner, ndim)))
+        joined = True
+    return tuple(out) if joined else None
+
+
+def _join_key(expr, info):
+    """What a share joins with (shares of one key join), or None: it does not join."""
+    if isinstance(expr, ExampleOuter):
+        infos = tuple(info(a) for a in expr.args)
+        return ("example", infos) if all(batched is True and shape is not None and len(shape) == 1
+                                         for batched, shape in infos) else None
+    if not isinstance(expr, OverBatch):
+        return None
+    inner, ndim = expr.args[0], int(expr.args[1])
+    operands = inner.args if isinstance(inner, Outer) else (
+        inner.args[:1] if isinstance(inner, Summed) and not ndim else (inner,))
+    infos = tuple(info(a) for a in operands)
+    if any(batched is not True or shape is None for batched, shape in infos):
+        return None  # a value without the batch axis (a constant) has no rows to join
+    return ("outer" if isinstance(inner, Outer) else "rows", ndim, infos)
+
+
+def _join_once(program: Program, rewritten: dict):
+    """``(values, rewritten, made)``: each joining read by more than one gradient computed once, as
+    a temporary (``made``: their statements); the gradients' own batch sums stay apart (each
+    gradient is an array of its own, which a caller may change in place)."""
+    counts = Counter(j for s in rewritten.values() for x in s.shares for j in x.expr.atoms(Joined))
+    values, made, replacements = dict(program.values), [], {}
+    taken = {v.name for v in values.values()}
+    numbers = iter(range(10**9))
+    for joined in sorted((j for j, n in counts.items() if n > 1), key=sp.default_sort_key):
+        name = next(n for n in (f"_j{k}" for k in numbers) if n not in taken)
+        temp = sp.Dummy(name[1:])
+        values[temp] = Value(temp, name, Role.TEMP, (), True)  # shape: the emitter asks its printer
+        made.append(Compute(temp, joined))
+        replacements[joined] = temp
+    rewritten = {t: replace(s, shares=tuple(replace(x, expr=x.expr.xreplace(replacements)) for x in s.shares))
+                 for t, s in rewritten.items()}
+    return values, rewritten, made
+
+
+def _without_dead_computes(statements: list) -> list:
+    """The statements less the computations that nothing after them reads (every sum stays: the
+    adjoints are traced, the gradients returned)."""
+    live, out = set(), []
+    for s in reversed(statements):
+        if isinstance(s, Compute) and s.target not in live:
+            continue
+        out.append(s)
+        for e in reads_of(s):
+            live |= e.free_symbols
+    return out[::-1]
+
+
 # ---- dead stores: per entry point ----------------------------------------------------------------------
 def live_statements(statements, needed: set) -> list:
     """The statements whose values ``needed`` reads, directly or through other statements (a read of
@@ -249,4 +355,4 @@ def live_statements(statements, needed: set) -> list:
 
 
 __all__ = ["simplify", "optimise", "fuse_loss", "fold_constants", "fold_zeros", "schedule", "lower_products",
-           "common_subexpressions", "inline_single_use", "live_statements", "reads_of"]
+           "common_subexpressions", "inline_single_use", "join_steps", "live_statements", "reads_of"]

@@ -58,7 +58,14 @@ class Elementwise(MatrixExpr):
             raise RnnsymError("Elementwise needs a Lambda of as many scalars as it has matrix operands (at least one)")
         if len({o.shape for o in operands}) != 1:
             raise RnnsymError(f"Elementwise operands must have one shape, got {', '.join(str(o.shape) for o in operands)}")
+        if all(isinstance(o, sp.MatrixBase) for o in operands):  # explicit matrices (subs): the values, at
+            return cls._values(function, operands)  # once (DiagMatrix.doit does not doit its vector)
         return sp.Basic.__new__(cls, function, *operands)
+
+    @staticmethod
+    def _values(function, operands):
+        rows, cols = operands[0].shape
+        return sp.ImmutableMatrix(rows, cols, lambda i, j: function(*(o[i, j] for o in operands)))
 
     @property
     def function(self) -> sp.Lambda:
@@ -77,10 +84,7 @@ class Elementwise(MatrixExpr):
 
     def doit(self, **hints):
         operands = [o.doit(**hints) if hints.get("deep", True) else o for o in self.operands]
-        if all(isinstance(o, sp.MatrixBase) for o in operands):  # explicit matrices (after subs): the values
-            rows, cols = operands[0].shape
-            return sp.ImmutableMatrix(rows, cols, lambda i, j: self.function(*(o[i, j] for o in operands)))
-        return type(self)(self.function, *operands)
+        return type(self)(self.function, *operands)  # explicit operands give the values (__new__)
 
     def _eval_transpose(self):
         return type(self)(self.function, *(Transpose(o) for o in self.operands))
@@ -114,6 +118,40 @@ class Elementwise(MatrixExpr):
         return f"(lambda {variables}: ({printer._print(self.function.expr)}))({operands})"
 
     _numpycode = _cupycode = _jaxcode = _torchcode = _array_code
+
+
+class StackRow(Transpose):
+    """``[δH]_i``: row i of a stack's adjoint as a column, the share of the state stacked there.
+
+    SymPy's own ``Transpose(δH[i, :])`` (a ``MatrixSlice``), so lambdify, ``subs`` and ``doit``
+    treat it as one; only rnnsym's printers (those that print :class:`Elementwise`) write it as the
+    recursive view does, ``[δH]₂``, where SymPy writes ``δH[1:2, :]ᵀ``."""
+
+    def doit(self, **hints):
+        # SymPy leaves a MatrixSlice of an explicit matrix unevaluated: after subs, take the row
+        parent = self.arg.parent.doit(**hints) if hints.get("deep", True) else self.arg.parent
+        row = int(self.arg.rowslice[0])
+        if isinstance(parent, sp.MatrixBase):
+            return sp.ImmutableMatrix(parent[row, :]).T
+        return type(self)(parent[row, :])
+
+    def _row(self, printer):
+        if getattr(printer, "_print_Elementwise", None) is None:
+            return None
+        rows = self.arg.rowslice
+        return printer._print(self.arg.parent), int(rows[0]) + 1
+
+    def _sympystr(self, printer):
+        own = self._row(printer)
+        if own is None:
+            return printer._print_Transpose(self)
+        return f"[{own[0]}]{str(own[1]).translate(str.maketrans('0123456789', '₀₁₂₃₄₅₆₇₈₉'))}"
+
+    def _latex(self, printer):
+        own = self._row(printer)
+        if own is None:
+            return printer._print_Transpose(self)
+        return r"\left[%s\right]_{%d}" % own
 
 
 def scalar_form(m) -> sp.Expr | None:
@@ -234,7 +272,7 @@ def share_matrix(graph, e: sp.Expr, shape: tuple, adjoints):
         if isinstance(x, ExampleOuter):  # x·vᵀ: a stack's share, δe·qᵀ or α·δcᵀ
             return _product(operand(x.args[0]), Transpose(operand(x.args[1])))
         stack, i = carried(x.args[0]), int(x.args[1])  # [δH]_i: row i (from 0) as a column
-        return Transpose(stack[i, :])
+        return StackRow(stack[i, :])
 
     return convert(e, shape)
 

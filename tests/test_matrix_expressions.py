@@ -260,3 +260,33 @@ def test_a_jacobian_through_attention_is_a_matrix_product_equal_to_autograd():
     close(lambdified(d.expr, values), expected.reshape(2, 2).numpy())
     with pytest.raises(rs.RnnsymError, match="three indices"):
         net.derive(of="ctx1", wrt="h1").expr
+
+
+@pytest.mark.parametrize("attention", ["dot", "general", "additive"])
+def test_rnnsym_printers_print_a_seq2seq_result_as_the_recursive_view_writes_it(attention):
+    net = seq2seq(attention)
+    d = net.derive("W_hh")
+    equations = {eq.lhs.node: eq.rhs[0] for eq in d.recursive[:-1]}
+    for printer in (TextPrinter(), LatexStepPrinter()):
+        assert printer.doprint(d.result) == printer.doprint(d.recursive[-1].rhs[0])
+        for delta, definition in d.adjoints.items():
+            node = delta.name.removeprefix("delta_")
+            if net.graph[node].kind == "output":
+                # δy_t = f·δL_t, a loss term's number spread over the output: the records write
+                # diag(f)·δL_t (so does an Elman network with a loss at every step), not attention's
+                continue
+            assert printer.doprint(definition) == printer.doprint(equations[node]), node
+    assert "+ [δH_enc]₁" in TextPrinter().doprint(d.adjoints[MatrixSymbol("delta_h1", 2, 1)])
+    assert "delta_H_enc[:1, :].T" in str(d.adjoints[MatrixSymbol("delta_h1", 2, 1)])  # SymPy's own notation
+
+
+def test_subs_with_explicit_matrices_evaluates_a_stacked_row():
+    net = seq2seq("dot")
+    d = net.derive("W_hh")
+    (values, *_), _, _ = per_example(net, batch=1, seed=6)
+    values = with_adjoints(d, values)
+    definition = d.adjoints[MatrixSymbol("delta_h1", 2, 1)]  # W_hhᵀ·diag(1 − h₂²)·δh₂ + [δH_enc]₁
+    explicit = {s: sp.ImmutableMatrix(values[s.name]) for s in definition.free_symbols}
+    value = definition.subs(explicit).doit()
+    assert isinstance(value, sp.MatrixBase) and not value.free_symbols
+    close(np.array(value, dtype=np.float64), values["delta_h1"])

@@ -205,6 +205,7 @@ class NumPyEmitter:
     # ---- backward -------------------------------------------------------------------------------------------
     def _backward(self) -> list[str]:
         p, lines = self.program, [f"    {self.names[self.program.scale]} = 1.0 / {BATCH}"]
+        whole = {s.target: s for s in self.simplified.backward if isinstance(s, Accumulate)}  # every share, for the comment
         for s in p.backward:
             name = self.names[s.target]
             if isinstance(s, Compute):
@@ -212,9 +213,8 @@ class NumPyEmitter:
                     self.printer.declare(s.target, self.printer.info(s.expr))
                 lines.append(f"    {name} = {self.code(s.expr)}")
             elif isinstance(s, Accumulate):
-                whole = self.simplified.gradients().get(s.node) if p.values[s.target].role is Role.GRADIENT else s
                 lines.append(f"    {name} = {sum_code([self.code(self._reduced(s, x.expr)) for x in s.shares])}"
-                             f"  # {sum_comment(p, self.network.graph, whole or s)}")
+                             f"  # {sum_comment(p, self.network.graph, whole.get(s.target, s))}")
         return lines
 
     def _reduced(self, s: Accumulate, expr: sp.Expr) -> sp.Expr:

@@ -211,6 +211,15 @@ class Mix(_Printed, sp.Function):
         return f"{_name(printer, namespace + '.einsum')}('...sh,...s->...h', {stack}, {weights})"
 
 
+class Concat(_Printed, sp.Function):
+    """``[u; v; …]``: vectors joined end to end (a bidirectional layer's two states, the input of
+    the layer above it, as PyTorch's stacked bidirectional modules join them)."""
+
+    def _code(self, printer, library, *parts):
+        namespace = _array_library(printer, "joined vectors")
+        return f"{_name(printer, namespace + '.concatenate')}(({', '.join(parts)},), axis=-1)"
+
+
 ATTENTION_OPERATIONS = (Stack, Scores, Mix)
 
 

@@ -134,12 +134,40 @@ def test_a_bad_num_layers_is_refused_in_one_line(bad):
             constructor(steps=3, num_layers=bad)
 
 
-def test_a_bidirectional_stack_is_refused_in_one_line():
-    with pytest.raises(RnnsymError, match=r"^num_layers=2 with bidirectional=True is not supported; use "):
-        rs.lstm(steps=3, num_layers=2, bidirectional=True, outputs="all")
-    module = torch.nn.GRU(2, 3, num_layers=2, bidirectional=True, batch_first=True)
-    with pytest.raises(RnnsymError, match=r"^a bidirectional module with 2 layers has no rnnsym network"):
-        rs.params_from_torch(module)
+@pytest.mark.parametrize("layers", [2, 3])
+@pytest.mark.parametrize("kind", sorted(MODULES))
+def test_a_bidirectional_stack_has_pytorchs_loss_and_gradients_in_every_backend(kind, layers):
+    # PyTorch's layer l reads both directions of layer l−1 at step t, joined: [h_fwd; h_bwd]
+    torch.manual_seed(5)
+    module = getattr(torch.nn, MODULES[kind])(I, H, num_layers=layers, bidirectional=True, batch_first=True).double()
+    readout = torch.nn.Linear(2 * H, O).double()
+    net = NETWORKS[kind](steps=T, input_size=I, hidden_size=H, output_size=O, output_activation="identity",
+                         loss="mse", outputs="all", num_layers=layers, bidirectional=True)
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(BATCH, T, I)), rng.normal(size=(BATCH, T, O))
+    params = rs.params_from_torch(module, readout)
+    assert list(params) == list(net.param_names) and {n: v.shape for n, v in params.items()} == net.param_shapes
+    first = {"elman": "W_ih", "lstm": "W_ii", "gru": "W_ir"}[kind]
+    assert params[f"{first}_l1"].shape == params[f"{first}_l1_reverse"].shape == (H, 2 * H)
+    expected_value, expected_grads = _torch_loss_and_grads(module, readout, x, y)
+    for backend in [b for _, b in FORMS if b != "numpy"] + ["numpy"]:
+        value, grads = net.compile(backend=backend).value_and_grad(params, x, y)
+        grads = {name: g.detach().numpy() if hasattr(g, "detach") else g for name, g in grads.items()}
+        _assert_same(value, grads, expected_value, expected_grads, f"{kind} {layers} layers, bidirectional, {backend}")
+    state, readout_state = rs.params_to_torch(params)  # and back into PyTorch's module
+    assert list(state) == list(module.state_dict())
+    assert all(np.array_equal(np.asarray(state[k]), v.detach().numpy()) for k, v in module.state_dict().items())
+
+
+def test_the_recursive_view_of_a_bidirectional_stack_takes_each_direction_its_part_of_the_joined_input():
+    net = rs.gru(steps=3, input_size=2, hidden_size=2, num_layers=2, bidirectional=True, outputs="all", loss="mse",
+                 output_activation="identity")
+    assert net.graph["x_l1_2"].shape == (4,) and str(net.graph["x_l1_2"].expr) == "Concat(h_l0_2, h_l0_reverse2)"
+    forward, backward = (net.derive(name).text(full=True) for name in ("W_ir_l0", "W_ir_l0_reverse"))
+    assert "δh_l0_3 = [δx_l1_3]_(1…2)" in forward  # the forward state: the first half of layer 1's input
+    assert "+ diag(z_l0_3)·δh_l0_3 + [δx_l1_2]_(1…2)" in forward
+    assert "δh_l0_reverse1 = [δx_l1_1]_(3…4)" in backward  # the reverse state: the second half
+    assert rs.gradcheck(net, seed=2).ok
 
 
 def test_parameters_missing_a_layer_are_refused_in_one_line():

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import RnnsymError
-from ..functions import DERIVATIVE_RULES, MatVec, Mix, Scores, Stack, softmax
+from ..functions import DERIVATIVE_RULES, Concat, MatVec, Mix, Scores, Stack, softmax
 from ..graph import Graph
 
 
@@ -64,21 +64,29 @@ class JacobianTerm:
     attention: str | None = None
     operand: sp.Symbol | None = None
     row: int | None = None
+    span: tuple[int, int] | None = None  # a joined vector's components that are the parent's (PART)
 
     def renamed(self, symbols: dict) -> "JacobianTerm":
         """The same term with symbols renamed (another step of a shared cell, or step k)."""
         rename = lambda s: None if s is None else s.xreplace(symbols)  # noqa: E731
         return JacobianTerm(self.factor.xreplace(symbols), rename(self.matrix), rename(self.outer), rename(self.softmax),
-                            self.attention, rename(self.operand), self.row)
+                            self.attention, rename(self.operand), self.row, self.span)
 
 
 # What a parent is to an attention operation: the stack or the query of ``H·q``, the stack or the
 # weights of ``Hᵀ·a``, a row of ``H = [h_1; …; h_S]``.
-ATTENTION_ROLES = ("keys", "query", "values", "weights", "row")
+ATTENTION_ROLES = ("keys", "query", "values", "weights", "row", "part")
 
 
-def _attention_terms(product, wrt: sp.Symbol, factor: sp.Expr) -> list[JacobianTerm]:
-    """The terms of ``∂product/∂wrt`` for an attention operation ``product`` (Stack, Scores, Mix)."""
+def _attention_terms(graph, product, wrt: sp.Symbol, factor: sp.Expr) -> list[JacobianTerm]:
+    """The terms of ``∂product/∂wrt`` for an attention operation ``product`` (Stack, Scores, Mix),
+    or for vectors joined by Concat (each part's components of the joined vector)."""
+    if isinstance(product, Concat):
+        ends = [0]
+        for part in product.args:
+            ends.append(ends[-1] + graph[part.name].shape[0])
+        return [JacobianTerm(factor, attention="part", span=(ends[i], ends[i + 1]))
+                for i, part in enumerate(product.args) if part == wrt]
     if isinstance(product, Stack):
         return [JacobianTerm(factor, attention="row", row=i) for i, h in enumerate(product.args) if h == wrt]
     stack, other = product.args
@@ -110,7 +118,7 @@ def local_jacobian(graph: Graph, child: str, parent: str) -> Jacobian:
     if node.expr is None:
         raise RnnsymError(f"{child!r} is a {node.kind} and has no local expression to differentiate")
     wrt = graph[parent].symbol
-    products = sorted(node.expr.atoms(MatVec, Stack, Scores, Mix), key=sp.default_sort_key)
+    products = sorted(node.expr.atoms(MatVec, Stack, Scores, Mix, Concat), key=sp.default_sort_key)
     stand_ins = [sp.Dummy(f"mu{i}") for i in range(len(products))]
     flat = node.expr.xreplace(dict(zip(products, stand_ins)))
     back = dict(zip(stand_ins, products))
@@ -137,7 +145,7 @@ def local_jacobian(graph: Graph, child: str, parent: str) -> Jacobian:
             continue
         factor = _elementwise(node, flat, mu).xreplace(back)
         if not isinstance(product, MatVec):
-            terms.extend(_attention_terms(product, wrt, factor))
+            terms.extend(_attention_terms(graph, product, wrt, factor))
             continue
         matrix, vector = product.args
         if vector == wrt:

@@ -15,6 +15,7 @@ kind               the term                                its share of the pare
 ``VALUES``         p is the stack H in ``c = Hᵀ·a``        ``a·δcᵀ`` (per example)
 ``WEIGHTS``        p is a in ``c = Hᵀ·a``                  ``H·δc``
 ``ROW``            p is row i of ``H = [h_1; …; h_S]``     ``[δH]_i``
+``PART``           p is u in ``c = [u; v]`` (joined)       ``δc[start:stop]``, u's components
 =================  ======================================  ==========================================
 
 The last five are attention's (rnnsym.functions: Stack, Scores, Mix); scores and weighted sums are
@@ -33,7 +34,7 @@ from typing import Callable
 
 import sympy as sp
 
-from ..functions import Mix, Scores
+from ..functions import Mix, Scores, _Printed
 from .local import JacobianTerm
 
 
@@ -86,6 +87,16 @@ class ExampleOuter(sp.Function):
     carries_shares = True
 
 
+class Part(_Printed, sp.Function):
+    """``x[start:stop]``: the components of a joined vector's adjoint that belong to one of its parts."""
+
+    nargs = 3
+    carries_shares = True
+
+    def _code(self, printer, library, x, start, stop):
+        return f"({x})[..., {start}:{stop}]"
+
+
 class Adjoint(sp.Symbol):
     """``δn``, the adjoint of the node named ``name``, as it appears in a share."""
 
@@ -100,6 +111,7 @@ class TermKind(Enum):
     VALUES = "values"  # the stack H of the weighted sum Hᵀ·a
     WEIGHTS = "weights"  # the weights a of Hᵀ·a
     ROW = "row"  # a state stacked as row i of H
+    PART = "part"  # a vector joined into [u; v] as components start … stop − 1
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,7 @@ RULES: dict[TermKind, Rule] = {
     TermKind.VALUES: Rule("δH += a·(diag(f)·δc)ᵀ", lambda t, x: ExampleOuter(t.operand, x)),
     TermKind.WEIGHTS: Rule("δa += H·diag(f)·δc", lambda t, x: Scores(t.operand, x)),
     TermKind.ROW: Rule("δh_i += [diag(f)·δH]_i", lambda t, x: RowOf(x, t.row)),
+    TermKind.PART: Rule("δu += [diag(f)·δc]_(start:stop)", lambda t, x: Part(x, *t.span)),
 }
 
 

@@ -11,7 +11,8 @@ layer's first, so the readout reads it); each layer's names carry its index, ``W
 ``W_hh_l1``, ``h_l1``, ``i_l0`` (PyTorch's ``weight_ih_l0``, ...). A lower layer's new values are
 gates of the step, so the layer above reads them in the same step: ``x_l1`` is layer 0's new
 hidden state, layer 1's input (an LSTM's new cell value is ``c_new_l0``); the state ``h_l0``
-carries it to the next step.
+carries it to the next step. A bidirectional stack is :class:`rnnsym.networks.cells.Layers`, one
+cell per layer, each run both ways: layer l reads ``[h_fwd; h_bwd]`` of layer l−1, joined.
 """
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .. import functions
-from ..errors import RnnsymError, positive_int
+from ..errors import positive_int
 from ..functions import sigmoid
 from ..graph import ParamRole
-from .cells import Cell, _dependency_order, matvec, unroll
+from .cells import Cell, Layers, _dependency_order, matvec, unroll
 
 
 def _sizes(input_size, hidden_size, output_size):
@@ -117,13 +118,7 @@ def _gru_layer(act, x, I: int, H: int, tag: str) -> _Layer:
 
 
 def _check_layers(num_layers, bidirectional) -> int:
-    k = positive_int("num_layers", num_layers)
-    if k > 1 and bidirectional:
-        # PyTorch's layer l reads both directions of layer l-1 at step t; one cell run forward and
-        # one run backward cannot give the forward layer the backward layer's values.
-        raise RnnsymError(f"num_layers={k} with bidirectional=True is not supported; "
-                          "use num_layers=1 for a bidirectional network")
-    return k
+    return positive_int("num_layers", num_layers)
 
 
 def _lower(layer: _Layer, l: int) -> tuple[dict, list]:
@@ -139,9 +134,28 @@ def _lower(layer: _Layer, l: int) -> tuple[dict, list]:
     return gates, [new[s] for s in layer.states]
 
 
-def _cell(make_layer, f, I: int, H: int, num_layers: int, name: str, role_texts: dict):
+def _bidirectional_layers(make_layer, f, I: int, H: int, num_layers: int, name: str, role_texts: dict):
+    """A stack run in both directions, as PyTorch's: one cell per layer (layer l ≥ 1 reads the
+    2·H values of both directions of layer l−1, so its ``W_i*_l{l}`` are (H, 2·H)), and the words
+    for each parameter by name."""
+    cells, texts = [], {}
+    for l in range(num_layers):
+        x = sp.Symbol("x" if l == 0 else f"x_l{l}")
+        layer = make_layer(f, x, I if l == 0 else 2 * H, H, f"_l{l}")
+        cells.append(Cell(state=tuple(layer.states), input=x, update=tuple(layer.updates),
+                          params=list(layer.params.values()), gates=layer.gates,
+                          shapes={**layer.shapes, x: I if l == 0 else 2 * H}, name=name,
+                          roles=_param_roles(layer.params)))
+        texts.update({symbol.name: f"{role_texts[key]}, layer {l}" for key, symbol in layer.params.items()})
+    return Layers(tuple(cells), name), texts
+
+
+def _cell(make_layer, f, I: int, H: int, num_layers: int, name: str, role_texts: dict, bidirectional: bool = False):
     """The cell of ``num_layers`` stacked layers (today's one-layer cell when 1), and the words
-    for each parameter by name (what ``unroll`` takes as ``param_roles``)."""
+    for each parameter by name (what ``unroll`` takes as ``param_roles``). A bidirectional stack
+    is :class:`Layers`, one cell per layer."""
+    if num_layers > 1 and bidirectional:
+        return _bidirectional_layers(make_layer, f, I, H, num_layers, name, role_texts)
     x = sp.Symbol("x")
     if num_layers == 1:
         layer = make_layer(f, x, I, H, "")
@@ -192,7 +206,7 @@ def elman_rnn(steps: int, input_size: int = 1, hidden_size: int = 1, output_size
     I, H, O = _sizes(input_size, hidden_size, output_size)
     k = _check_layers(num_layers, bidirectional)
     f = functions.activation(activation)  # torch.nn.RNN offers tanh and relu; any activation works here
-    cell, texts = _cell(_elman_layer, f, I, H, k, "elman", ELMAN_ROLES)
+    cell, texts = _cell(_elman_layer, f, I, H, k, "elman", ELMAN_ROLES, bidirectional)
     return unroll(cell, steps, output_size=O, output_activation=output_activation, loss=loss, outputs=outputs,
                   truncate=truncate, bidirectional=bidirectional, title=_title("an Elman RNN (torch.nn.RNN)", k),
                   options=_options(activation, H, k), param_roles=texts, **kwargs)
@@ -210,7 +224,7 @@ def lstm(steps: int, input_size: int = 1, hidden_size: int = 1, output_size: int
     I, H, O = _sizes(input_size, hidden_size, output_size)
     k = _check_layers(num_layers, bidirectional)
     act = functions.activation(activation)
-    cell, texts = _cell(_lstm_layer, act, I, H, k, "lstm", _roles("ifgo"))
+    cell, texts = _cell(_lstm_layer, act, I, H, k, "lstm", _roles("ifgo"), bidirectional)
     return unroll(cell, steps, output_size=O, output_activation=output_activation, loss=loss, outputs=outputs,
                   truncate=truncate, bidirectional=bidirectional, title=_title("an LSTM (torch.nn.LSTM)", k),
                   options=_options(activation, H, k), param_roles=texts, **kwargs)
@@ -225,7 +239,7 @@ def gru(steps: int, input_size: int = 1, hidden_size: int = 1, output_size: int 
     I, H, O = _sizes(input_size, hidden_size, output_size)
     k = _check_layers(num_layers, bidirectional)
     act = functions.activation(activation)
-    cell, texts = _cell(_gru_layer, act, I, H, k, "gru", _roles("rzn"))
+    cell, texts = _cell(_gru_layer, act, I, H, k, "gru", _roles("rzn"), bidirectional)
     return unroll(cell, steps, output_size=O, output_activation=output_activation, loss=loss, outputs=outputs,
                   truncate=truncate, bidirectional=bidirectional, title=_title("a GRU (torch.nn.GRU)", k),
                   options=_options(activation, H, k), param_roles=texts, **kwargs)

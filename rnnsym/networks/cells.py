@@ -190,6 +190,40 @@ def _step_of(name: str, base: str) -> int | None:
     return int(rest) if rest.isdigit() and rest.isascii() and str(int(rest)) == rest else None
 
 
+@dataclass(frozen=True)
+class Layers:
+    """Cells stacked and run in both directions, as PyTorch's bidirectional stacks are: layer l ≥ 1
+    reads ``[h_fwd; h_bwd]``, layer l−1's two states at step t joined (its input symbol's nodes
+    ``x_l1_t``). Each cell's names carry its layer (``W_ih_l0``); the reverse direction's end in
+    ``_reverse``. Unrolled by :func:`unroll` with ``bidirectional=True``."""
+
+    cells: tuple
+    name: str
+
+
+def _run_layers(graph, layers: Sequence[Cell], xs: list, T: int, bidirectional: bool) -> dict:
+    """Run every layer over the steps (and back, for two directions) and return the top layer's
+    first state by direction suffix and step: ``{"": {t: h_t}, "_reverse": {t: h'_t}}``."""
+    directions = [("", range(1, T + 1))] + ([("_reverse", range(T, 0, -1))] if bidirectional else [])
+    inputs = dict(zip(range(1, T + 1), xs))
+    for l, c in enumerate(layers):
+        first: dict[str, dict[int, sp.Symbol]] = {}
+        for suffix, order in directions:
+            start = 0 if not suffix else T + 1
+            initial = {s: graph.add(_step_name(s.name + suffix, start), "constant", value=0, base=s.name + suffix,
+                                    step=start, shape=c.shapes.get(s, ()), role=f"initial {s.name}, zero")
+                       for s in c.state}
+            states = run_cell(graph, c, suffix, order, inputs, initial)
+            first[suffix] = {t: states[t][c.state[0]] for t in order}
+        if l + 1 < len(layers):  # the layer above reads both directions at once
+            above = layers[l + 1].input
+            inputs = {t: graph.add(_step_name(above.name, t), "hidden",
+                                   functions.Concat(first[""][t], first["_reverse"][t]), step=t, base=above.name,
+                                   shape=layers[l + 1].shapes[above], role=f"layer {l + 1}'s input at step {t}: "
+                                   f"layer {l}'s two directions joined") for t in range(1, T + 1)}
+    return first
+
+
 def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: str = "sigmoid",
            loss: str = "bce", outputs: str = "last", step_reduction: str = "mean",
            truncate: int | None = None, bidirectional: bool = False, name: str | None = None,
@@ -214,24 +248,22 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
     if bidirectional and outputs == "last":
         raise RnnsymError("a bidirectional network needs outputs='all' (each step sees both directions)")
 
+    layers = tuple(cell.cells) if isinstance(cell, Layers) else (cell,)
+    if len(layers) > 1 and not bidirectional:
+        raise RnnsymError("Layers are run in both directions: unroll them with bidirectional=True")
     graph = Graph()
-    shapes = cell.shapes
     roles = dict(param_roles or {})
-    in_shape = shapes.get(cell.input, ())
-    xs = [graph.add(_step_name(cell.input.name, t), "input", step=t, shape=in_shape, role=f"input at step {t}",
-                    base=cell.input.name)
+    in_shape = layers[0].shapes.get(layers[0].input, ())
+    xs = [graph.add(_step_name(layers[0].input.name, t), "input", step=t, shape=in_shape, role=f"input at step {t}",
+                    base=layers[0].input.name)
           for t in range(1, T + 1)]
-    kinds = {p: cell.roles.get(p, ParamRole.CELL_PARAMETER) for p in cell.params}
-    for p in cell.params:
-        graph.add(p.name, "param", shape=shapes.get(p, ()), role=roles.get(p.name, "cell parameter"),
-                  param_role=kinds[p])
-    directions = [("", cell, range(1, T + 1))]
-    if bidirectional:
-        directions.append(("_reverse", cell, range(T, 0, -1)))
-        for p in cell.params:
-            graph.add(p.name + "_reverse", "param", shape=shapes.get(p, ()),
-                      role=roles.get(p.name, "cell parameter") + ", reverse direction", param_role=kinds[p])
-    h_shape = shapes.get(cell.state[0], ())
+    for c in layers:
+        for suffix in ("", "_reverse") if bidirectional else ("",):
+            for p in c.params:
+                graph.add(p.name + suffix, "param", shape=c.shapes.get(p, ()),
+                          role=roles.get(p.name, "cell parameter") + (", reverse direction" if suffix else ""),
+                          param_role=c.roles.get(p, ParamRole.CELL_PARAMETER))
+    h_shape = layers[-1].shapes.get(layers[-1].state[0], ())
     y_shape = (output_size,) if (h_shape or output_size > 1) else ()
     w_shape = (output_size, h_shape[0]) if h_shape else y_shape
     graph.add("W_hy", "param", shape=w_shape, role="readout weight", param_role=ParamRole.READOUT_WEIGHT)
@@ -240,16 +272,7 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
                   param_role=ParamRole.READOUT_WEIGHT)
     b_y = graph.add("b_y", "param", shape=y_shape, role="readout bias", param_role=ParamRole.READOUT_BIAS)
 
-    first_states: dict[str, dict[int, sp.Symbol]] = {}
-    for suffix, c, order in directions:
-        initial = {}
-        for s in c.state:
-            initial[s] = graph.add(_step_name(s.name + suffix, 0 if not suffix else T + 1), "constant", value=0,
-                                   base=s.name + suffix,
-                                   step=0 if not suffix else T + 1, shape=shapes.get(s, ()),
-                                   role=f"initial {s.name}, zero")
-        states = run_cell(graph, c, suffix, order, dict(zip(range(1, T + 1), xs)), initial)
-        first_states[suffix] = {t: states[t][c.state[0]] for t in order}
+    first_states = _run_layers(graph, layers, xs, T, bidirectional)
 
     W = graph["W_hy"].symbol
 
@@ -285,8 +308,10 @@ def unroll(cell: Cell, steps: int, *, output_size: int = 1, output_activation: s
         opts["step_reduction"] = step_reduction
     if truncate is not None:
         opts["truncate"] = truncate
-    recurrence = Recurrence(tuple(s.name for s in cell.state), tuple(g.name for g in cell.gates),
-                            cell.input.name, tuple(p.name for p in cell.params), bidirectional)
+    # A stack run in both directions is no one shared cell: it compiles unrolled, as any bidirectional network.
+    recurrence = None if isinstance(cell, Layers) else Recurrence(
+        tuple(s.name for s in cell.state), tuple(g.name for g in cell.gates), cell.input.name,
+        tuple(p.name for p in cell.params), bidirectional)
     return Network(graph, name=name or cell.name, steps=T, options=opts, title=title or f"a {cell.name} network",
                    recurrence=recurrence)
 

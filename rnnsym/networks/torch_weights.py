@@ -26,11 +26,6 @@ def _tag(layer: int, layers: int) -> str:
     return "" if layers == 1 else f"_l{layer}"
 
 
-def _stacked_bidirectional(layers: int) -> RnnsymError:
-    return RnnsymError(f"a bidirectional module with {layers} layers has no rnnsym network "
-                       "(num_layers > 1 with bidirectional=True is not supported); use one of the two")
-
-
 def params_from_torch(module, readout=None) -> dict[str, np.ndarray]:
     """rnnsym's parameter dict from a ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (or its state dict, with
     the kind and the number of layers inferred from it), plus ``W_hy, b_y`` from ``readout``
@@ -54,8 +49,6 @@ def params_from_torch(module, readout=None) -> dict[str, np.ndarray]:
     if kind is None:
         raise RnnsymError(f"weight_hh_l0 has {blocks} blocks of {hidden} rows; expected 1 (RNN), 3 (GRU) or 4 (LSTM)")
     bidirectional = "weight_ih_l0_reverse" in arrays
-    if bidirectional and layers > 1:
-        raise _stacked_bidirectional(layers)
     params = {}
     for layer in range(layers):
         for suffix in ("", "_reverse") if bidirectional else ("",):
@@ -143,8 +136,6 @@ def params_to_torch(params, module=None, readout=None, *, kind: str | None = Non
     choose("kind", kind, GATES)
     suffixes = ("", "_reverse") if any(name.endswith("_reverse") for name in arrays) else ("",)
     layers = _layers(arrays, kind)
-    if layers > 1 and len(suffixes) == 2:
-        raise _stacked_bidirectional(layers)
     has_readout = any(name in arrays for name in ("W_hy", "W_hy_reverse", "b_y"))
     _check_names(arrays, kind, suffixes, has_readout, layers)
     _check_shapes(arrays, kind, suffixes, has_readout, layers)
@@ -227,12 +218,13 @@ def _check_names(arrays, kind: str, suffixes, has_readout: bool, layers: int = 1
 def _check_shapes(arrays, kind: str, suffixes, has_readout: bool, layers: int = 1) -> None:
     """Every block (hidden, input), (hidden, hidden) or (hidden,), the readout (outputs, hidden),
     with the sizes read from the first input weight (and W_hy), so that stacking cannot fail;
-    a layer above the first reads the hidden state below, so its input weights are (hidden, hidden)."""
+    a layer above the first reads the hidden state below, so its input weights are (hidden, hidden),
+    or (hidden, 2·hidden) for both directions of a bidirectional stack."""
     first = arrays[f"W_i{_blocks(kind)[0]}{_tag(0, layers)}"]
     H, I = (first.shape + (1, 1))[:2]
     expected = {}
     for layer in range(layers):
-        inputs = I if layer == 0 else H
+        inputs = I if layer == 0 else H * len(suffixes)
         for suffix in suffixes:
             for _, dst in TORCH_NAMES:
                 for block in _blocks(kind):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from ..engine.rules import ExampleOuter, Outer, RowOf, Summed, TransposeTimes
-from ..functions import MatVec, Mix, Scores, Stack, relu, sigmoid, softmax
+from ..engine.rules import ExampleOuter, Outer, Part, RowOf, Summed, TransposeTimes
+from ..functions import Concat, MatVec, Mix, Scores, Stack, relu, sigmoid, softmax
 from ..program.ir import OuterSum, OverBatch
 from ..program.step import AtStep, Columns
 
@@ -74,6 +74,10 @@ class AttentionPrinting:
             return (batched, None)
         if isinstance(expr, Stack):
             return (batched, (len(expr.args), *shapes[0]))
+        if isinstance(expr, Concat):  # joined vectors: their sizes added
+            return (batched, (sum(shape[0] for shape in shapes),))
+        if isinstance(expr, Part):
+            return (batched, (int(expr.args[2]) - int(expr.args[1]),))
         if isinstance(expr, ExampleOuter):
             return (batched, shapes[0] + shapes[1])
         stack = shapes[0]
@@ -92,6 +96,13 @@ class AttentionPrinting:
     def _print_Scores(self, expr):  # H·q for each example: (batch, S, n) @ (batch, n, 1)
         stack, query = (self._print(a) for a in expr.args)
         return f"(({stack}) @ ({query})[..., None])[..., 0]"
+
+    def _print_Concat(self, expr):  # [u; v] along the components (NumPy's name; the array API's is concat)
+        joined = "concat" if self._module == "xp" else "concatenate"
+        return f"{self._module}.{joined}(({''.join(self._print(a) + ', ' for a in expr.args)}), axis=-1)"
+
+    def _print_Part(self, expr):  # components start … stop − 1 of a joined vector's adjoint
+        return f"({self._print(expr.args[0])})[..., {int(expr.args[1])}:{int(expr.args[2])}]"
 
     def _print_Mix(self, expr):  # Hᵀ·a for each example: (batch, 1, S) @ (batch, S, n)
         stack, weights = (self._print(a) for a in expr.args)
@@ -160,7 +171,7 @@ class CodePrinter(JoinPrinting, AttentionPrinting, NumPyPrinter):
             return (self.info(vector)[0], rows[:1] if rows else None)
         if isinstance(expr, Columns):
             return (self.info(expr.args[0])[0], (int(expr.args[2]) - int(expr.args[1]),))
-        if isinstance(expr, (Stack, Scores, Mix, RowOf, ExampleOuter, OuterSum)):
+        if isinstance(expr, (Stack, Scores, Mix, RowOf, ExampleOuter, OuterSum, Concat, Part)):
             return self._attention_info(expr)
         if isinstance(expr, AtStep):
             return self.info(expr.args[0])

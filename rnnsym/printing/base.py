@@ -6,7 +6,7 @@ from dataclasses import fields, is_dataclass
 
 import sympy as sp
 
-from ..engine.rules import Adjoint, Coupled, Diag, ExampleOuter, Outer, RowOf, Summed, TransposeTimes
+from ..engine.rules import Adjoint, Coupled, Diag, ExampleOuter, Outer, Part, RowOf, Summed, TransposeTimes
 from ..functions import Mix, Scores
 
 
@@ -42,7 +42,7 @@ class StepPrinter:
             return f"{core(e.args[0])}{sep}{self.transposed(self.name(e.args[1].name))}"
         if isinstance(e, Summed):
             return f"{self.sum_mark}{self.paren(core(e.args[0]))}"
-        if isinstance(e, (RowOf, ExampleOuter, Mix, Scores)):
+        if isinstance(e, (RowOf, ExampleOuter, Mix, Scores, Part)):
             return self._attention_share(e, core)
         if not isinstance(e, (Adjoint, Diag, Coupled)):
             return self.expr(e)  # the loss's own gradient (no δ before it)
@@ -54,6 +54,8 @@ class StepPrinter:
         sep = self.sep
         if isinstance(e, RowOf):
             return self.row(core(e.args[0]), int(e.args[1]) + 1)
+        if isinstance(e, Part):
+            return self.part(core(e.args[0]), int(e.args[1]), int(e.args[2]))
         if isinstance(e, Mix):
             return f"{self.transposed(self.name(e.args[0].name))}{sep}{core(e.args[1])}"
         if isinstance(e, Scores):
@@ -71,6 +73,8 @@ class StepPrinter:
         sep, hole = self.sep, self.hole
         if t.attention == "row":
             return self.row(self.hole_mark, t.row + 1)
+        if t.attention == "part":
+            return self.part(self.hole_mark, *t.span)
         other = self.name(t.operand.name)
         return {"query": other, "weights": self.transposed(other),
                 "keys": f"{hole}{sep}{self.transposed(other)}",
@@ -81,6 +85,10 @@ class StepPrinter:
     def row(self, text: str, i: int) -> str:
         """Row ``i`` (from 1) of a matrix written ``text``."""
         return f"[{text}]_{i}"
+
+    def part(self, text: str, start: int, stop: int) -> str:
+        """Components ``start + 1`` to ``stop`` (from 1) of a vector written ``text``."""
+        return f"[{text}]_({start + 1}…{stop})"
 
     def _carried(self, x, scalar: bool) -> str:
         """``diag(f)·δ`` (``δ·f`` for scalars), behind a softmax coupling; '' for δ_L alone."""

@@ -204,6 +204,9 @@ class LatexStepPrinter(StepPrinter):
     def row(self, text: str, i: int) -> str:
         return rf"\left[{text}\right]_{{{i}}}"
 
+    def part(self, text: str, start: int, stop: int) -> str:
+        return rf"\left[{text}\right]_{{{start + 1}:{stop}}}"
+
     def _print_Update(self, u: Update):
         return r"%s - \eta \frac{d %s}{d %s}" % (name_latex(u.param), name_latex(u.loss), name_latex(u.param))
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import sympy as sp
 
-from ..engine.rules import Coupled, Diag, ExampleOuter, Outer, RowOf, Summed, TransposeTimes, elementwise, share
+from ..engine.rules import Coupled, Diag, ExampleOuter, Outer, Part, RowOf, Summed, TransposeTimes, elementwise, share
 from ..functions import MatVec, Mix, Scores
 from ..graph import NodeKind
 from .build import fused_gradient
@@ -79,7 +79,7 @@ def _target(graph, loss_term: str):
 
 # ---- fold: constants into expressions, zeros out of sums -----------------------------------------------
 _ZERO_IF = {Diag: (0, 1), Coupled: (1,), Summed: (0,), TransposeTimes: (1,), Outer: (0, 1), MatVec: (1,),
-            RowOf: (0,), ExampleOuter: (0, 1), Scores: (0, 1), Mix: (0, 1)}
+            RowOf: (0,), ExampleOuter: (0, 1), Scores: (0, 1), Mix: (0, 1), Part: (0,)}
 
 
 def fold_zeros(expr: sp.Expr) -> sp.Expr:

@@ -39,7 +39,7 @@ from sympy.core.parameters import distribute
 from sympy.matrices.expressions import (DiagMatrix, MatAdd, MatMul, MatrixExpr, MatrixSymbol, OneMatrix, Transpose,
                                         ZeroMatrix)
 
-from .engine.rules import (Adjoint, Coupled, Diag, ExampleOuter, Outer, RowOf, Summed, TransposeTimes, kind_of,
+from .engine.rules import (Adjoint, Coupled, Diag, ExampleOuter, Outer, Part, RowOf, Summed, TransposeTimes, kind_of,
                            share)
 from .errors import RnnsymError
 from .functions import MatVec, Mix, Scores
@@ -154,6 +154,33 @@ class StackRow(Transpose):
         return r"\left[%s\right]_{%d}" % own
 
 
+class JoinedPart(sp.MatrixSlice):
+    """``[δc]_(a+1…b)``: components a … b − 1 of a joined vector's adjoint (a bidirectional stack's
+    layer input ``[h_fwd; h_bwd]``), the share of the part joined there. SymPy's ``MatrixSlice``,
+    evaluated by ``doit`` once an explicit matrix is substituted; rnnsym's printers write it as the
+    recursive view does."""
+
+    def doit(self, **hints):
+        parent = self.parent.doit(**hints) if hints.get("deep", True) else self.parent
+        start, stop = int(self.rowslice[0]), int(self.rowslice[1])
+        if isinstance(parent, sp.MatrixBase):
+            return sp.ImmutableMatrix(parent[start:stop, :])
+        return type(self)(parent, (start, stop), (0, 1))
+
+    def _span(self, printer):
+        if getattr(printer, "_print_Elementwise", None) is None:
+            return None
+        return printer._print(self.parent), int(self.rowslice[0]) + 1, int(self.rowslice[1])
+
+    def _sympystr(self, printer):
+        own = self._span(printer)
+        return printer._print_MatrixSlice(self) if own is None else "[%s]_(%d…%d)" % own
+
+    def _latex(self, printer):
+        own = self._span(printer)
+        return printer._print_MatrixSlice(self) if own is None else r"\left[%s\right]_{%d:%d}" % own
+
+
 def scalar_form(m) -> sp.Expr | None:
     """An elementwise matrix expression back in node symbols: ``h2`` for the MatrixSymbol ``h2``,
     the factor of an :class:`Elementwise`, ``c`` for ``c·OneMatrix``; ``MatVec(W, v)`` for ``W·v``.
@@ -259,6 +286,8 @@ def share_matrix(graph, e: sp.Expr, shape: tuple, adjoints):
             return _product(convert(x.args[0], shape), Transpose(node_matrix(graph, x.args[1].name)))
         if isinstance(x, (Scores, Mix, ExampleOuter, RowOf)):
             return attention_matrix(x, lambda a: convert(a, shape))
+        if isinstance(x, Part):  # a joined vector's components that are the part's
+            return JoinedPart(convert(x.args[0], shape), (int(x.args[1]), int(x.args[2])), (0, 1))
         return elementwise(graph, x, shape)  # the loss's own gradient (δL = 1): the factor itself
 
     def attention_matrix(x, carried):

@@ -290,3 +290,17 @@ def test_subs_with_explicit_matrices_evaluates_a_stacked_row():
     value = definition.subs(explicit).doit()
     assert isinstance(value, sp.MatrixBase) and not value.free_symbols
     close(np.array(value, dtype=np.float64), values["delta_h1"])
+
+
+# ---- a bidirectional stack: each direction's part of the joined layer input ---------------------------
+@pytest.mark.parametrize("wrt", ["W_ir_l0", "W_ir_l0_reverse", "W_hz_l1"])
+def test_lambdified_bidirectional_stack_gradients_equal_the_compiled_ones(wrt):
+    net = rs.gru(steps=2, input_size=2, hidden_size=2, num_layers=2, bidirectional=True, outputs="all", loss="mse",
+                 output_activation="identity")
+    values, grads = at_random_point(net)
+    d = net.derive(wrt)
+    close(lambdified(d.expr, values), grads[wrt])
+    close(lambdified(d.result, with_adjoints(d, values)), grads[wrt])
+    parts = [e for e in d.adjoints.values() if e.atoms(sp.MatrixSlice)]
+    if wrt.endswith("_l0") or wrt.endswith("_l0_reverse"):  # below the join: δ through the layer input's parts
+        assert parts and "]_(" in TextPrinter().doprint(parts[0])  # [δx_l1_2]_(1…2), as the recursive view

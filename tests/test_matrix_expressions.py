@@ -304,3 +304,18 @@ def test_lambdified_bidirectional_stack_gradients_equal_the_compiled_ones(wrt):
     parts = [e for e in d.adjoints.values() if e.atoms(sp.MatrixSlice)]
     if wrt.endswith("_l0") or wrt.endswith("_l0_reverse"):  # below the join: δ through the layer input's parts
         assert parts and "]_(" in TextPrinter().doprint(parts[0])  # [δx_l1_2]_(1…2), as the recursive view
+
+
+# ---- SymPy's Python and C printers: a matrix expression made explicit, entry by entry -----------------
+@pytest.mark.parametrize("kind,wrt", [("Elman", "W_hh"), ("LSTM", "W_hf"), ("GRU", "W_hn"), ("user cell", "U")])
+def test_the_explicit_gradient_prints_with_pycode_and_ccode_and_evaluates_to_the_compiled_one(kind, wrt):
+    import math
+
+    net = NETWORKS[kind][0]()
+    values, grads = at_random_point(net)
+    explicit = net.derive(wrt).expr.as_explicit()  # a Matrix of plain expressions in the nodes' entries
+    names = {**values, "math": math}
+    got = np.array([[eval(sp.pycode(entry), names) for entry in row] for row in explicit.tolist()])
+    close(got, grads[wrt])
+    c = sp.ccode(explicit, assign_to=sp.MatrixSymbol("G", *explicit.shape))
+    assert c.count("G[") == explicit.rows * explicit.cols and "sigmoid(" not in c and "Elementwise" not in c

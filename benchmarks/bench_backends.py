@@ -7,6 +7,10 @@ of an eager loop over the cell.
     python benchmarks/bench_backends.py --quick            # small sizes, seconds (run by the tests)
     python benchmarks/bench_backends.py --markdown FILE    # also write the table as Markdown
 
+"rnnsym torch" is the torch backend as a user gets it: tensors in CPU memory computed by the
+NumPy lowering of the same program; "torch ops" keeps torch's own operations on the CPU (the
+lowering every other device runs), measured beside it.
+
 The conventions and the hand-written peers are bench_speed.py's (imported from it, not copied):
 its cases (sizes), each case in a fresh process, every contender's loss and gradients checked
 against rnnsym's NumPy backend before anything is timed, contenders timed in turns and each given
@@ -38,7 +42,7 @@ from bench_speed import (CASES, build, case_sizes, checked_steps, interleaved, j
 
 # Contenders in the order of the table's columns: (key, label).
 CONTENDERS = (("numpy", "rnnsym NumPy"), ("jax", "rnnsym JAX (jit)"), ("jax_hand", "hand JAX jit(vg(scan))"),
-              ("torch", "rnnsym torch"), ("torch_eager", "torch eager nn.RNN/LSTM"),
+              ("torch", "rnnsym torch"), ("torch_ops", "rnnsym torch, torch ops"), ("torch_eager", "torch eager nn.RNN/LSTM"),
               ("torch_compile", "torch.compile loop"))
 # (ours, peer, limit): ours / peer must be at most limit.
 TARGETS = (("jax", "jax_hand", 1.1), ("torch", "torch_eager", 1.2))
@@ -63,12 +67,14 @@ def rnnsym_jax_case(net, params, x, y, device=None):
     return step
 
 
-def rnnsym_torch_case(net, params, x, y, device="cpu"):
-    """rnnsym's torch backend: the derived forward and backward as torch operations, no autograd."""
+def rnnsym_torch_case(net, params, x, y, device="cpu", cpu_lowering="numpy"):
+    """rnnsym's torch backend: the derived forward and backward, no autograd; CPU tensors by the
+    NumPy lowering of the program (its default) or, with ``cpu_lowering="torch"``, by torch's own
+    operations, the lowering every other device runs."""
     import torch
 
     torch.set_num_threads(2)
-    compiled = net.compile(backend="torch")
+    compiled = net.compile(backend="torch").with_cpu_lowering(cpu_lowering)
     tp = {k: torch.tensor(v, device=device) for k, v in params.items()}
     tx, ty = torch.tensor(x, device=device), torch.tensor(y, device=device)
 
@@ -108,6 +114,7 @@ def makers(kind, net, params, x, y, device: str = "cpu") -> dict:
     return {"jax": lambda: rnnsym_jax_case(net, params, x, y, jax_device()),
             "jax_hand": hand_jax,
             "torch": lambda: rnnsym_torch_case(net, params, x, y, device),
+            "torch_ops": lambda: rnnsym_torch_case(net, params, x, y, device, cpu_lowering="torch"),
             "torch_eager": on_device(lambda: torch_case(kind, params, x, y)),
             "torch_compile": on_device(lambda: torch_loop_case(kind, params, x, y))}
 

@@ -9,6 +9,7 @@ since a traced function cannot look at them — check data with the NumPy backen
 from __future__ import annotations
 
 import linecache
+import os
 from typing import Mapping
 
 from ..errors import RnnsymError
@@ -22,7 +23,15 @@ class BackendCompiled:
     The computation runs in x's precision and on x's device (float32 or float64; JAX needs
     ``jax_enable_x64`` for float64); parameters are brought to them. Under JAX the three
     functions are pure: ``jax.jit``, ``jax.vmap`` and sharded arrays take them as they are.
+
+    PyTorch tensors in CPU memory are computed by the NumPy lowering of the same program, on the
+    tensors' own memory (no copy in, tensors out): on the CPU it runs each step in one fused pass
+    where PyTorch would dispatch every small operation (an LSTM, hidden 32: 11 ms against 38 ms).
+    ``with_cpu_lowering("torch")`` (or the environment's ``RNNSYM_TORCH_CPU=torch``) keeps torch's
+    operations on the CPU too, as on every other device.
     """
+
+    cpu_lowering = os.environ.get("RNNSYM_TORCH_CPU", "numpy")  # "numpy" or "torch"
 
     def __init__(self, network, source: str, runtime: dict, backend: str, form: str, gradient_keys: dict,
                  truncate: int | None = None):
@@ -37,6 +46,7 @@ class BackendCompiled:
         self._forward, self._loss, self._value_and_grad = (namespace[f] for f in ("forward", "loss", "value_and_grad"))
         self._no_grad = _no_grad(backend)
         self.dtype: str | None = None  # None: x's precision; else every call's ("float32", "float64")
+        self._numpy = None  # the NumPy lowering, for torch tensors in CPU memory (made when first needed)
 
     def with_dtype(self, dtype: str) -> "BackendCompiled":
         """The same functions, computing in ``dtype`` whatever x is."""
@@ -46,7 +56,35 @@ class BackendCompiled:
         fixed.dtype = dtype
         return fixed
 
+    def with_cpu_lowering(self, lowering: str) -> "BackendCompiled":
+        """The same functions, computing CPU tensors by ``lowering``: "numpy" (the default) or
+        "torch" (torch's own operations, as on every other device)."""
+        import copy
+
+        from ..errors import choose
+
+        choose("cpu lowering", lowering, ("numpy", "torch"))
+        fixed = copy.copy(self)
+        fixed.cpu_lowering = lowering
+        return fixed
+
+    def _on_cpu(self, x):
+        """The NumPy compiled network when ``x`` is a torch tensor in CPU memory (or not yet a
+        tensor) and the CPU lowering is NumPy's; else None."""
+        if self.backend != "torch" or self.cpu_lowering != "numpy" or getattr(getattr(x, "device", None), "type",
+                                                                              "cpu") != "cpu":
+            return None
+        if self._numpy is None:
+            self._numpy = self.network.compile(truncate=self.truncate, form=self.form)
+        return self._numpy if self.dtype is None else self._numpy.with_dtype(self.dtype)
+
     def value_and_grad(self, params: Mapping, x, y):
+        host = self._on_cpu(x)
+        if host is not None:
+            value, grads = host.value_and_grad(_host_params(params), _host(x), _host(y))
+            import torch
+
+            return torch.tensor(value, dtype=_torch_dtype(grads)), {k: torch.from_numpy(g) for k, g in grads.items()}
         with self._no_grad():
             x = self._x(x)
             value, grads = self._value_and_grad(x, self._y(y, x), *self._params(params, x))
@@ -56,11 +94,24 @@ class BackendCompiled:
                            for name in self.param_names}
 
     def loss(self, params: Mapping, x, y):
+        host = self._on_cpu(x)
+        if host is not None:
+            import torch
+
+            x = _host(x)
+            float32 = (self.dtype or str(getattr(x, "dtype", "float64"))).endswith("float32")
+            return torch.tensor(host.loss(_host_params(params), x, _host(y)),
+                                dtype=torch.float32 if float32 else torch.float64)
         with self._no_grad():
             x = self._x(x)
             return self._loss(x, self._y(y, x), *self._params(params, x))
 
     def forward(self, params: Mapping, x, y=None):
+        host = self._on_cpu(x)
+        if host is not None:
+            import torch
+
+            return torch.from_numpy(host.forward(_host_params(params), _host(x), None if y is None else _host(y)))
         with self._no_grad():
             x = self._x(x)
             targets = teacher_forcing(self.network, y, lambda: self._y(y, x))
@@ -120,6 +171,22 @@ class BackendCompiled:
         if tuple(y.shape) != expected:
             raise RnnsymError(f"y must have shape {expected} to match x, got {tuple(y.shape)}")
         return y
+
+
+def _host(value):
+    """A CPU tensor's NumPy view (no copy), or the value as it is."""
+    return value.detach().numpy() if hasattr(value, "detach") else value
+
+
+def _host_params(params: Mapping) -> dict:
+    return {name: _host(value) for name, value in params.items()}
+
+
+def _torch_dtype(arrays: dict):
+    import numpy as np
+    import torch
+
+    return torch.float32 if any(a.dtype == np.float32 for a in arrays.values()) else torch.float64
 
 
 def _as_array(backend: str, value, device=None):

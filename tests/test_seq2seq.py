@@ -210,3 +210,30 @@ def test_the_command_line_derives_checks_and_documents_a_seq2seq_network(tmp_pat
     wrong = rnnsym("derive", "--net", "elman", "--attention", "dot", "W_ih")
     assert wrong.returncode == 2 and wrong.stderr.strip() == \
         "rnnsym: error: option attention applies to the seq2seq network(s), not to elman"
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(encoder=st.sampled_from(["elman", "lstm", "gru"]), decoder=st.sampled_from(["elman", "lstm", "gru"]),
+       attention=st.sampled_from([None, "dot", "general", "additive"]), source=st.integers(1, 4),
+       target=st.integers(1, 3), hidden=st.integers(1, 3), classes=st.integers(2, 4), seed=st.integers(0, 99))
+def test_any_configuration_matches_pytorch(encoder, decoder, attention, source, target, hidden, classes, seed):
+    from torch_seq2seq import TorchSeq2seq as Reference
+
+    model = Reference(encoder, decoder, attention, 2, hidden, classes, seed=seed)
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(3, source, 2)), rng.integers(0, classes, size=(3, target))
+    model.zero_grad()
+    logits = model.logits(torch.tensor(x), torch.nn.functional.one_hot(torch.tensor(y), classes).double())
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, classes), torch.tensor(y).reshape(-1))
+    loss.backward()
+    net = rs.seq2seq(encoder, decoder, source_steps=source, target_steps=target, input_size=2, hidden_size=hidden,
+                     output_size=classes, attention=attention)
+    value, grads = net.compile().value_and_grad(model.params(), x, y)
+    assert value == pytest.approx(loss.item(), rel=1e-9)
+    expected = model.gradients()
+    for name, g in grads.items():
+        np.testing.assert_allclose(g, expected[name], rtol=1e-8, atol=1e-12, err_msg=name)

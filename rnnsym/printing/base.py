@@ -6,8 +6,11 @@ from dataclasses import fields, is_dataclass
 
 import sympy as sp
 
+from sympy.matrices.expressions import MatAdd, MatMul, OneMatrix
+
 from ..engine.rules import Adjoint, Coupled, Diag, ExampleOuter, Outer, Part, RowOf, Summed, TransposeTimes
-from ..functions import Mix, Scores
+from ..functions import MatVec, Mix, Scores
+from ..matrix_expr import Elementwise, scalar_form
 
 
 class StepPrinter:
@@ -156,3 +159,57 @@ def step_notes(steps) -> list[str]:
     if first is not None:
         notes[first] = f"{notes[first]} {HEAVISIDE_NOTE}" if notes[first] else HEAVISIDE_NOTE
     return notes
+
+
+class MatrixNotation:
+    """A vector network's matrix expressions (rnnsym.matrix_expr) in the recursive view's notation,
+    for a SymPy expression printer: one walk, the notation from the printer (``times`` between
+    factors, ``transposed``, ``diag``, ``summed`` and ``bracketed``)."""
+
+    def _print_MatrixSymbol(self, expr, **kwargs):
+        return self._print_Symbol(sp.Symbol(expr.name), **kwargs)
+
+    def _print_Transpose(self, expr):
+        return self.transposed(self._matrix_factor(expr.arg))
+
+    def _print_DiagMatrix(self, expr):
+        return self.diag(self._elementwise(expr.args[0]))
+
+    def _print_Elementwise(self, expr):
+        return self._elementwise(expr)
+
+    def _print_OneMatrix(self, expr):
+        return "1"
+
+    def _print_ZeroMatrix(self, expr):
+        return "0"
+
+    def _print_MatMul(self, expr):
+        factors = list(expr.args)
+        if isinstance(factors[0], OneMatrix) and factors[0].shape[0] == 1 and len(factors) > 1:  # Σ x
+            return self.summed(self._print_MatMul(MatMul(*factors[1:])))
+        form = scalar_form(expr)  # c·OneMatrix: the number c, as a factor writes it
+        if form is not None and not isinstance(form, MatVec):
+            return self._print(form)
+        sign = ""
+        if factors[0] == -1:
+            sign, factors = "-", factors[1:]
+        return sign + self.times.join(self._matrix_factor(f) for f in factors)
+
+    def _print_MatAdd(self, expr):
+        out = ""
+        for i, term in enumerate(expr.args):
+            text = self._print(term)
+            out += (" - " + text[1:].lstrip() if text.startswith("-") else " + " + text) if i else text
+        return out
+
+    def _matrix_factor(self, m) -> str:
+        """A factor of a product: a sum in brackets, an elementwise factor as its expression."""
+        text = self._print(m)
+        if isinstance(m, MatAdd) or isinstance(m, Elementwise) and m.scalar().is_Add:
+            return self.bracketed(text)
+        return text
+
+    def _elementwise(self, m) -> str:
+        form = scalar_form(m)
+        return self._print(form) if form is not None else self._print(m)

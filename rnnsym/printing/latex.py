@@ -4,17 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy.matrices.expressions import MatAdd, MatMul, OneMatrix
 from sympy.printing.latex import LatexPrinter
 
-from ..functions import MatVec
-from ..matrix_expr import Elementwise, scalar_form
-
 from ..records import Chain, Delta, Equation, JacobianItem, Partial, Product, Step, Sum, Total, Update
-from .base import StepPrinter, heaviside_step, positive_terms_first
+from .base import MatrixNotation, StepPrinter, heaviside_step, positive_terms_first
 
 
-class _ExprPrinter(LatexPrinter):
+class _ExprPrinter(MatrixNotation, LatexPrinter):
     def _as_ordered_terms(self, expr, order=None):
         return positive_terms_first(super()._as_ordered_terms(expr, order))
 
@@ -41,54 +37,24 @@ class _ExprPrinter(LatexPrinter):
         tex = r"H\left(%s\right)" % self._print(expr.args[0])
         return tex if exp is None else r"%s^{%s}" % (tex, exp)
 
-    # ---- a vector network's matrix expressions (rnnsym.matrix_expr), in the recursive view's notation
-    def _print_MatrixSymbol(self, expr, style="plain"):
-        return self._print_Symbol(sp.Symbol(expr.name), style)
+    # ---- a vector network's matrix expressions (rnnsym.matrix_expr): MatrixNotation's walk, this notation
+    times = " "
 
-    def _print_Transpose(self, expr):
-        return "%s^{T}" % self._matrix_factor(expr.arg)
+    @staticmethod
+    def transposed(text: str) -> str:
+        return "%s^{T}" % text
 
-    def _print_DiagMatrix(self, expr):
-        return r"\mathrm{diag}\left(%s\right)" % self._elementwise(expr.args[0])
+    @staticmethod
+    def diag(text: str) -> str:
+        return r"\mathrm{diag}\left(%s\right)" % text
 
-    def _print_Elementwise(self, expr):
-        return self._elementwise(expr)
+    @staticmethod
+    def summed(text: str) -> str:
+        return r"\sum \left(%s\right)" % text
 
-    def _print_OneMatrix(self, expr):
-        return "1"
-
-    def _print_ZeroMatrix(self, expr):
-        return "0"
-
-    def _print_MatMul(self, expr):
-        factors = list(expr.args)
-        if isinstance(factors[0], OneMatrix) and factors[0].shape[0] == 1 and len(factors) > 1:  # Σ x
-            return r"\sum \left(%s\right)" % self._print_MatMul(MatMul(*factors[1:]))
-        form = scalar_form(expr)  # c·OneMatrix: the number c, as a factor writes it
-        if form is not None and not isinstance(form, MatVec):
-            return self._print(form)
-        sign = ""
-        if factors[0] == -1:
-            sign, factors = "-", factors[1:]
-        return sign + " ".join(self._matrix_factor(f) for f in factors)
-
-    def _print_MatAdd(self, expr):
-        out = ""
-        for i, term in enumerate(expr.args):
-            tex = self._print(term)
-            out += (" - " + tex[1:].lstrip() if tex.startswith("-") else " + " + tex) if i else tex
-        return out
-
-    def _matrix_factor(self, m) -> str:
-        """A factor of a product: a sum in brackets, an elementwise factor as its expression."""
-        tex = self._print(m)
-        if isinstance(m, MatAdd) or isinstance(m, Elementwise) and m.scalar().is_Add:
-            return r"\left(%s\right)" % tex
-        return tex
-
-    def _elementwise(self, m) -> str:
-        form = scalar_form(m)
-        return self._print(form) if form is not None else self._print(m)
+    @staticmethod
+    def bracketed(text: str) -> str:
+        return r"\left(%s\right)" % text
 
 
 _expr_printer = _ExprPrinter()

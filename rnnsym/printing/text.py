@@ -4,14 +4,10 @@ from __future__ import annotations
 import re
 
 import sympy as sp
-from sympy.matrices.expressions import MatAdd, MatMul, OneMatrix
 from sympy.printing.str import StrPrinter
 
-from ..functions import MatVec
-from ..matrix_expr import Elementwise, scalar_form
-
 from ..records import Chain, Delta, Equation, JacobianItem, Partial, Product, Step, Sum, Total, Update
-from .base import StepPrinter, positive_terms_first, prose_names, step_notes
+from .base import MatrixNotation, StepPrinter, positive_terms_first, prose_names, step_notes
 
 _SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 _SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
@@ -23,10 +19,7 @@ def text_name(name: str) -> str:
     return m.group(1) + m.group(2).translate(_SUB) if m else name
 
 
-_SUBSCRIPT_DIGITS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
-
-
-class _ExprPrinter(StrPrinter):
+class _ExprPrinter(MatrixNotation, StrPrinter):
     def _as_ordered_terms(self, expr, order=None):
         return positive_terms_first(super()._as_ordered_terms(expr, order))
 
@@ -60,60 +53,23 @@ class _ExprPrinter(StrPrinter):
     def _print_softmax(self, expr):
         return f"softmax({self._print(expr.args[0])})"
 
-    # ---- a vector network's matrix expressions (rnnsym.matrix_expr), in the recursive view's notation
-    def _print_MatrixSymbol(self, expr):
-        return self._print_Symbol(sp.Symbol(expr.name))
-
-    def _print_Transpose(self, expr):
-        return self.transposed(self._matrix_factor(expr.arg))
-
-    def _print_DiagMatrix(self, expr):
-        return f"diag({self._elementwise(expr.args[0])})"
-
-    def _print_Elementwise(self, expr):
-        return self._elementwise(expr)
-
-    def _print_OneMatrix(self, expr):
-        return "1"
-
-    def _print_ZeroMatrix(self, expr):
-        return "0"
-
-    def _print_MatMul(self, expr):
-        factors = list(expr.args)
-        if isinstance(factors[0], OneMatrix) and factors[0].shape[0] == 1 and len(factors) > 1:  # Σ x
-            return f"{self.sum_mark}({self._print_MatMul(MatMul(*factors[1:]))})"
-        form = scalar_form(expr)  # c·OneMatrix: the number c, as a factor writes it
-        if form is not None and not isinstance(form, MatVec):
-            return self._print(form)
-        sign = ""
-        if factors[0] == -1:
-            sign, factors = "-", factors[1:]
-        return sign + self.times.join(self._matrix_factor(f) for f in factors)
-
-    def _print_MatAdd(self, expr):
-        out = ""
-        for i, term in enumerate(expr.args):
-            text = self._print(term)
-            out += (f" - {text[1:]}" if text.startswith("-") else f" + {text}") if i else text
-        return out
-
-    def _matrix_factor(self, m) -> str:
-        """A factor of a product: a sum in brackets, an elementwise factor as its expression."""
-        text = self._print(m)
-        if isinstance(m, MatAdd) or isinstance(m, Elementwise) and m.scalar().is_Add:
-            return f"({text})"
-        return text
-
-    def _elementwise(self, m) -> str:
-        form = scalar_form(m)
-        return self._print(form) if form is not None else self._print(m)
-
+    # ---- a vector network's matrix expressions (rnnsym.matrix_expr): MatrixNotation's walk, this notation
     times, sum_mark = "*", "Σ"
 
     @staticmethod
     def transposed(text: str) -> str:
         return f"{text}ᵀ"
+
+    @staticmethod
+    def diag(text: str) -> str:
+        return f"diag({text})"
+
+    def summed(self, text: str) -> str:
+        return f"{self.sum_mark}({text})"
+
+    @staticmethod
+    def bracketed(text: str) -> str:
+        return f"({text})"
 
 
 def expr_text(expr) -> str:
@@ -217,7 +173,7 @@ class TextPrinter(StepPrinter):
         return f"(diag({o}) − {o}·{o}ᵀ)"
 
     def row(self, text: str, i: int) -> str:
-        return f"[{text}]{str(i).translate(_SUBSCRIPT_DIGITS)}"
+        return f"[{text}]{str(i).translate(_SUB)}"
 
     def _print_Update(self, u: Update):
         return f"{text_name(u.param)} − η·d{text_name(u.loss)}/d{text_name(u.param)}"

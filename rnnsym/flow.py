@@ -287,15 +287,7 @@ def flow_sweep(kind: str, steps: int, scales, activations=("tanh", "sigmoid", "r
 
 def plot_flow(results: dict, path, title: str = "") -> None:
     """Gradient size against step (log scale), one panel per activation, one line per scale."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .files import atomic_write_bytes
-
+    plt = _pyplot()
     activations = list(dict.fromkeys(a for a, _ in results))
     fig, axes = plt.subplots(1, len(activations), figsize=(4.2 * len(activations), 3.4), squeeze=False, sharey=True)
     for ax, activation in zip(axes[0], activations):
@@ -313,11 +305,7 @@ def plot_flow(results: dict, path, title: str = "") -> None:
     axes[0][0].set_ylabel("‖∂L/∂h_t‖")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    _write_png(fig, path)
 
 
 def seq2seq_params(network, seed: int = 0) -> dict:
@@ -361,15 +349,7 @@ def seq2seq_flow(encoder: str = "gru", decoder: str = "gru", *, source_steps: in
 def plot_seq2seq_flow(results: dict, path, title: str = "") -> None:
     """‖∂L/∂h_i‖ against encoder step i (log scale), one line per attention; dashed, the part that
     arrives through attention in one hop."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .files import atomic_write_bytes
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for attention, flow in results.items():
         steps = np.arange(1, len(flow.grad_norms) + 1)
@@ -384,10 +364,29 @@ def plot_seq2seq_flow(results: dict, path, title: str = "") -> None:
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
+    _write_png(fig, path)
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed, none opened), imported only here."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _write_png(fig, path) -> None:
+    """``fig`` laid out, written to ``path`` as a PNG atomically, and closed."""
+    import io
+
+    from .files import atomic_write_bytes
+
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -237,3 +237,20 @@ def test_any_configuration_matches_pytorch(encoder, decoder, attention, source, 
     expected = model.gradients()
     for name, g in grads.items():
         np.testing.assert_allclose(g, expected[name], rtol=1e-8, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("attention,name,message", [
+    ("dot", "e", "the encoder cell's symbol e has the name of the attention's nodes (e…); rename it"),
+    ("general", "W_a", "the encoder cell's symbol W_a has the name of an attention weight; rename it"),
+])
+def test_an_encoder_symbol_named_as_the_networks_own_nodes_is_refused_in_one_line(attention, name, message):
+    h, x, W = sp.symbols("h x W")
+    other = sp.Symbol(name)
+    gates, params = ({other: sp.tanh(rs.matvec(W, x))}, [W]) if name == "e" else ({}, [W, other])
+    update = (other + h,) if name == "e" else (sp.tanh(rs.matvec(W, x) + rs.matvec(other, h)),)
+    shapes = {h: H, x: I, W: (H, I), other: (H, H) if name != "e" else H}
+    cell = rs.Cell(state=(h,), input=x, params=params, gates=gates, update=update, shapes=shapes)
+    with pytest.raises(rs.RnnsymError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        rs.seq2seq(cell, "gru", source_steps=2, target_steps=2, input_size=I, hidden_size=H, output_size=V,
+                   attention=attention)
+    assert rs.seq2seq(cell, "gru", source_steps=2, target_steps=2, input_size=I, hidden_size=H, output_size=V)

@@ -65,6 +65,7 @@ def seq2seq(encoder="gru", decoder="gru", *, source_steps: int, target_steps: in
         raise RnnsymError(f"cross-entropy needs output_size >= 2 classes, got {V}")
     enc, enc_texts = _cell("encoder", encoder, I, H, activation)
     dec, dec_texts = _cell("decoder", decoder, V, H, activation)
+    _check_names(enc, attention)
 
     graph = Graph()
     xs = {i: graph.add(f"x{i}", "input", step=i, shape=(I,), role=f"source input at step {i}", base="x")
@@ -91,6 +92,27 @@ def seq2seq(encoder="gru", decoder="gru", *, source_steps: int, target_steps: in
                    step_reduction=step_reduction, teacher_forcing=True, bidirectional=False)
     title = f"a {_label(encoder)}–{_label(decoder)} encoder–decoder" + (f" with {attention} attention" if attention else "")
     return Network(graph, name=name or "seq2seq", steps=S, options=options, title=title)
+
+
+ATTENTION_PARAMS = {"dot": (), "general": ("W_a",), "additive": ("W_k", "W_q", "v_a")}
+ATTENTION_BASES = {"dot": ("H_enc", "e", "alpha", "ctx", "ht"), "general": ("H_enc", "q", "e", "alpha", "ctx", "ht"),
+                   "additive": ATTENTION_NODES}
+
+
+def _check_names(enc: Cell, attention) -> None:
+    """The encoder's symbols keep their names in the graph (the decoder's take ``_dec``): no state or
+    gate may take a base the network gives its own nodes (the source inputs ``x_i``, the attention's
+    ``e_t``, …), and no parameter an attention weight's name."""
+    nodes = {"x": "the source inputs x_i"}
+    params = {}
+    if attention is not None:
+        nodes.update({base: f"the attention's nodes ({base}…)" for base in ATTENTION_BASES[attention]})
+        params = {name: "an attention weight" for name in ("W_cc", "W_ch", "b_c", *ATTENTION_PARAMS[attention])}
+    for symbols, taken in (((*enc.state, *enc.gates), nodes), (enc.params, params)):
+        for symbol in symbols:
+            if symbol.name in taken:
+                raise RnnsymError(f"the encoder cell's symbol {symbol.name} has the name of {taken[symbol.name]}; "
+                                  "rename it")
 
 
 def _label(cell) -> str:

@@ -164,7 +164,7 @@ def step_notes(steps) -> list[str]:
 class MatrixNotation:
     """A vector network's matrix expressions (rnnsym.matrix_expr) in the recursive view's notation,
     for a SymPy expression printer: one walk, the notation from the printer (``times`` between
-    factors, ``transposed``, ``diag``, ``summed`` and ``bracketed``)."""
+    factors, ``transposed``, ``diag``, ``paren`` and ``sum_mark``, the step printers' own)."""
 
     def _print_MatrixSymbol(self, expr, **kwargs):
         return self._print_Symbol(sp.Symbol(expr.name), **kwargs)
@@ -187,7 +187,7 @@ class MatrixNotation:
     def _print_MatMul(self, expr):
         factors = list(expr.args)
         if isinstance(factors[0], OneMatrix) and factors[0].shape[0] == 1 and len(factors) > 1:  # Σ x
-            return self.summed(self._print_MatMul(MatMul(*factors[1:])))
+            return f"{self.sum_mark}{self.paren(self._print_MatMul(MatMul(*factors[1:])))}"
         form = scalar_form(expr)  # c·OneMatrix: the number c, as a factor writes it
         if form is not None and not isinstance(form, MatVec):
             return self._print(form)
@@ -207,7 +207,7 @@ class MatrixNotation:
         """A factor of a product: a sum in brackets, an elementwise factor as its expression."""
         text = self._print(m)
         if isinstance(m, MatAdd) or isinstance(m, Elementwise) and m.scalar().is_Add:
-            return self.bracketed(text)
+            return self.paren(text)
         return text
 
     def _elementwise(self, m) -> str:

@@ -10,7 +10,26 @@ from ..records import Chain, Delta, Equation, JacobianItem, Partial, Product, St
 from .base import MatrixNotation, StepPrinter, heaviside_step, positive_terms_first
 
 
-class _ExprPrinter(MatrixNotation, LatexPrinter):
+class LatexNotation:
+    """LaTeX's marks for matrices and sums, shared by the expression printer (matrix expressions)
+    and the step printer (the rule table's shares)."""
+
+    sum_mark = r"\sum "
+
+    @staticmethod
+    def transposed(text: str) -> str:
+        return f"{text}^{{T}}"
+
+    @staticmethod
+    def paren(text: str) -> str:
+        return r"\left(%s\right)" % text
+
+    @staticmethod
+    def diag(text: str) -> str:
+        return r"\mathrm{diag}\left(%s\right)" % text
+
+
+class _ExprPrinter(LatexNotation, MatrixNotation, LatexPrinter):
     def _as_ordered_terms(self, expr, order=None):
         return positive_terms_first(super()._as_ordered_terms(expr, order))
 
@@ -37,24 +56,9 @@ class _ExprPrinter(MatrixNotation, LatexPrinter):
         tex = r"H\left(%s\right)" % self._print(expr.args[0])
         return tex if exp is None else r"%s^{%s}" % (tex, exp)
 
-    # ---- a vector network's matrix expressions (rnnsym.matrix_expr): MatrixNotation's walk, this notation
+    # ---- a vector network's matrix expressions (rnnsym.matrix_expr): MatrixNotation's walk in
+    # LatexNotation's notation, the step printer's own
     times = " "
-
-    @staticmethod
-    def transposed(text: str) -> str:
-        return "%s^{T}" % text
-
-    @staticmethod
-    def diag(text: str) -> str:
-        return r"\mathrm{diag}\left(%s\right)" % text
-
-    @staticmethod
-    def summed(text: str) -> str:
-        return r"\sum \left(%s\right)" % text
-
-    @staticmethod
-    def bracketed(text: str) -> str:
-        return r"\left(%s\right)" % text
 
 
 _expr_printer = _ExprPrinter()
@@ -72,7 +76,7 @@ def name_latex(name: str) -> str:
     return _expr_printer.doprint(sp.Symbol(name))
 
 
-class LatexStepPrinter(StepPrinter):
+class LatexStepPrinter(LatexNotation, StepPrinter):
     def _print_Basic(self, e):
         return expr_latex(e)
 
@@ -142,24 +146,12 @@ class LatexStepPrinter(StepPrinter):
         return " + ".join(parts)
 
     # the notation of a share (StepPrinter._print_Applied walks it)
-    sep, sum_mark = " ", r"\sum "
+    sep = " "
     name, expr = staticmethod(name_latex), staticmethod(expr_latex)
-
-    @staticmethod
-    def transposed(name: str) -> str:
-        return f"{name}^{{T}}"
-
-    @staticmethod
-    def paren(text: str) -> str:
-        return r"\left(%s\right)" % text
 
     @staticmethod
     def delta(name: str) -> str:
         return r"\delta_{%s}" % name
-
-    @staticmethod
-    def diag(text: str) -> str:
-        return r"\mathrm{diag}\left(%s\right)" % text
 
     @staticmethod
     def coupling(o: str) -> str:

@@ -19,7 +19,26 @@ def text_name(name: str) -> str:
     return m.group(1) + m.group(2).translate(_SUB) if m else name
 
 
-class _ExprPrinter(MatrixNotation, StrPrinter):
+class TextNotation:
+    """Plain text's marks for matrices and sums, shared by the expression printer (matrix
+    expressions) and the step printer (the rule table's shares)."""
+
+    sum_mark = "Σ"
+
+    @staticmethod
+    def transposed(text: str) -> str:
+        return f"{text}ᵀ"
+
+    @staticmethod
+    def paren(text: str) -> str:
+        return f"({text})"
+
+    @staticmethod
+    def diag(text: str) -> str:
+        return f"diag({text})"
+
+
+class _ExprPrinter(TextNotation, MatrixNotation, StrPrinter):
     def _as_ordered_terms(self, expr, order=None):
         return positive_terms_first(super()._as_ordered_terms(expr, order))
 
@@ -53,23 +72,9 @@ class _ExprPrinter(MatrixNotation, StrPrinter):
     def _print_softmax(self, expr):
         return f"softmax({self._print(expr.args[0])})"
 
-    # ---- a vector network's matrix expressions (rnnsym.matrix_expr): MatrixNotation's walk, this notation
-    times, sum_mark = "*", "Σ"
-
-    @staticmethod
-    def transposed(text: str) -> str:
-        return f"{text}ᵀ"
-
-    @staticmethod
-    def diag(text: str) -> str:
-        return f"diag({text})"
-
-    def summed(self, text: str) -> str:
-        return f"{self.sum_mark}({text})"
-
-    @staticmethod
-    def bracketed(text: str) -> str:
-        return f"({text})"
+    # ---- a vector network's matrix expressions (rnnsym.matrix_expr): MatrixNotation's walk in
+    # TextNotation's notation, the step printer's own
+    times = "*"
 
 
 def expr_text(expr) -> str:
@@ -77,7 +82,7 @@ def expr_text(expr) -> str:
     return s.replace("*", "·").replace("-", "−")
 
 
-class TextPrinter(StepPrinter):
+class TextPrinter(TextNotation, StepPrinter):
     """Text for records. ``names`` (the graph's node names): prose — labels, titles, notes — writes
     those names as the equations do (``o₅``, not ``o5``)."""
 
@@ -148,25 +153,13 @@ class TextPrinter(StepPrinter):
                 parts.append(core.rstrip("·") or "I")
         return " + ".join(parts)
 
-    # the notation of a share (StepPrinter._print_Applied walks it)
-    sep, sum_mark = "·", "Σ"
+    # the notation of a share (StepPrinter._print_Applied walks it): TextNotation's, and these
+    sep = "·"
     name, expr = staticmethod(text_name), staticmethod(expr_text)
-
-    @staticmethod
-    def transposed(name: str) -> str:
-        return f"{name}ᵀ"
-
-    @staticmethod
-    def paren(text: str) -> str:
-        return f"({text})"
 
     @staticmethod
     def delta(name: str) -> str:
         return f"δ{name}"
-
-    @staticmethod
-    def diag(text: str) -> str:
-        return f"diag({text})"
 
     @staticmethod
     def coupling(o: str) -> str:

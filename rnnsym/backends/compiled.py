@@ -14,6 +14,7 @@ from typing import Mapping
 
 from ..errors import RnnsymError
 from ..numeric.compiled import check_param_names, param_shaped, teacher_forcing
+from . import cuda_graphs
 
 
 class BackendCompiled:
@@ -29,9 +30,14 @@ class BackendCompiled:
     where PyTorch would dispatch every small operation (an LSTM, hidden 32: 11 ms against 38 ms).
     ``with_cpu_lowering("torch")`` (or the environment's ``RNNSYM_TORCH_CPU=torch``) keeps torch's
     operations on the CPU too, as on every other device.
+
+    On CUDA tensors ``value_and_grad`` records the program as a CUDA graph at its first call for a
+    set of shapes and replays it after (see ``rnnsym.backends.cuda_graphs``);
+    ``with_cuda_graphs(False)`` (or ``RNNSYM_CUDA_GRAPHS=0``) launches every kernel from Python.
     """
 
     cpu_lowering = os.environ.get("RNNSYM_TORCH_CPU", "numpy")  # "numpy" or "torch"
+    cuda_graphs = os.environ.get("RNNSYM_CUDA_GRAPHS", "1") != "0"
 
     def __init__(self, network, source: str, runtime: dict, backend: str, form: str, gradient_keys: dict,
                  truncate: int | None = None):
@@ -47,6 +53,7 @@ class BackendCompiled:
         self._no_grad = _no_grad(backend)
         self.dtype: str | None = None  # None: x's precision; else every call's ("float32", "float64")
         self._numpy = None  # the NumPy lowering, for torch tensors in CPU memory (made when first needed)
+        self._graphs = cuda_graphs.GraphCache(self._shaped_value_and_grad)  # records nothing until a CUDA call
 
     def with_dtype(self, dtype: str) -> "BackendCompiled":
         """The same functions, computing in ``dtype`` whatever x is."""
@@ -68,6 +75,15 @@ class BackendCompiled:
         fixed.cpu_lowering = lowering
         return fixed
 
+    def with_cuda_graphs(self, enabled: bool) -> "BackendCompiled":
+        """The same functions, with ``value_and_grad`` on CUDA tensors replayed from a CUDA graph
+        (``True``, the default) or launched kernel by kernel from Python (``False``)."""
+        import copy
+
+        fixed = copy.copy(self)
+        fixed.cuda_graphs = bool(enabled)
+        return fixed
+
     def _on_cpu(self, x):
         """The NumPy compiled network when ``x`` is a torch tensor in CPU memory (or not yet a
         tensor) and the CPU lowering is NumPy's; else None."""
@@ -87,11 +103,18 @@ class BackendCompiled:
             return torch.tensor(value, dtype=_torch_dtype(grads)), {k: torch.from_numpy(g) for k, g in grads.items()}
         with self._no_grad():
             x = self._x(x)
-            value, grads = self._value_and_grad(x, self._y(y, x), *self._params(params, x))
-            shapes, xp = self.network.param_shapes, self._xp
-            return value, {name: xp.reshape(xp.asarray(grads[self.gradient_keys[name]], dtype=x.dtype, device=_device(x)),
-                                            tuple(shapes[name]))
-                           for name in self.param_names}
+            inputs = (x, self._y(y, x), *self._params(params, x))
+            graphed = self.cuda_graphs and cuda_graphs.usable(x)
+            value, *grads = self._graphs(*inputs) if graphed else self._shaped_value_and_grad(*inputs)
+            return value, dict(zip(self.param_names, grads))
+
+    def _shaped_value_and_grad(self, x, y, *params) -> tuple:
+        """(loss, each parameter's gradient in its own shape, in ``param_names``' order)."""
+        value, grads = self._value_and_grad(x, y, *params)
+        shapes, xp = self.network.param_shapes, self._xp
+        return (value, *(xp.reshape(xp.asarray(grads[self.gradient_keys[name]], dtype=x.dtype, device=_device(x)),
+                                    tuple(shapes[name]))
+                         for name in self.param_names))
 
     def loss(self, params: Mapping, x, y):
         host = self._on_cpu(x)

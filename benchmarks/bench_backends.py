@@ -43,7 +43,12 @@ from bench_speed import (CASES, build, case_sizes, checked_steps, interleaved, j
 # Contenders in the order of the table's columns: (key, label).
 CONTENDERS = (("numpy", "rnnsym NumPy"), ("jax", "rnnsym JAX (jit)"), ("jax_hand", "hand JAX jit(vg(scan))"),
               ("torch", "rnnsym torch"), ("torch_ops", "rnnsym torch, torch ops"), ("torch_eager", "torch eager nn.RNN/LSTM"),
-              ("torch_compile", "torch.compile loop"))
+              ("torch_compile", "torch.compile loop"), ("torch_no_graphs", "rnnsym torch, no CUDA graphs"))
+# A GPU's own row: big enough that the chip, not the kernel launches, sets the time (GPU runs only).
+GPU_CASES = {
+    "lstm128_gpu": dict(net=dict(kind="lstm", steps=100, input_size=32, hidden_size=128), batch=1024,
+                        quick=dict(steps=8, batch=64)),
+}
 # (ours, peer, limit): ours / peer must be at most limit.
 TARGETS = (("jax", "jax_hand", 1.1), ("torch", "torch_eager", 1.2))
 
@@ -67,14 +72,15 @@ def rnnsym_jax_case(net, params, x, y, device=None):
     return step
 
 
-def rnnsym_torch_case(net, params, x, y, device="cpu", cpu_lowering="numpy"):
+def rnnsym_torch_case(net, params, x, y, device="cpu", cpu_lowering="numpy", graphs=True):
     """rnnsym's torch backend: the derived forward and backward, no autograd; CPU tensors by the
     NumPy lowering of the program (its default) or, with ``cpu_lowering="torch"``, by torch's own
-    operations, the lowering every other device runs."""
+    operations, the lowering every other device runs; CUDA tensors replayed from a CUDA graph
+    (its default) or, with ``graphs=False``, launched kernel by kernel."""
     import torch
 
     torch.set_num_threads(2)
-    compiled = net.compile(backend="torch").with_cpu_lowering(cpu_lowering)
+    compiled = net.compile(backend="torch").with_cpu_lowering(cpu_lowering).with_cuda_graphs(graphs)
     tp = {k: torch.tensor(v, device=device) for k, v in params.items()}
     tx, ty = torch.tensor(x, device=device), torch.tensor(y, device=device)
 
@@ -116,7 +122,9 @@ def makers(kind, net, params, x, y, device: str = "cpu") -> dict:
             "torch": lambda: rnnsym_torch_case(net, params, x, y, device),
             "torch_ops": lambda: rnnsym_torch_case(net, params, x, y, device, cpu_lowering="torch"),
             "torch_eager": on_device(lambda: torch_case(kind, params, x, y)),
-            "torch_compile": on_device(lambda: torch_loop_case(kind, params, x, y))}
+            "torch_compile": on_device(lambda: torch_loop_case(kind, params, x, y)),
+            **({} if device == "cpu" else
+               {"torch_no_graphs": lambda: rnnsym_torch_case(net, params, x, y, device, graphs=False)})}
 
 
 def point(net, batch: int):
@@ -133,14 +141,16 @@ def point(net, batch: int):
     return params, x, y
 
 
-def run_case(name: str, quick: bool, device: str = "cpu") -> dict:
-    """One case in this (fresh) process: every contender checked, then timed in turns."""
-    kind, options, batch = case_sizes(name, quick)
+def run_case(name: str, quick: bool, device: str = "cpu", only: list[str] | None = None) -> dict:
+    """One case in this (fresh) process: every contender (or those ``only`` names; the NumPy
+    backend always) checked, then timed in turns."""
+    kind, options, batch = case_sizes(name, quick, {**CASES, **GPU_CASES})
     net = build(kind, **options)
     f = net.compile()
     params, x, y = point(net, batch)
     reference = f.value_and_grad(params, x, y)
-    steps, notes = checked_steps(makers(kind, net, params, x, y, device), reference, quick)
+    contenders = {k: make for k, make in makers(kind, net, params, x, y, device).items() if not only or k in only}
+    steps, notes = checked_steps(contenders, reference, quick)
     load = load_average()
     times = interleaved({"numpy": lambda: f.value_and_grad(params, x, y), **steps}, 3 if quick else 7,
                         burst=1 if quick else 3)
@@ -162,6 +172,8 @@ def _ms(seconds: float | None) -> str:
 
 def time_grid(results: dict, contenders=CONTENDERS) -> list[list[str]]:
     """Median ms of one value_and_grad, one line per case, a contender that is absent as —."""
+    contenders = [(key, label) for key, label in contenders  # a column no case has (a GPU's own) is left out
+                  if any(key in r["times"] or key in r["notes"] for r in results.values())]
     rows = [["case", *(label for _, label in contenders)]]
     for name, r in results.items():
         rows.append([f"{name} (T = {r['steps']}, batch {r['batch']})",
@@ -256,12 +268,25 @@ def _versions() -> str:
     return ", ".join(out)
 
 
-def run_cases(quick: bool, device: str = "cpu") -> dict:
+def case_names(device: str = "cpu") -> list[str]:
+    """The cases a run on ``device`` measures: the CPU's; on a GPU its own row first and the rest by
+    length (torch.compile of the longest loop takes longest: a run cut short keeps the others)."""
+    if device == "cpu":
+        return list(CASES)
+    return [*GPU_CASES, *sorted(CASES, key=lambda name: CASES[name]["net"]["steps"])]
+
+
+def run_cases(quick: bool, device: str = "cpu", done=None, only: list[str] | None = None) -> dict:
     """Every case: each in a fresh process for the full run (its thread pools, JIT caches and
-    torch.compile's state its own), all in this one for --quick (seconds, not imports)."""
-    if quick:
-        return {name: run_case(name, quick, device) for name in CASES}
-    return {name: in_subprocess(["--case", name, "--device", device]) for name in CASES}
+    torch.compile's state its own), all in this one for --quick (seconds, not imports).
+    ``done(name, result)`` is called as each case ends (a long run's progress)."""
+    results = {}
+    for name in case_names(device):
+        results[name] = (run_case(name, quick, device, only) if quick else
+                         in_subprocess(["--case", name, "--device", device, *(["--only", ",".join(only)] if only else [])]))
+        if done:
+            done(name, results[name])
+    return results
 
 
 def main(argv=None) -> None:
@@ -270,13 +295,15 @@ def main(argv=None) -> None:
     parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("--only", type=lambda text: text.split(","), metavar="KEYS",
+                        help="only these contenders, comma-separated (" + ", ".join(k for k, _ in CONTENDERS[1:]) + ")")
     args = parser.parse_args(argv)
     if args.case:  # one case, in this (fresh) process
-        print(json.dumps(run_case(args.case, args.quick, args.device)))
+        print(json.dumps(run_case(args.case, args.quick, args.device, args.only)))
         return
     header = machine_header("CPU")
     print("\n".join(header), flush=True)
-    results = run_cases(args.quick)
+    results = run_cases(args.quick, only=args.only)
     loads = ", ".join(f"{name} {r['load_before'][0]:.2f}" for name, r in results.items())
     header.append(f"load average (1 min) as each case began timing: {loads}")
     print(header[-1])

@@ -91,10 +91,10 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def case_sizes(name: str, quick: bool) -> tuple[str, dict, int]:
+def case_sizes(name: str, quick: bool, cases: dict = CASES) -> tuple[str, dict, int]:
     """A case's kind of cell, its network options and its batch (the quick run's steps and batch
-    when ``quick``)."""
-    spec = CASES[name]
+    when ``quick``), looked up in ``cases``."""
+    spec = cases[name]
     options = dict(spec["net"])
     batch = spec["batch"]
     if quick:

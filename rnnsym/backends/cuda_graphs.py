@@ -5,11 +5,13 @@ over the time steps, some tens of kernels a step), so Python and kernel launches
 set its time: an LSTM of hidden size 128 took 45 ms where cuDNN's fused ``nn.LSTM`` took 7. The
 sequence depends only on the shapes, so the first call for a set of shapes records it as a CUDA
 graph and every later call copies its inputs into the recorded ones and replays the graph: one
-launch for the whole program. A program that cannot be recorded (an operation that waits for
-the host) runs as it is, every time, and says nothing.
+launch for the whole program. A program that cannot be recorded (an operation that copies from
+or waits for the host) runs kernel by kernel every time, with one warning that says why: the
+generated programs are written to be recordable, so that warning is a defect to report.
 """
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 
 
@@ -29,8 +31,11 @@ class GraphCache:
             return self.function(*tensors)
         if key not in self._graphs:
             recorded = _record(self.function, tensors)
-            if recorded is None:
+            if isinstance(recorded, Exception):
                 self._unrecordable.add(key)
+                reason = (str(recorded).strip().splitlines() or [type(recorded).__name__])[0]
+                warnings.warn(f"rnnsym: value_and_grad could not be recorded as a CUDA graph ({reason}); "
+                              "it runs kernel by kernel", RuntimeWarning, stacklevel=3)
                 return self.function(*tensors)
             self._graphs[key] = recorded
             if len(self._graphs) > self.size:  # the oldest graph's memory goes back to torch's pool
@@ -48,7 +53,7 @@ class GraphCache:
 
 def _record(function, tensors):
     """(static inputs, static outputs, graph) for ``function`` on tensors shaped as ``tensors``,
-    or None where recording failed (the function waits for the host, say)."""
+    or the error where recording failed (the function copied from the host, say)."""
     import torch
 
     device = tensors[0].device
@@ -64,9 +69,9 @@ def _record(function, tensors):
         try:
             with torch.cuda.graph(graph):
                 outputs = tuple(function(*inputs))
-        except Exception:  # noqa: BLE001  (any operation torch refuses while recording: run without a graph)
+        except Exception as error:  # noqa: BLE001  (any operation torch refuses while recording)
             torch.cuda.synchronize()
-            return None
+            return error
     return inputs, outputs, graph
 
 

@@ -4,6 +4,8 @@ The generated source calls ``xp``, the array-API namespace of the arrays it is g
 (``array_api_compat.array_namespace``: ``jax.numpy``, or PyTorch through array-api-compat's
 wrapper), so one printing serves both backends; the few operations the standard lacks, and the
 activations (σ, a stable softplus), come from each backend's runtime (``_sigmoid``, ``_full``, …).
+The code makes no array from host data and reads no value back, so that PyTorch can record it as
+a CUDA graph (tests/test_cuda_graphs.py checks every built-in network and random user cells).
 Nothing is written into an array (no ``out=``): a JAX program is pure, and PyTorch's autograd-free
 tensors need no in-place tricks to be fast on a GPU.
 """
@@ -64,9 +66,18 @@ class ArrayPrinter(CodePrinter):
                 return f"{name}({self._print(g)}, {self._print(symbol)})"
         return super()._print_Mul(expr)
 
+    # max, min and softplus through the runtime: array-api-compat makes the number in maximum(z, 0.0)
+    # or logaddexp(0.0, z) a tensor copied from host memory, which a CUDA graph cannot record.
     def _nested(self, ufunc: str, args) -> str:
-        # Numbers last: PyTorch's maximum(a, b) takes a number as b only.
+        ufunc = {"xp.maximum": "_maximum", "xp.minimum": "_minimum"}.get(ufunc, ufunc)
+        # Numbers last: the runtime's _maximum(a, b) takes a number as b only.
         return super()._nested(ufunc, sorted(args, key=lambda a: bool(getattr(a, "is_number", False))))
+
+    def _print_relu(self, expr):
+        return f"_maximum({self._print(expr.args[0])}, 0.0)"
+
+    def _print_softplus(self, expr):
+        return f"_softplus({self._print(expr.args[0])})"
 
     def _print_Heaviside(self, expr):
         # H(z) with its value at 0 (relu's rule says 0): the standard has no heaviside.

@@ -50,7 +50,7 @@ def _jax() -> dict:
     return {**_common(jnp), "_scan": scan, "_full": full, "_tanh": jnp.tanh, "_sigmoid": jax.nn.sigmoid,
             "_sigmoid_grad": lambda g, y: g * y * (1 - y), "_tanh_grad": lambda g, y: g * (1 - y * y),  # XLA fuses
             "_softmax": lambda z: jax.nn.softmax(z, axis=-1), "_log_softmax": lambda z: jax.nn.log_softmax(z, axis=-1),
-            "_erf": erf}
+            "_erf": erf, "_maximum": jnp.maximum, "_minimum": jnp.minimum, "_softplus": jax.nn.softplus}
 
 
 def _torch() -> dict:
@@ -69,8 +69,16 @@ def _torch() -> dict:
             return torch.full(shape, float(value), dtype=x.dtype, device=x.device)
         return torch.broadcast_to(torch.as_tensor(value, dtype=x.dtype, device=x.device), shape)
 
+    # A number as b stays a number (clamp): a tensor made of it would be copied from host memory.
+    def maximum(a, b):
+        return torch.clamp_min(a, b) if isinstance(b, (int, float)) else torch.maximum(a, b)
+
+    def minimum(a, b):
+        return torch.clamp_max(a, b) if isinstance(b, (int, float)) else torch.minimum(a, b)
+
     # One ATen call each for an activation's derivative times its adjoint, not three or four.
     return {**_common(xp), "_scan": scan, "_full": full, "_tanh": torch.tanh, "_sigmoid": torch.sigmoid,
             "_sigmoid_grad": torch.ops.aten.sigmoid_backward, "_tanh_grad": torch.ops.aten.tanh_backward,
             "_softmax": lambda z: torch.softmax(z, dim=-1), "_log_softmax": lambda z: torch.log_softmax(z, dim=-1),
-            "_erf": torch.special.erf}
+            "_erf": torch.special.erf, "_maximum": maximum, "_minimum": minimum,
+            "_softplus": lambda z: torch.logaddexp(z, torch.zeros_like(z))}

@@ -7,11 +7,22 @@ still writes its own lines through this class.
 from __future__ import annotations
 
 import itertools
+import re
 
 import sympy as sp
 
 from ..program.build import Namer
 from .printer import CodePrinter
+
+def time_loop(start: int, stop: int, step: int, body: list[str]) -> list[str]:
+    """``for t in range(start, stop, step):`` over ``body``; where the body is one fused kernel's
+    call alone (a cell with no matrix product in its step, the scalar Elman's), that kernel's sweep
+    instead: row blocks, each through every step in one C call, on the cores at once."""
+    call = re.fullmatch(r"\s*(_k\w+)\(t\)", body[0]) if len(body) == 1 else None
+    if call:
+        return [f"    {call.group(1)}.sweep({start}, {len(range(start, stop, step))}, {step})"]
+    return [f"    for t in range({start}, {stop}, {step}):", *body]
+
 
 def generated_names(graph) -> dict[sp.Symbol, str]:
     """``o5`` → ``n_o5``; a name that is not plain letters and digits gets ``n_<index>`` — the

@@ -22,6 +22,7 @@ from ..program.build import Namer, adjoint_shares, nodes_needing_adjoints
 from ..program.memory import Buffer, Phase, share_memory
 from ..program.ir import Accumulate, Compute, Program, Role, Value
 from ..program.passes import common_subexpressions, fold_zeros, fused_factor, lower_products, schedule
+from .lines import time_loop
 from .loop_fusion import BackwardFusion
 
 IN2 = "        "  # the loop body's indent
@@ -83,7 +84,7 @@ class LoopBackward:
                        for s in rec.states]
             loop = [*header, f"        for t in range(_s, max(_s - {w.k}, -1), -1):", *("    " + line for line in body)]
         else:
-            loop = [f"    for t in range({T - 1}, {T - 1 - w.k}, -1):", *body]
+            loop = time_loop(T - 1, T - 1 - w.k, -1, body)
         return backward + self._allocate(allocations) + (self.fused_before or []) + loop + self._reductions()
 
     def gradients(self) -> tuple[list[str], dict[str, str]]:

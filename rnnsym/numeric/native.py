@@ -42,16 +42,20 @@ class Library:
 
 
 class FusedKernel:
-    """One kernel of a library; ``bind(B, arrays)`` before a loop gives the step's call ``f(t)``."""
+    """One kernel of a library; ``bind(B, arrays)`` before a loop gives the step's call ``f(t)``,
+    and ``f.sweep(t0, n, dt)``: the ``n`` steps ``t0, t0 + dt, …`` at once, in row blocks over the
+    cores (for a loop whose step is this kernel alone)."""
 
     def __init__(self, kernel: Kernel, cdll: ctypes.CDLL):
         self.kernel = kernel
-        self._functions = {}
+        self._functions, self._sweeps = {}, {}
+        pointers = [ctypes.c_void_p] * 3
         for tag, dtype in (("f64", np.float64), ("f32", np.float32)):
             f = getattr(cdll, f"{kernel.name}_{tag}")
-            f.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-            f.restype = None
-            self._functions[np.dtype(dtype)] = f
+            f.argtypes, f.restype = [ctypes.c_long] * 2 + pointers, None
+            g = getattr(cdll, f"{kernel.name}_sweep_{tag}")
+            g.argtypes, g.restype = [ctypes.c_long] * 5 + pointers, None
+            self._functions[np.dtype(dtype)], self._sweeps[np.dtype(dtype)] = f, g
         self._written = {k for k, _ in kernel.stores}
 
     def bind(self, B: int, dtype, *arrays):
@@ -73,6 +77,14 @@ class FusedKernel:
 
         def step(t, _kept=kept):
             f(t, B, p, s, r)
+
+        def sweep(t0: int, n: int, dt: int, _kept=kept, g=self._sweeps[dtype]):
+            blocks = row_blocks(B, n)
+            if len(blocks) == 1:
+                g(t0, n, dt, 0, B, p, s, r)
+            else:  # ctypes lets go of the GIL for the call: the blocks run on their threads at once
+                list(_pool().map(lambda block: g(t0, n, dt, *block, p, s, r), blocks))
+        step.sweep = sweep
         return step
 
     def _laid_out(self, k: int, op, a, dtype, B: int) -> np.ndarray:
@@ -90,6 +102,36 @@ class FusedKernel:
         if not shape_ok:
             raise AssertionError(f"kernel {self.kernel.name}: input {op.array} has shape {a.shape}")
         return np.ascontiguousarray(a)
+
+
+# A sweep is split into row blocks where it has at least this many elements' work a block: below
+# it, a thread's start and join cost more than they save.
+MIN_BLOCK_WORK = 200_000
+
+
+def row_blocks(B: int, n: int) -> list[tuple[int, int]]:
+    """``[(b0, b1), …]``: the rows of an ``n``-step sweep over ``B`` rows, in blocks for the cores
+    this call may use (:func:`rnnsym.numeric.threads.cores`), four a core so that a core another
+    process slows takes fewer; rows in multiples of 16 (whole vectors)."""
+    from .threads import cores
+
+    count = min(4 * cores(), B * n // MIN_BLOCK_WORK) if cores() > 1 else 1
+    if count <= 1:
+        return [(0, B)]
+    size = ((B + count - 1) // count + 15) // 16 * 16
+    return [(b, min(b + size, B)) for b in range(0, B, size)]
+
+
+_executor = None
+
+
+def _pool():
+    global _executor
+    if _executor is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="rnnsym-sweep")
+    return _executor
 
 
 def in_use(compiled) -> str:

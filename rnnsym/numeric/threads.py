@@ -86,3 +86,15 @@ class call_threads:
             if threads > 1:
                 lib.set_num_threads(threads)
         return False
+
+
+def cores() -> int:
+    """The cores a compiled function's own threads may use now: one while other processes keep a
+    core busy (as BLAS's), else every core this process may run on."""
+    if other_load():
+        return 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+

@@ -14,20 +14,16 @@ from rnnsym.numeric import native, threads
 from rnnsym.numeric.gradcheck import random_point
 from rnnsym.numeric.loop import _time_major
 
-@given(B=st.integers(1, 5000), n=st.integers(1, 3000), cores=st.integers(1, 16))
+@given(B=st.integers(1, 5000), n=st.integers(1, 3000))
 @settings(max_examples=200, deadline=None)
-def test_row_blocks_cover_every_row_once_in_order(B, n, cores):
-    original = threads.cores
-    threads.cores = lambda: cores
-    try:
-        blocks = native.row_blocks(B, n)
-    finally:
-        threads.cores = original
+def test_row_blocks_cover_every_row_once_in_order(B, n):
+    blocks = native.row_blocks(B, n)
     assert blocks[0][0] == 0 and blocks[-1][1] == B
     assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))  # contiguous, no gap, no overlap
     assert all(b0 < b1 for b0, b1 in blocks)
     assert all((b1 - b0) % 16 == 0 for b0, b1 in blocks[:-1])  # whole vectors but the last
-    assert len(blocks) <= max(1, 4 * cores)
+    assert len(blocks) <= native.MAX_BLOCKS
+    assert len(blocks) == 1 or all((b1 - b0) * n >= native.MIN_BLOCK_WORK for b0, b1 in blocks[:-1])
 
 
 @pytest.fixture
@@ -42,9 +38,17 @@ def _two_state_cell():
     return rs.Cell(state=(h, c), input=x, update=(sp.tanh(a * x + b * h + c), sigmoid(u * c + x) * c), params=[a, b, u])
 
 
+def _diagonal_cell():
+    """A vector cell with no matrix product: elementwise weights, and a scalar one times a vector."""
+    h, x, w, v, b, a = sp.symbols("h x w v b a")
+    return rs.Cell(state=h, input=x, update=sp.tanh(w * h + v * x + b) + a * h, params=[w, v, b, a],
+                   shapes={h: 3, x: 3, w: 3, v: 3, b: 3})
+
+
 NETWORKS = {
     "scalar elman": lambda: rs.elman_rnn(steps=37, input_size=1, hidden_size=1),
     "two-state cell, every step's loss": lambda: rs.unroll(_two_state_cell(), steps=23, outputs="all", loss="mse"),
+    "diagonal vector cell": lambda: rs.unroll(_diagonal_cell(), steps=19, loss="mse"),
 }
 
 
@@ -55,7 +59,9 @@ def test_swept_gradients_are_the_unrolled_forms(name, dtype, tol, many_blocks):
     swept, unrolled = net.compile(form="loop"), net.compile(form="unrolled")
     if "_native.kernels" not in swept.source:
         pytest.skip("no C compiler: the loop is NumPy")
-    assert ".sweep(" in swept.source
+    assert "_kfwd.sweep(" in swept.source
+    # A loss at every step adds its seeds in NumPy each step: that backward stays a loop.
+    assert ("_SUMS = _kbwd.sweep(" in swept.source) == ("every step" not in name)  # shares summed in the kernel
     params, x, y = random_point(net, batch=101, seed=3)  # 101 rows: blocks of 16 and a short last one
     params32 = {k: np.asarray(v, dtype=dtype) for k, v in params.items()}
     value, grads = swept.value_and_grad(params32, np.asarray(x, dtype=dtype), y)

@@ -249,6 +249,23 @@ def _finite(what: str, value, dtype=np.float64) -> np.ndarray:
         array = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError):
         raise RnnsymError(f"{what} must be numeric, got {type(value).__name__}") from None
-    if not np.isfinite(array).all():
+    if not _all_finite(array):
         raise RnnsymError(f"{what} contains NaN or infinite values")
     return array
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """``np.isfinite(array).all()``; a large array in blocks on the cores at once (the scalar
+    Elman's 80 MB x: 8 ms on one core)."""
+    from .native import for_each_block
+
+    flat = array.reshape(-1)  # a copy only where the array is not contiguous
+    if flat.size < 4_000_000:
+        return bool(np.isfinite(flat).all())
+    size = 1 << 20
+    finite = [True] * -(-flat.size // size)
+
+    def check(i: int) -> None:
+        finite[i] = bool(np.isfinite(flat[i * size:(i + 1) * size]).all())
+    for_each_block(check, len(finite))
+    return all(finite)

@@ -222,18 +222,15 @@ def _time_major(out, x):
     copy of a large batch-major x misses the cache at every element (the scalar Elman's 80 MB x:
     63 ms, where a contiguous copy takes 12); a block of rows is transposed within the cache, and
     NumPy lets go of the GIL for each block's copy."""
-    from .native import _pool, row_blocks
-
-    def copy(block):
-        b0, b1 = block
-        for r in range(b0, b1, 256):
-            out[:, r:min(r + 256, b1)] = x[r:min(r + 256, b1)].swapaxes(0, 1)
+    from .native import for_each_block, row_blocks
 
     blocks = row_blocks(x.shape[0], out.size // max(x.shape[0], 1))
-    if len(blocks) == 1:
-        copy(blocks[0])
-    else:
-        list(_pool().map(copy, blocks))
+
+    def copy(i: int) -> None:
+        b0, b1 = blocks[i]
+        for r in range(b0, b1, 256):
+            out[:, r:min(r + 256, b1)] = x[r:min(r + 256, b1)].swapaxes(0, 1)
+    for_each_block(copy, len(blocks))
 
 
 LOOP_RUNTIME = {"_outer": _outer, "_dot": _dot, "_total": _total, "_time_major": _time_major}

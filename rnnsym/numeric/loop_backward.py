@@ -24,6 +24,7 @@ from ..program.ir import Accumulate, Compute, Program, Role, Value
 from ..program.passes import common_subexpressions, fold_zeros, fused_factor, lower_products, schedule
 from .lines import time_loop
 from .loop_fusion import BackwardFusion
+from .loop_sweep import summed_in_sweep
 
 IN2 = "        "  # the loop body's indent
 
@@ -68,7 +69,8 @@ class LoopBackward:
         seeds, carry = self.seeds(inv_b)
         backward += seeds
         self.carry = carry
-        self.fused_before = None
+        self.fused_before = self.fusion = None
+        self.summed: set = set()  # the stored shares a sweep summed (rnnsym.numeric.loop_fusion.reduce_in_kernel)
         body, next_carry, allocations = self._step()
         zeros = {s: f"numpy.zeros((_B,) + {graph[rec.name(s, 1)].shape!r}, dtype=x.dtype)" for s in rec.states}
         for s in rec.states:
@@ -84,7 +86,7 @@ class LoopBackward:
                        for s in rec.states]
             loop = [*header, f"        for t in range(_s, max(_s - {w.k}, -1), -1):", *("    " + line for line in body)]
         else:
-            loop = time_loop(T - 1, T - 1 - w.k, -1, body)
+            loop = summed_in_sweep(self, time_loop(T - 1, T - 1 - w.k, -1, body))
         return backward + self._allocate(allocations) + (self.fused_before or []) + loop + self._reductions()
 
     def gradients(self) -> tuple[list[str], dict[str, str]]:
@@ -218,7 +220,7 @@ class LoopBackward:
                 continue
             by_signature: dict = {}
             for entry in self.stored:
-                if entry.value in columns and entry not in done:
+                if entry.value in columns and entry not in done and entry not in self.summed:
                     by_signature.setdefault((entry.kind, entry.leaf or entry.ndim), []).append(entry)
             for (kind, what), entries in by_signature.items():
                 if {e.value for e in entries} != set(columns) or kind == "dot":
@@ -231,7 +233,7 @@ class LoopBackward:
                     done.add(e)
         rest = []
         for e in self.stored:
-            if e in done:
+            if e in done or e in self.summed:
                 continue
             b, rng = self.buffers[e.value]
             d = f"{b}[{window}]" if rng is None else f"{b}[{window}, ..., {rng}]"
@@ -276,9 +278,10 @@ class StepLowering:
                 printer.declare(s.target, printer.info(s.expr))
         stores, carried, allocations = self._buffers(through_stack, next_carry)
         read, reads = set(self.read), Counter(self.reads)
-        fused = BackwardFusion(self, printed, self.carried_products).fuse() if w.native else None
+        fusion = BackwardFusion(self, printed, self.carried_products) if w.native else None
+        fused = fusion.fuse() if fusion is not None else None
         if fused is not None:  # one kernel, then what depends on a product: the carried adjoints updated in place
-            back.fused_before = fused[0]
+            back.fused_before, back.fusion = fused[0], fusion
             return fused[1], None, allocations
         self.read, self.reads = read, reads  # a fusion given up leaves what the NumPy body reads as it was
         body: list[tuple] = []  # (statement or None, line)

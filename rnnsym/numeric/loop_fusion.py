@@ -34,6 +34,7 @@ class KernelBuilder:
         self.values: list[tuple[sp.Symbol, sp.Expr]] = []
         self.defined: set = set()
         self.stores: list[tuple[int, sp.Symbol]] = []
+        self.sums: list[sp.Expr] = []
 
     def operand(self, array: str, stepped: bool, batched: bool, vector: bool) -> int:
         op = Operand(array, stepped, batched, vector)
@@ -56,9 +57,16 @@ class KernelBuilder:
     def store(self, array: str, stepped: bool, symbol: sp.Symbol) -> None:
         self.stores.append((self.operand(array, stepped, True, self.width > 1), symbol))
 
+    def sum(self, expr: sp.Expr) -> int:
+        """``expr`` summed over every row and step of a sweep: its index among the sweep's sums
+        (one sum for shares alike, as a bias pair's)."""
+        if expr not in self.sums:
+            self.sums.append(expr)
+        return self.sums.index(expr)
+
     def kernel(self) -> Kernel:
         return Kernel(self.name, self.width, tuple(self.operands), tuple((s, k) for s, k in self.loads.items()),
-                      tuple(self.values), tuple(self.stores))
+                      tuple(self.values), tuple(self.stores), tuple(self.sums))
 
     def bind_line(self, call: str) -> str:
         """``call = _native.kernels[name].bind(_B, x.dtype, <the operands' arrays>)``."""
@@ -261,7 +269,8 @@ class BackwardFusion(_StepFusion):
         carry_lines = self._carried(parts)
         rows = self._shared_with_numpy()
         self.before.append(self.k.bind_line("_kbwd"))
-        w.kernels.append(self.k.kernel())
+        self.kernel = self.k.kernel()
+        w.kernels.append(self.kernel)
         body = [*self.low._loads(), *self.products, "        _kbwd(t)", *rows, *python_lines, *carry_lines]
         return self.before, body
 
@@ -334,6 +343,7 @@ class BackwardFusion(_StepFusion):
     def _stores(self) -> list:
         """The parameter shares into their per-step buffers: the kernel's where it can compute
         them, else ``(value, where)`` for NumPy."""
+        self.share_symbols: dict = {}  # a stored share -> the kernel's symbol for it
         left = []
         for value, (b, rng) in self.back.buffers.items():
             where = b if rng is None else f"{b}[..., {rng}]"
@@ -341,11 +351,13 @@ class BackwardFusion(_StepFusion):
             if expr is None:
                 left.append((value, f"{b}[t]" if rng is None else f"{b}[t, ..., {rng}]"))
                 continue
+            share = value
             if value not in self.k.defined:
                 symbol = sp.Dummy("stored")
                 self.k.value(symbol, expr)
                 value = symbol
             self.k.store(where, True, value)
+            self.share_symbols[share] = value
         return left
 
     def _products_into_carry(self, parts: dict) -> dict:

@@ -54,7 +54,7 @@ class FusedKernel:
             f = getattr(cdll, f"{kernel.name}_{tag}")
             f.argtypes, f.restype = [ctypes.c_long] * 2 + pointers, None
             g = getattr(cdll, f"{kernel.name}_sweep_{tag}")
-            g.argtypes, g.restype = [ctypes.c_long] * 5 + pointers, None
+            g.argtypes, g.restype = [ctypes.c_long] * 5 + pointers + [ctypes.c_void_p], None
             self._functions[np.dtype(dtype)], self._sweeps[np.dtype(dtype)] = f, g
         self._written = {k for k, _ in kernel.stores}
 
@@ -78,12 +78,17 @@ class FusedKernel:
         def step(t, _kept=kept):
             f(t, B, p, s, r)
 
-        def sweep(t0: int, n: int, dt: int, _kept=kept, g=self._sweeps[dtype]):
+        def sweep(t0: int, n: int, dt: int, _kept=kept, g=self._sweeps[dtype], width=self.kernel.width):
             blocks = row_blocks(B, n)
-            if len(blocks) == 1:
-                g(t0, n, dt, 0, B, p, s, r)
-            else:  # ctypes lets go of the GIL for the call: the blocks run on their threads at once
-                list(_pool().map(lambda block: g(t0, n, dt, *block, p, s, r), blocks))
+            count = len(self.kernel.sums)
+            sums = np.zeros((len(blocks), count * width)) if count else None
+
+            def run(i: int) -> None:  # ctypes lets go of the GIL for the call: blocks run at once
+                g(t0, n, dt, *blocks[i], p, s, r, None if sums is None else sums[i].ctypes.data)
+            for_each_block(run, len(blocks))
+            # Summed in the blocks' order, which depends on B and n only: the same numbers on any
+            # number of threads.
+            return None if sums is None else sums.sum(axis=0).reshape(count, width).astype(dtype)
         step.sweep = sweep
         return step
 
@@ -104,22 +109,31 @@ class FusedKernel:
         return np.ascontiguousarray(a)
 
 
-# A sweep is split into row blocks where it has at least this many elements' work a block: below
-# it, a thread's start and join cost more than they save.
-MIN_BLOCK_WORK = 200_000
+# A sweep's row blocks have at least this many elements' work each (below it, handing a block to
+# a thread costs more than it saves), and there are at most MAX_BLOCKS of them.
+MIN_BLOCK_WORK = 1_000_000
+MAX_BLOCKS = 64
 
 
 def row_blocks(B: int, n: int) -> list[tuple[int, int]]:
-    """``[(b0, b1), …]``: the rows of an ``n``-step sweep over ``B`` rows, in blocks for the cores
-    this call may use (:func:`rnnsym.numeric.threads.cores`), four a core so that a core another
-    process slows takes fewer; rows in multiples of 16 (whole vectors)."""
+    """``[(b0, b1), …]``: the rows of an ``n``-step sweep over ``B`` rows in blocks of whole
+    vectors (16 rows). They depend on ``B`` and ``n`` alone, so a result summed over them is the
+    same on any number of threads; many blocks a core let a core another process slows take fewer."""
+    size = max(-(-MIN_BLOCK_WORK // max(n, 1)), -(-B // MAX_BLOCKS))
+    size = -(-size // 16) * 16
+    return [(b, min(b + size, B)) for b in range(0, B, size)] if size < B else [(0, B)]
+
+
+def for_each_block(run, count: int) -> None:
+    """``run(i)`` for each block ``i``: on the cores at once where this call may use more than one
+    (:func:`rnnsym.numeric.threads.cores`), else in order, here."""
     from .threads import cores
 
-    count = min(4 * cores(), B * n // MIN_BLOCK_WORK) if cores() > 1 else 1
-    if count <= 1:
-        return [(0, B)]
-    size = ((B + count - 1) // count + 15) // 16 * 16
-    return [(b, min(b + size, B)) for b in range(0, B, size)]
+    if count > 1 and cores() > 1:
+        list(_pool().map(run, range(count)))
+    else:
+        for i in range(count):
+            run(i)
 
 
 _executor = None

@@ -7,6 +7,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import RnnsymError, listed
+from . import batch_split
 from .threads import call_threads
 from .workspace import Workspaces
 
@@ -86,8 +87,13 @@ class CompiledNetwork:
     def value_and_grad(self, params: Mapping, x, y) -> tuple[float, dict[str, np.ndarray]]:
         """The batch-mean loss and its gradient with respect to every parameter."""
         x = self._x(x)
-        with call_threads():  # one BLAS thread while other processes hold a core
-            value, grads = self._value_and_grad(x, self._y(y, x), *self._params(params, x.dtype))
+        y, values = self._y(y, x), self._params(params, x.dtype)
+        spans = [(0, x.shape[0])] if ".sweep(" in self.source else batch_split.parts(x.shape[0], self.network.steps)
+        if len(spans) > 1:  # a part of the batch a core (rnnsym.numeric.batch_split)
+            value, grads = batch_split.value_and_grad(self._value_and_grad, spans, x, y, values, self.workspaces.trim)
+        else:
+            with call_threads():  # one BLAS thread while other processes hold a core
+                value, grads = self._value_and_grad(x, y, *values)
         self.workspaces.trim()
         if isinstance(grads, dict):  # by the gradients' generated names
             grads = [grads[self.gradient_keys[name]] for name in self.param_names]

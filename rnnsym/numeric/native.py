@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sysconfig
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -124,12 +125,28 @@ def row_blocks(B: int, n: int) -> list[tuple[int, int]]:
     return [(b, min(b + size, B)) for b in range(0, B, size)] if size < B else [(0, B)]
 
 
+_here = threading.local()
+
+
+class serial_blocks:
+    """``with serial_blocks():`` this thread's blocks run in order, here (a thread that is itself
+    one of several running at once: rnnsym.numeric.batch_split)."""
+
+    def __enter__(self):
+        self.saved, _here.serial = getattr(_here, "serial", False), True
+        return self
+
+    def __exit__(self, *exc):
+        _here.serial = self.saved
+        return False
+
+
 def for_each_block(run, count: int) -> None:
     """``run(i)`` for each block ``i``: on the cores at once where this call may use more than one
     (:func:`rnnsym.numeric.threads.cores`), else in order, here."""
     from .threads import cores
 
-    if count > 1 and cores() > 1:
+    if count > 1 and cores() > 1 and not getattr(_here, "serial", False):
         list(_pool().map(run, range(count)))
     else:
         for i in range(count):

@@ -70,6 +70,24 @@ def _machine_busy_seconds() -> float | None:
 other_load = _OtherLoad()
 
 
+class blas_threads:
+    """``with blas_threads(n):`` BLAS on at most ``n`` threads (restored after, an error included)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        self.saved = [(lib, lib.num_threads) for lib in _blas() if lib.num_threads > self.n]
+        for lib, _ in self.saved:
+            lib.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        for lib, threads in self.saved:
+            lib.set_num_threads(threads)
+        return False
+
+
 class call_threads:
     """``with call_threads():`` around a compiled function's call: BLAS on one thread while other
     processes keep a core busy (restored after, an error included), else as it is."""

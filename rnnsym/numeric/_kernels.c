@@ -102,12 +102,39 @@ static PyObject *apply(PyObject *args, kernel f) {
     return dst;
 }
 
+/* The calling thread's floating-point control: flush-to-zero and denormals-are-zero on or off
+ * (SSE's MXCSR, x86-64 only). float32 gradients that vanish over many steps reach subnormal numbers,
+ * each of whose operations costs a microcode assist (an Elman of hidden size 64 over 100 steps: 72
+ * against 13 ms); XLA on the CPU flushes them by default. Returns the previous control word, to
+ * give back to restore_fp_mode; elsewhere nothing changes and -1 comes back. */
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define RS_FLUSH 0x8040u /* FTZ (bit 15) and DAZ (bit 6) */
+static PyObject *py_flush_denormals(PyObject *self, PyObject *args) {
+    unsigned int old = _mm_getcsr();
+    _mm_setcsr(old | RS_FLUSH);
+    return PyLong_FromUnsignedLong(old);
+}
+static PyObject *py_restore_fp_mode(PyObject *self, PyObject *args) {
+    unsigned long mode;
+    if (!PyArg_ParseTuple(args, "k", &mode))
+        return NULL;
+    _mm_setcsr((unsigned int)mode);
+    Py_RETURN_NONE;
+}
+#else
+static PyObject *py_flush_denormals(PyObject *self, PyObject *args) { return PyLong_FromLong(-1); }
+static PyObject *py_restore_fp_mode(PyObject *self, PyObject *args) { Py_RETURN_NONE; }
+#endif
+
 static PyObject *py_sigmoid(PyObject *self, PyObject *args) { return apply(args, sigmoid_kernel); }
 static PyObject *py_tanh(PyObject *self, PyObject *args) { return apply(args, tanh_kernel); }
 
 static PyMethodDef methods[] = {
     {"sigmoid", py_sigmoid, METH_VARARGS, "sigmoid(a[, out]): 1 / (1 + exp(-a)), in place or into out."},
     {"tanh", py_tanh, METH_VARARGS, "tanh(a[, out]): tanh(a), in place or into out."},
+    {"flush_denormals", py_flush_denormals, METH_NOARGS, "flush_denormals(): FTZ and DAZ on, this thread; the previous mode."},
+    {"restore_fp_mode", py_restore_fp_mode, METH_VARARGS, "restore_fp_mode(mode): this thread's mode as flush_denormals gave it."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 
+from .fp_mode import flush_denormals
 from .native import serial_blocks
 from .threads import blas_threads, cores, other_load
 
@@ -48,7 +49,7 @@ def value_and_grad(function, spans: list, x, y, params: list, trim) -> tuple:
     whichever way they run."""
     def part(span):
         a, b = span
-        with serial_blocks():
+        with serial_blocks(), flush_denormals(x.dtype):
             out = function(x[a:b], y[a:b], *params)
         trim()
         return out

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import RnnsymError, listed
 from . import batch_split
+from .fp_mode import flush_denormals
 from .threads import call_threads
 from .workspace import Workspaces
 
@@ -69,7 +70,7 @@ class CompiledNetwork:
         that reads the previous target (teacher forcing, rnnsym.seq2seq) needs ``y``."""
         x = self._x(x)
         targets = teacher_forcing(self.network, y, lambda: self._y(y, x))
-        with call_threads():
+        with call_threads(x.dtype), flush_denormals(x.dtype):
             outputs = self._forward(x, *targets, *self._params(params, x.dtype))
         self.workspaces.trim()
         if self.form == "unrolled" and self.network.options.get("outputs") == "all":
@@ -79,7 +80,7 @@ class CompiledNetwork:
     def loss(self, params: Mapping, x, y) -> float:
         """The batch-mean loss."""
         x = self._x(x)
-        with call_threads():
+        with call_threads(x.dtype), flush_denormals(x.dtype):
             value = float(self._loss(x, self._y(y, x), *self._params(params, x.dtype)))
         self.workspaces.trim()
         return value
@@ -92,7 +93,7 @@ class CompiledNetwork:
         if len(spans) > 1:  # a part of the batch a core (rnnsym.numeric.batch_split)
             value, grads = batch_split.value_and_grad(self._value_and_grad, spans, x, y, values, self.workspaces.trim)
         else:
-            with call_threads():  # one BLAS thread while other processes hold a core
+            with call_threads(x.dtype), flush_denormals(x.dtype):  # (see either's module)
                 value, grads = self._value_and_grad(x, y, *values)
         self.workspaces.trim()
         if isinstance(grads, dict):  # by the gradients' generated names

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .fp_mode import flush_denormals
 from .kernel_c import Kernel, c_source
 
 BUILD = "512-bit vectors where AVX-512"  # part of a build's cache key: changed with _compile's flags
@@ -85,7 +86,8 @@ class FusedKernel:
             sums = np.zeros((len(blocks), count * width)) if count else None
 
             def run(i: int) -> None:  # ctypes lets go of the GIL for the call: blocks run at once
-                g(t0, n, dt, *blocks[i], p, s, r, None if sums is None else sums[i].ctypes.data)
+                with flush_denormals(dtype):  # on this block's thread (rnnsym.numeric.fp_mode)
+                    g(t0, n, dt, *blocks[i], p, s, r, None if sums is None else sums[i].ctypes.data)
             for_each_block(run, len(blocks))
             # Summed in the blocks' order, which depends on B and n only: the same numbers on any
             # number of threads.

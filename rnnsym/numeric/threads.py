@@ -89,11 +89,16 @@ class blas_threads:
 
 
 class call_threads:
-    """``with call_threads():`` around a compiled function's call: BLAS on one thread while other
-    processes keep a core busy (restored after, an error included), else as it is."""
+    """``with call_threads(dtype):`` around a compiled function's call: BLAS on one thread while
+    other processes keep a core busy, or in float32 (its products then run on the calling thread,
+    whose subnormals rnnsym.numeric.fp_mode flushes; BLAS's own threads would not), restored after,
+    an error included; else as it is."""
+
+    def __init__(self, dtype=None):
+        self.single = dtype is not None and str(dtype) == "float32"
 
     def __enter__(self):
-        self.saved = [(lib, lib.num_threads) for lib in _blas()] if other_load() else []
+        self.saved = [(lib, lib.num_threads) for lib in _blas()] if self.single or other_load() else []
         for lib, threads in self.saved:
             if threads > 1:
                 lib.set_num_threads(1)

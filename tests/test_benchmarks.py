@@ -96,7 +96,8 @@ def test_speed_benchmark_contention_mode_prints_its_table():
     except ImportError:
         assert "threadpoolctl not installed" in run.stdout
         return
-    for row in ("busy, 2 threads", "scalar_elman", "step product (32×64)·(64×64)", "lstm32", "value_and_grad"):
+    for row in ("busy, 2 threads", "scalar_elman", "step product (32×64)·(64×64)", "lstm32", "value_and_grad",
+                "value_and_grad as rnnsym runs it", "busy / quiet"):
         assert row in run.stdout
 
 

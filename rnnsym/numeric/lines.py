@@ -21,7 +21,8 @@ def time_loop(start: int, stop: int, step: int, body: list[str]) -> list[str]:
     call = re.fullmatch(r"\s*(_k\w+)\(t\)", body[0]) if len(body) == 1 else None
     if call:
         return [f"    {call.group(1)}.sweep({start}, {len(range(start, stop, step))}, {step})"]
-    return [f"    for t in range({start}, {stop}, {step}):", *body]
+    steps = f"{stop}" if (start, step) == (0, 1) else f"{start}, {stop}, {step}"
+    return [f"    for t in range({steps}):", *body]
 
 
 def generated_names(graph) -> dict[sp.Symbol, str]:

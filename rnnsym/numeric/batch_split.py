@@ -11,17 +11,12 @@ rnnsym.numeric.native) is not split.
 """
 from __future__ import annotations
 
-import threading
-
 from .fp_mode import flush_denormals
-from .native import serial_blocks
+from .native import serial_blocks, thread_pool
 from .threads import blas_threads, cores, other_load
 
 MIN_ROWS = 32  # a part's examples at least: fewer make each product too small to gain
 MIN_STEPS_ROWS = 6_400  # steps × examples of the whole call at least: below it, a thread costs more
-
-_pool = None
-_pool_lock = threading.Lock()
 
 
 def parts(batch: int, steps: int) -> list[tuple[int, int]]:
@@ -59,7 +54,7 @@ def value_and_grad(function, spans: list, x, y, params: list, trim) -> tuple:
         if step_flops < SMALL_STEP_FLOPS and other_load():
             results = [part(span) for span in spans]
         else:
-            results = list(_executor().map(part, spans))
+            results = list(thread_pool("part").map(part, spans))
     weights = [(b - a) / x.shape[0] for a, b in spans]
     value = sum(w * float(v) for w, (v, _) in zip(weights, results))
     first = results[0][1]
@@ -67,13 +62,3 @@ def value_and_grad(function, spans: list, x, y, params: list, trim) -> tuple:
     grads = {k: sum(w * g[k] for w, (_, g) in zip(weights, results)) for k in keys}
     return value, grads if isinstance(first, dict) else [grads[k] for k in keys]
 
-
-def _executor():
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            import os
-            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="rnnsym-part")
-    return _pool

@@ -48,6 +48,7 @@ class CompiledNetwork:
         namespace = {"numpy": np, **runtime, "_workspace": self.workspaces}
         exec(compile(source, filename, "exec"), namespace)  # our own generated source, no user text
         self._namespace, self._filename = namespace, filename
+        self._swept = ".sweep(" in source  # its loops run over row blocks on the cores already
         self.traces: dict = {}  # name -> a function giving the source of a trace, compiled when first used
         self._forward = namespace["forward"]
         self._loss = namespace["loss"]
@@ -89,7 +90,7 @@ class CompiledNetwork:
         """The batch-mean loss and its gradient with respect to every parameter."""
         x = self._x(x)
         y, values = self._y(y, x), self._params(params, x.dtype)
-        spans = [(0, x.shape[0])] if ".sweep(" in self.source else batch_split.parts(x.shape[0], self.network.steps)
+        spans = [(0, x.shape[0])] if self._swept else batch_split.parts(x.shape[0], self.network.steps)
         if len(spans) > 1:  # a part of the batch a core (rnnsym.numeric.batch_split)
             value, grads = batch_split.value_and_grad(self._value_and_grad, spans, x, y, values, self.workspaces.trim)
         else:

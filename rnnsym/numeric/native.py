@@ -149,22 +149,25 @@ def for_each_block(run, count: int) -> None:
     from .threads import cores
 
     if count > 1 and cores() > 1 and not getattr(_here, "serial", False):
-        list(_pool().map(run, range(count)))
+        list(thread_pool().map(run, range(count)))
     else:
         for i in range(count):
             run(i)
 
 
-_executor = None
+_executors: dict = {}
+_executors_lock = threading.Lock()
 
 
-def _pool():
-    global _executor
-    if _executor is None:
-        from concurrent.futures import ThreadPoolExecutor
+def thread_pool(kind: str = "block"):
+    """The process's thread pool for ``kind`` of work, a thread a core: row blocks, or the parts of
+    a batch (rnnsym.numeric.batch_split), which run blocks of their own in order, never in a pool."""
+    with _executors_lock:
+        if kind not in _executors:
+            from concurrent.futures import ThreadPoolExecutor
 
-        _executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="rnnsym-sweep")
-    return _executor
+            _executors[kind] = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix=f"rnnsym-{kind}")
+        return _executors[kind]
 
 
 def in_use(compiled) -> str:

@@ -88,27 +88,21 @@ class blas_threads:
         return False
 
 
-class call_threads:
+class call_threads(blas_threads):
     """``with call_threads(dtype):`` around a compiled function's call: BLAS on one thread while
     other processes keep a core busy, or in float32 (its products then run on the calling thread,
     whose subnormals rnnsym.numeric.fp_mode flushes; BLAS's own threads would not), restored after,
     an error included; else as it is."""
 
     def __init__(self, dtype=None):
+        super().__init__(1)
         self.single = dtype is not None and str(dtype) == "float32"
 
     def __enter__(self):
-        self.saved = [(lib, lib.num_threads) for lib in _blas()] if self.single or other_load() else []
-        for lib, threads in self.saved:
-            if threads > 1:
-                lib.set_num_threads(1)
+        if self.single or other_load():
+            return super().__enter__()
+        self.saved = []
         return self
-
-    def __exit__(self, *exc):
-        for lib, threads in self.saved:
-            if threads > 1:
-                lib.set_num_threads(threads)
-        return False
 
 
 def cores() -> int:

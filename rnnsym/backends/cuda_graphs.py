@@ -42,10 +42,13 @@ class GraphCache:
                 self._graphs.popitem(last=False)
         self._graphs.move_to_end(key)
         inputs, outputs, graph = self._graphs[key]
-        for static, tensor in zip(inputs, tensors):
-            static.copy_(tensor)
-        graph.replay()
-        return tuple(out.clone() for out in outputs)
+        import torch
+
+        with torch.cuda.device(tensors[0].device):  # the inputs' GPU, whichever is current
+            for static, tensor in zip(inputs, tensors):
+                static.copy_(tensor)
+            graph.replay()
+            return tuple(out.clone() for out in outputs)
 
     def __len__(self) -> int:
         return len(self._graphs)

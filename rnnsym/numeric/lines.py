@@ -13,6 +13,7 @@ import sympy as sp
 
 from ..program.build import Namer
 from .printer import CodePrinter
+from .step_loop import loop_lines
 
 def time_loop(start: int, stop: int, step: int, body: list[str]) -> list[str]:
     """``for t in range(start, stop, step):`` over ``body``; where the body is one fused kernel's
@@ -21,6 +22,9 @@ def time_loop(start: int, stop: int, step: int, body: list[str]) -> list[str]:
     call = re.fullmatch(r"\s*(_k\w+)\(t\)", body[0]) if len(body) == 1 else None
     if call:
         return [f"    {call.group(1)}.sweep({start}, {len(range(start, stop, step))}, {step})"]
+    in_c = loop_lines(start, stop, step, body)  # products and kernels: the whole loop in one C call
+    if in_c:
+        return in_c
     steps = f"{stop}" if (start, step) == (0, 1) else f"{start}, {stop}, {step}"
     return [f"    for t in range({steps}):", *body]
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import step_loop
 from .fp_mode import flush_denormals
 from .kernel_c import Kernel, c_source
 
@@ -41,6 +42,14 @@ class Library:
     def __init__(self, cdll: ctypes.CDLL, kernels: list[Kernel]):
         self._cdll = cdll
         self.kernels = {k.name: FusedKernel(k, cdll) for k in kernels}
+        cdll.rs_steps.argtypes = [ctypes.c_long] * 4 + [ctypes.POINTER(step_loop.StepOp), ctypes.c_void_p, ctypes.c_long]
+        cdll.rs_steps.restype = None
+
+    product = staticmethod(step_loop.product)
+
+    def steps(self, t0: int, n: int, dt: int, *ops) -> None:
+        """A loop of products and kernels' steps in one C call (rnnsym.numeric.step_loop)."""
+        step_loop.run(self._cdll, t0, n, dt, *ops)
 
 
 class FusedKernel:
@@ -92,7 +101,8 @@ class FusedKernel:
             # Summed in the blocks' order, which depends on B and n only: the same numbers on any
             # number of threads.
             return None if sums is None else sums.sum(axis=0).reshape(count, width).astype(dtype)
-        step.sweep = sweep
+        step.sweep, step.dtype = sweep, dtype
+        step.c_call = (ctypes.cast(f, ctypes.c_void_p).value, B, p, s, r)  # for rnnsym.numeric.step_loop
         return step
 
     def _laid_out(self, k: int, op, a, dtype, B: int) -> np.ndarray:

@@ -130,3 +130,17 @@ def test_arrays_blas_cannot_take_run_in_numpy(library):
     out = np.zeros((3, 4), dtype=np.int64)
     library.steps(0, 2, 1, library.product(out, ints, np.eye(4, dtype=np.int64), add=True))
     np.testing.assert_array_equal(out, 2 * ints)
+
+
+def test_kernels_ask_for_the_next_steps_rows():
+    """Each kernel with stepped rows prefetches the next step's (write-hinted where it stores); the
+    results of the C loop, which passes the next step, are checked against the Python loop above,
+    which passes none."""
+    from rnnsym.numeric.kernel_c import c_source
+
+    net = rs.lstm(steps=4, input_size=3, hidden_size=5)
+    net.compile()
+    kernels = [fk.kernel for fk in net.compile()._namespace["_native"].kernels.values()]
+    source = c_source(kernels)
+    assert source.count("if (pt >= 0) {") == 2 * len(kernels)  # each kernel, in both precisions
+    assert ", 1);" in source and ", 0);" in source  # outputs asked for writing, inputs for reading

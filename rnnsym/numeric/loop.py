@@ -198,6 +198,8 @@ def _outer(d, v):
     if not contiguous and v.nbytes > 16 * 2**20 and n * m <= 64:
         letters = "abcdefgh"[: d.ndim - 1]
         return numpy.einsum(f"{letters}i,{letters}j->ij", d, v)
+    if n > m:  # OpenBLAS makes a wide result faster than a tall one (LSTM 128's [δW_x | δW_h | δb]: 18 ms, not 23)
+        return (v.reshape(-1, m).T @ d.reshape(-1, n)).T
     return d.reshape(-1, n).T @ v.reshape(-1, m)
 
 

@@ -63,7 +63,7 @@ class FusedKernel:
         pointers = [ctypes.c_void_p] * 3
         for tag, dtype in (("f64", np.float64), ("f32", np.float32)):
             f = getattr(cdll, f"{kernel.name}_{tag}")
-            f.argtypes, f.restype = [ctypes.c_long] * 2 + pointers, None
+            f.argtypes, f.restype = [ctypes.c_long] * 2 + pointers + [ctypes.c_long], None
             g = getattr(cdll, f"{kernel.name}_sweep_{tag}")
             g.argtypes, g.restype = [ctypes.c_long] * 5 + pointers + [ctypes.c_void_p], None
             self._functions[np.dtype(dtype)], self._sweeps[np.dtype(dtype)] = f, g
@@ -87,7 +87,7 @@ class FusedKernel:
         p, s, r = ctypes.addressof(pointers), ctypes.addressof(steps), ctypes.addressof(rows)
 
         def step(t, _kept=kept):
-            f(t, B, p, s, r)
+            f(t, B, p, s, r, -1)
 
         def sweep(t0: int, n: int, dt: int, _kept=kept, g=self._sweeps[dtype], width=self.kernel.width):
             blocks = row_blocks(B, n)

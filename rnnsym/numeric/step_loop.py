@@ -211,7 +211,7 @@ typedef struct {
     long kind; void *fn; long B; void *arrays, *ss, *rs;
     char *a; long a_step, lda; char *w; long ldw; char *c; long c_step, ldc; long m, n, k; double beta;
 } rs_step_op;
-typedef void (*rs_kernel_fn)(long, long, void *, void *, void *);
+typedef void (*rs_kernel_fn)(long, long, void *, void *, void *, long);
 typedef void (*rs_dgemm_fn)(int, int, int, long long, long long, long long, double, const double *, long long,
                             const double *, long long, double, double *, long long);
 typedef void (*rs_sgemm_fn)(int, int, int, long long, long long, long long, float, const float *, long long,
@@ -222,7 +222,10 @@ void rs_steps(long t0, long n, long dt, long nops, const rs_step_op *ops, void *
         long t = t0 + i * dt;
         for (long j = 0; j < nops; j++) {
             const rs_step_op *o = ops + j;
-            if (o->kind == 0) { ((rs_kernel_fn)o->fn)(t, o->B, o->arrays, o->ss, o->rs); continue; }
+            if (o->kind == 0) {  /* the next step's rows asked of memory as it goes */
+                ((rs_kernel_fn)o->fn)(t, o->B, o->arrays, o->ss, o->rs, i + 1 < n ? t + dt : -1);
+                continue;
+            }
             char *a = o->a + t * o->a_step, *c = o->c + t * o->c_step;
             if (single)
                 ((rs_sgemm_fn)gemm)(RS_ROW_MAJOR, RS_NO_TRANS, RS_NO_TRANS, o->m, o->n, o->k, 1.0f, (const float *)a,

@@ -326,7 +326,7 @@ def _forward_step(point: _Point) -> Step:
 
 
 def _path_steps(point: _Point, d: Derivation, numbers: dict) -> list[Step]:
-    graph, loss, target = point.network.graph, point.network.loss_name, d.target
+    loss, target = point.network.loss_name, d.target
     factors: dict[Partial, sp.Expr] = {}
     for term in d.path_terms:
         for (a, b), factor in zip(zip(term.path, term.path[1:]), term.factors):

@@ -49,6 +49,10 @@ class CompiledNetwork:
         exec(compile(source, filename, "exec"), namespace)  # our own generated source, no user text
         self._namespace, self._filename = namespace, filename
         self._swept = ".sweep(" in source  # its loops run over row blocks on the cores already
+        # Every function copies x time-major first and checks it there, as it passes through the
+        # cache (rnnsym.numeric.loop._time_major), rather than in a pass of its own over x.
+        functions = source.split("\ndef ")
+        self._x_checked_in_copy = len(functions) > 1 and all("\n    _time_major(_X, x" in f for f in functions[1:])
         self.traces: dict = {}  # name -> a function giving the source of a trace, compiled when first used
         self._forward = namespace["forward"]
         self._loss = namespace["loss"]
@@ -141,7 +145,7 @@ class CompiledNetwork:
 
     def _x(self, x) -> np.ndarray:
         float32 = self.dtype == np.float32 if self.dtype is not None else getattr(x, "dtype", None) == np.float32
-        x = _finite("x", x, np.float32 if float32 else np.float64)
+        x = _finite("x", x, np.float32 if float32 else np.float64, check=not self._x_checked_in_copy)
         T, size = self.network.steps, self.network.input_size
         scalar_inputs = self.network.graph.of_kind("input")[0].shape == ()
         if x.ndim == 2 and size == 1 and not scalar_inputs:
@@ -252,12 +256,13 @@ def param_shaped(name: str, value, shape: tuple):
     return value
 
 
-def _finite(what: str, value, dtype=np.float64) -> np.ndarray:
+def _finite(what: str, value, dtype=np.float64, check: bool = True) -> np.ndarray:
+    """``value`` as an array of ``dtype``, checked finite unless the program checks it itself."""
     try:
         array = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError):
         raise RnnsymError(f"{what} must be numeric, got {type(value).__name__}") from None
-    if not _all_finite(array):
+    if check and not _all_finite(array):
         raise RnnsymError(f"{what} contains NaN or infinite values")
     return array
 

@@ -219,20 +219,32 @@ def _total(d, ndim):
     return numpy.sum(d) if ndim == 0 else numpy.sum(d.reshape(-1, *d.shape[-ndim:]), axis=0)
 
 
-def _time_major(out, x):
-    """``out[...] = moveaxis(x, 1, 0)`` in blocks of rows, on the cores at once. NumPy's one strided
-    copy of a large batch-major x misses the cache at every element (the scalar Elman's 80 MB x:
-    63 ms, where a contiguous copy takes 12); a block of rows is transposed within the cache, and
-    NumPy lets go of the GIL for each block's copy."""
+def _time_major(out, x, library=None):
+    """``out[...] = moveaxis(x, 1, 0)``, x checked finite on the way: by the kernel library's C
+    (rnnsym.numeric.time_major) where there is one, else NumPy in blocks of rows on the cores at
+    once. NumPy's one strided copy of a large batch-major x misses the cache at every element (the
+    scalar Elman's 80 MB x: 63 ms, where a contiguous copy takes 12); a block of rows is transposed
+    within the cache, and NumPy lets go of the GIL for each block's copy."""
+    import numpy
+
+    from ..errors import RnnsymError
     from .native import for_each_block, row_blocks
 
-    blocks = row_blocks(x.shape[0], out.size // max(x.shape[0], 1))
+    finite = library.time_major(out, x) if library is not None else None
+    if finite is None:
+        blocks = row_blocks(x.shape[0], out.size // max(x.shape[0], 1))
+        checked = [True] * len(blocks)
 
-    def copy(i: int) -> None:
-        b0, b1 = blocks[i]
-        for r in range(b0, b1, 256):
-            out[:, r:min(r + 256, b1)] = x[r:min(r + 256, b1)].swapaxes(0, 1)
-    for_each_block(copy, len(blocks))
+        def copy(i: int) -> None:
+            b0, b1 = blocks[i]
+            for r in range(b0, b1, 256):
+                rows = x[r:min(r + 256, b1)]
+                out[:, r:min(r + 256, b1)] = rows.swapaxes(0, 1)
+                checked[i] = checked[i] and bool(numpy.isfinite(rows).all())
+        for_each_block(copy, len(blocks))
+        finite = all(checked)
+    if not finite:
+        raise RnnsymError("x contains NaN or infinite values")
 
 
 LOOP_RUNTIME = {"_outer": _outer, "_dot": _dot, "_total": _total, "_time_major": _time_major}

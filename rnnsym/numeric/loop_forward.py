@@ -182,7 +182,7 @@ def storage_lines(fwd) -> list[str]:
     # the weight gradients, each step's x_t) is contiguous, where a strided view of x made each
     # product copy it again or read it element by element.
     x_shape = graph[fwd.x1].shape
-    lines += [f"    _X = _ws.empty('_X', ({T}, _B) + {x_shape!r})", "    _time_major(_X, x)"]
+    lines += [f"    _X = _ws.empty('_X', ({T}, _B) + {x_shape!r})", "    _time_major(_X, x, _native)" if fwd.native else "    _time_major(_X, x)"]
     block_state = fwd.rec.name(fwd.prev[block.vector.name], 1) if block else None
     for name in fwd.step:
         buf, rows = fwd.buf(name), T + 1 if name in fwd.new else T

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import step_loop
+from . import step_loop, time_major
 from .fp_mode import flush_denormals
 from .kernel_c import Kernel, c_source
 
@@ -45,7 +45,14 @@ class Library:
         cdll.rs_steps.argtypes = [ctypes.c_long] * 4 + [ctypes.POINTER(step_loop.StepOp), ctypes.c_void_p, ctypes.c_long]
         cdll.rs_steps.restype = None
 
+        time_major.declare(cdll)
+
     product = staticmethod(step_loop.product)
+
+    def time_major(self, out: np.ndarray, x: np.ndarray) -> bool | None:
+        """x copied time-major into ``out`` and checked finite (rnnsym.numeric.time_major)."""
+        blocks = row_blocks(x.shape[0], out.size // max(x.shape[0], 1))
+        return time_major.copy_checked(self._cdll, out, x, blocks, for_each_block)
 
     def steps(self, t0: int, n: int, dt: int, *ops) -> None:
         """A loop of products and kernels' steps in one C call (rnnsym.numeric.step_loop)."""

@@ -31,7 +31,7 @@ class Workspace:
     def empty(self, name: str, shape: tuple) -> np.ndarray:
         array = self._arrays.get(name)
         if array is None or array.shape != shape:
-            array = self._arrays[name] = np.empty(shape, dtype=self.dtype)
+            array = self._arrays[name] = _aligned(shape, self.dtype)
         return array
 
     def zeros(self, name: str, shape: tuple) -> np.ndarray:
@@ -42,6 +42,15 @@ class Workspace:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._arrays.values())
+
+
+def _aligned(shape: tuple, dtype: np.dtype, alignment: int = 64) -> np.ndarray:
+    """``np.empty(shape, dtype)`` starting on a cache line: a row of 8 doubles is one line, which
+    the kernels can write whole (rnnsym.numeric.time_major's streaming stores need it)."""
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.empty(count * dtype.itemsize + alignment, dtype=np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + count * dtype.itemsize].view(dtype).reshape(shape)
 
 
 class Workspaces:

@@ -146,3 +146,13 @@ def test_kernels_ask_for_the_next_steps_rows():
     source = c_source(kernels)
     assert source.count("if (pt >= 0) {") == 2 * len(kernels)  # each kernel, in both precisions
     assert ", 1);" in source and ", 0);" in source  # outputs asked for writing, inputs for reading
+
+
+def test_an_elman_reduces_its_input_state_and_bias_shares_in_one_product():
+    """The Elman's state is stored beside x ([x_t, h_(t-1), 1]): δW_ih, δW_hh and δb are one
+    product (their values are checked against oracles in test_compiled_correctness); an LSTM's
+    gate block keeps its own, and a GRU (stacked weights) neither."""
+    elman = rs.elman_rnn(steps=4, input_size=3, hidden_size=5).compile().source
+    assert "_GJ0 = _outer(_D0[0:4], S_XH[0:4])" in elman and "dL_dW_ih = _GJ0[:, 0:3]" in elman
+    assert "_GJ0" not in rs.lstm(steps=4, input_size=3, hidden_size=5).compile().source
+    assert "S_XH" not in rs.gru(steps=4, input_size=3, hidden_size=5).compile().source

@@ -142,6 +142,7 @@ class _LoopWriter:
 
     def _take(self, fwd: LoopForward) -> None:
         self.kept, self.stacks, self.block, self.with_kept = fwd.kept, fwd.stacks, fwd.block, fwd.with_kept
+        self.joined = fwd.joined  # a state stored beside x, in S_XH, without a gate block
         self.forward_program, self.forward_buffers = fwd.program, fwd.buffers
 
     # ---- readout and loss ---------------------------------------------------------------------------------

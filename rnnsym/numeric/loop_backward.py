@@ -231,6 +231,7 @@ class LoopBackward:
                 for e in entries:
                     self.grads[e.param].append(f"{g}[{columns[e.value]}]")
                     done.add(e)
+        reductions += joined_reductions(self, window, done)
         rest = []
         for e in self.stored:
             if e in done or e in self.summed:
@@ -240,6 +241,33 @@ class LoopBackward:
             rest.append((e.param, f"_outer({d}, {w.stacked(e.leaf)}[{window}])" if e.kind == "outer" else
                                   f"_dot({d}, {w.stacked(e.leaf)}[{window}])" if e.kind == "dot" else f"_total({d}, {e.ndim})"))
         return reductions + _once(rest, self.grads)
+
+
+def joined_reductions(back: "LoopBackward", window: str, done: set) -> list[str]:
+    """Where the state is stored beside x (rnnsym.numeric.loop_forward._joined_state), the
+    shares that one δ gives against x, against h_(t-1) and as a bias, as one product
+    [δW_x | δW_h | δb] = Σ δᵀ [x_t, h_(t-1), 1] (an Elman 256's: one pass over δ instead of three)."""
+    w = back.w
+    if not w.joined or w.block:
+        return []
+    (prev,) = w.prev
+    I, H = w.graph[w.x1].shape[0], w.graph[w.joined].shape[0]
+    part = {("outer", w.x1): f"0:{I}", ("outer", prev): f"{I}:{I + H}", ("total", 1): f"{I + H}"}
+    by_share: dict = {}
+    for e in back.stored:
+        if e not in done and e not in back.summed and (e.kind, e.leaf or e.ndim) in part:
+            by_share.setdefault(back.buffers[e.value], []).append(e)
+    lines = []
+    for (b, rng), entries in by_share.items():
+        if not {("outer", w.x1), ("outer", prev)} <= {(e.kind, e.leaf) for e in entries}:
+            continue
+        g = f"_GJ{len(lines)}"
+        d = f"{b}[{window}]" if rng is None else f"{b}[{window}, ..., {rng}]"
+        lines.append(f"    {g} = _outer({d}, S_XH[{window}])")
+        for e in entries:
+            back.grads[e.param].append(f"{g}[:, {part[(e.kind, e.leaf or e.ndim)]}]")
+            done.add(e)
+    return lines
 
 
 class StepLowering:

@@ -70,6 +70,7 @@ class LoopForward:
         per_example = lambda value, name: em.printer.info(value) == (True, graph[name].shape)  # noqa: E731
         step = place_writes(step, per_example, IN_PLACE_FUNCTIONS)
         self.program, self.block = step, step.block
+        self.joined = _joined_state(self, step)
         self.hoisted = [(P, value) for P, value, _ in step.hoisted]
         self.hoisted_shape = {P: shape for P, _, shape in step.hoisted}  # (T, batch) + this
         self.step_exprs, self.kept = step.exprs, step.kept
@@ -181,21 +182,42 @@ def storage_lines(fwd) -> list[str]:
     # The inputs time-major, copied once into a kept array: every later read (the input products,
     # the weight gradients, each step's x_t) is contiguous, where a strided view of x made each
     # product copy it again or read it element by element.
-    x_shape = graph[fwd.x1].shape
-    lines += [f"    _X = _ws.empty('_X', ({T}, _B) + {x_shape!r})", "    _time_major(_X, x, _native)" if fwd.native else "    _time_major(_X, x)"]
-    block_state = fwd.rec.name(fwd.prev[block.vector.name], 1) if block else None
+    x_shape, copy = graph[fwd.x1].shape, "    _time_major(_X, x, _native)" if fwd.native else "    _time_major(_X, x)"
+    block_state = fwd.rec.name(fwd.prev[block.vector.name], 1) if block else fwd.joined
+    if block_state and not block:  # [x_t, h_(t-1), 1] rows, x written into its columns (rnnsym.numeric.loop_backward)
+        (I,), (H,) = x_shape, graph[block_state].shape
+        lines += [f"    S_XH = _ws.empty('S_XH', ({T + 1}, _B, {I + H + 1}))", f"    _X = S_XH[:{T}, :, 0:{I}]", copy]
+    else:
+        lines += [f"    _X = _ws.empty('_X', ({T}, _B) + {x_shape!r})", copy]
     for name in fwd.step:
         buf, rows = fwd.buf(name), T + 1 if name in fwd.new else T
         if name in gates:
             lines.append(f"    {buf} = S_G[..., {gates[name]}]")
         elif name == block_state:
-            I, H = block.columns
-            lines += [f"    S_XH = _ws.empty('S_XH', ({T + 1}, _B, {I + H + 1}))", f"    S_XH[:{T}, :, 0:{I}] = _X",
-                      f"    S_XH[..., {I + H}] = 1.0", f"    {buf} = S_XH[..., {I}:{I + H}]"]
+            I, H = block.columns if block else (x_shape[0], graph[name].shape[0])
+            if block:
+                lines += [f"    S_XH = _ws.empty('S_XH', ({T + 1}, _B, {I + H + 1}))", f"    S_XH[:{T}, :, 0:{I}] = _X"]
+            lines += [f"    S_XH[..., {I + H}] = 1.0", f"    {buf} = S_XH[..., {I}:{I + H}]"]
         else:
             lines.append(f"    {buf} = _ws.empty({buf!r}, ({rows}, _B) + {graph[name].shape!r})")
     return lines + [f"    {fwd.at(name, '0')} = {float(graph[name].value)!r}" for name in fwd.prev]
 
+
+
+def _joined_state(fwd, step: StepForward) -> str | None:
+    """The new state to store beside x in rows [x_t, h_(t-1), 1] (``S_XH``), as a gate block's is,
+    in a cell without one whose step multiplies both x and its one previous state by weights (an
+    Elman's W_ih x_t and W_hh h_(t-1)): the backward pass then reduces δ against x, h and 1 in one
+    product, [δW_ih | δW_hh | δb] (rnnsym.numeric.loop_backward), where three read δ each."""
+    graph = fwd.graph
+    if step.block or step.stacks or len(fwd.new) != 1 or len(fwd.prev) != 1 or len(graph[fwd.x1].shape) != 1:
+        return None
+    (prev,), (state,) = fwd.prev, fwd.new
+    if len(graph[state].shape) != 1 or fwd.rec.name(fwd.prev[prev], 1) != state:
+        return None
+    products = set().union(*(e.atoms(MatVec) for e in (*step.exprs.values(), *(v for _, v, _ in step.hoisted))))
+    multiplied = {m.args[1] for m in products}
+    return state if {graph[fwd.x1].symbol, graph[prev].symbol} <= multiplied else None
 
 
 def _shape_of(graph, expr) -> tuple:

@@ -156,3 +156,5 @@ def test_an_elman_reduces_its_input_state_and_bias_shares_in_one_product():
     assert "_GJ0 = _outer(_D0[0:4], S_XH[0:4])" in elman and "dL_dW_ih = _GJ0[:, 0:3]" in elman
     assert "_GJ0" not in rs.lstm(steps=4, input_size=3, hidden_size=5).compile().source
     assert "S_XH" not in rs.gru(steps=4, input_size=3, hidden_size=5).compile().source
+    scalar = rs.elman_rnn(steps=4, input_size=1, hidden_size=1).compile().source  # swept: each array its own
+    assert "S_XH" not in scalar and ".sweep(" in scalar

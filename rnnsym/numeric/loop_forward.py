@@ -213,8 +213,8 @@ def _joined_state(fwd, step: StepForward) -> str | None:
     if step.block or step.stacks or len(fwd.new) != 1 or len(fwd.prev) != 1 or len(graph[fwd.x1].shape) != 1:
         return None
     (prev,), (state,) = fwd.prev, fwd.new
-    if len(graph[state].shape) != 1 or fwd.rec.name(fwd.prev[prev], 1) != state:
-        return None
+    if len(graph[state].shape) != 1 or graph[state].shape[0] < 2 or fwd.rec.name(fwd.prev[prev], 1) != state:
+        return None  # (a state of one value: its step is elementwise, swept, and reads it from its own array)
     products = set().union(*(e.atoms(MatVec) for e in (*step.exprs.values(), *(v for _, v, _ in step.hoisted))))
     multiplied = {m.args[1] for m in products}
     return state if {graph[fwd.x1].symbol, graph[prev].symbol} <= multiplied else None

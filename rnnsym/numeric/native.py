@@ -44,6 +44,7 @@ class Library:
         self.kernels = {k.name: FusedKernel(k, cdll) for k in kernels}
         cdll.rs_steps.argtypes = [ctypes.c_long] * 4 + [ctypes.POINTER(step_loop.StepOp), ctypes.c_void_p, ctypes.c_long]
         cdll.rs_steps.restype = None
+        cdll.rs_own_products.argtypes, cdll.rs_own_products.restype = [], ctypes.c_long
 
         time_major.declare(cdll)
 

@@ -158,22 +158,28 @@ def run(cdll, t0: int, n: int, dt: int, *ops) -> None:
     if dtype not in (np.float32, np.float64) or gemm() is None or n < 1:
         return _in_numpy(t0, n, dt, ops)
     structs = (StepOp * len(ops))()
-    kept = []  # the weights' contiguous copies, alive through the call
+    kept = []  # the weights' copies, alive through the call
+    own = dtype == np.float64 and cdll.rs_own_products()
     for struct, op in zip(structs, ops):
         if not isinstance(op, BoundProduct):
             if op.dtype != dtype:
                 return _in_numpy(t0, n, dt, ops)
             struct.kind, (struct.fn, struct.B, struct.arrays, struct.ss, struct.rs) = 0, op.c_call
-        elif not _laid_out(struct, op, dtype, kept, (min(t0, last), max(t0, last))):
+        elif not _laid_out(struct, op, dtype, kept, (min(t0, last), max(t0, last)), own):
             return _in_numpy(t0, n, dt, ops)
     cdll.rs_steps(t0, n, dt, len(ops), structs, ctypes.c_void_p(gemm()[dtype == np.float32]), int(dtype == np.float32))
 
 
-def _laid_out(struct: StepOp, op: BoundProduct, dtype, kept: list, span: tuple[int, int]) -> bool:
-    """Whether ``op`` 's arrays can be handed to BLAS as they are (its weight copied contiguous),
-    ``struct`` filled in if so."""
+# Up to this many rows, a float64 step product is rnnsym's own (RUNNER_C's rs_product_f64, where
+# built: AVX-512), its weight packed once per loop: 0.54-0.90 of OpenBLAS's time at 32 rows on the
+# built-in cells' steps; from 128 rows on, BLAS's own packing pays for itself (1.0-1.1).
+OWN_ROWS = 64
+
+
+def _laid_out(struct: StepOp, op: BoundProduct, dtype, kept: list, span: tuple[int, int], own: bool) -> bool:
+    """Whether ``op`` 's arrays can be handed to C as they are (its weight copied contiguous, or
+    packed for rnnsym's own product where ``own`` and the rows are few), ``struct`` filled in if so."""
     w = np.ascontiguousarray(op.w, dtype=dtype)
-    kept.append(w)
     rows = {}
     for role in ("out", "a"):
         array, stepped = getattr(op, role), role in op.stepped.split()
@@ -187,10 +193,22 @@ def _laid_out(struct: StepOp, op: BoundProduct, dtype, kept: list, span: tuple[i
     (c, c_step, ldc, (m, n)), (a, a_step, lda, (m_a, k)) = rows["out"], rows["a"]
     if w.ndim != 2 or w.shape != (k, n) or m_a != m:
         return False
-    struct.kind, struct.a, struct.a_step, struct.lda = 1, a, a_step, lda
+    if own and m <= OWN_ROWS:
+        w = _packed(w)
+    kept.append(w)
+    struct.kind, struct.a, struct.a_step, struct.lda = 2 if w.ndim == 3 else 1, a, a_step, lda
     struct.w, struct.ldw, struct.c, struct.c_step, struct.ldc = w.ctypes.data, max(1, n), c, c_step, ldc
     struct.m, struct.n, struct.k, struct.beta = m, n, k, float(op.add)
     return True
+
+
+def _packed(w: np.ndarray) -> np.ndarray:
+    """``w`` (k, n) as panels of 16 columns, ``(panels, k, 16)``, the last one's missing columns 0."""
+    k, n = w.shape
+    panels = -(-n // 16)
+    padded = np.zeros((k, panels * 16), dtype=w.dtype)
+    padded[:, :n] = w
+    return np.ascontiguousarray(padded.reshape(k, panels, 16).transpose(1, 0, 2))
 
 
 def _in_numpy(t0: int, n: int, dt: int, ops) -> None:
@@ -251,21 +269,31 @@ static inline void rs_tile_f64(long k, const double *a, long lda, int rows, cons
     }
 }
 
-/* A step's product, w read where it lies: BLAS copies (packs) all of w on every call, which for a
-   recurrent step of few rows (32 rows by a 256 × 256 w) is a large part of the call; here a column
-   panel of w stays in the cache while every 8 rows of a pass it (32 × 256 × 256, 200 steps: 71 µs
-   a step against OpenBLAS's 102). */
-static void rs_product_f64(long m, long n, long k, const double *a, long lda, const double *w, long ldw,
+/* A step's product of few rows (kind 2): BLAS copies (packs) all of w on every call, which for a
+   recurrent step (32 rows by a 256 × 256 w) is a large part of the call; here w is packed once per
+   loop (rnnsym.numeric.step_loop._packed: panels of 16 columns, each k rows of 16 in a row, read
+   without the cache sets that a row stride of 2 or 4 KiB would crowd) and a panel stays in the
+   cache while every 8 rows of a pass it. */
+static void rs_product_f64(long m, long n, long k, const double *a, long lda, const double *panels,
                            double *c, long ldc, int add) {
     for (long j = 0; j < n; j += 16) {
         const long cols = n - j < 16 ? n - j : 16;
         const __mmask8 m0 = cols >= 8 ? 0xFF : (__mmask8)((1u << cols) - 1);
         const __mmask8 m1 = cols >= 16 ? 0xFF : cols > 8 ? (__mmask8)((1u << (cols - 8)) - 1) : 0;
+        const double *w = panels + j * k;  /* this panel: k rows of 16 */
         for (long i = 0; i < m; i += 8)
-            rs_tile_f64(k, a + i * lda, lda, m - i < 8 ? (int)(m - i) : 8, w + j, ldw, c + i * ldc + j, ldc, m0, m1, add);
+            rs_tile_f64(k, a + i * lda, lda, m - i < 8 ? (int)(m - i) : 8, w, 16, c + i * ldc + j, ldc, m0, m1, add);
     }
 }
 #endif
+
+long rs_own_products(void) {  /* whether rs_product_f64 is built (kind 2 ops) */
+#if defined(__AVX512F__)
+    return 1;
+#else
+    return 0;
+#endif
+}
 
 static void rs_product(const rs_step_op *o, const char *a, char *c, void *gemm, long single) {
     if (single) {
@@ -274,10 +302,8 @@ static void rs_product(const rs_step_op *o, const char *a, char *c, void *gemm, 
         return;
     }
 #if defined(__AVX512F__)
-    /* Up to 64 rows, w read in place is faster than OpenBLAS (0.54-0.90 of its time at 32 rows on
-       the built-in cells' steps); from 128 rows on, BLAS's packed w pays for itself (1.0-1.1). */
-    if (o->m <= 64) {
-        rs_product_f64(o->m, o->n, o->k, (const double *)a, o->lda, (const double *)o->w, o->ldw, (double *)c, o->ldc,
+    if (o->kind == 2) {
+        rs_product_f64(o->m, o->n, o->k, (const double *)a, o->lda, (const double *)o->w, (double *)c, o->ldc,
                        o->beta != 0.0);
         return;
     }

@@ -4,7 +4,7 @@ The loop form reads x one step at a time, so every function first copies the bat
 ``(batch, T, …)`` x into a time-major ``(T, batch, …)`` array (rnnsym.numeric.loop._time_major) and
 checks it finite. For the scalar Elman of T = 1000 and batch 10 000 that is 80 MB: NumPy's copy in
 blocks of rows took 10.7 ms on two cores and its check a pass of its own, 4.3 more. The library's
-``rs_time_major`` (C, in every kernel library: rnnsym.numeric.kernel_c) copies a tile of rows ×
+``rs_time_major`` (C, in the runtime library every network's kernels share: rnnsym.numeric.native) copies a tile of rows ×
 steps at a time, so both reads and writes stay within the cache, and checks each value as it
 passes (``v − v`` is 0 for a finite v, NaN otherwise). With one value a step and AVX-512, a tile
 is 8 × 8 values transposed in registers and written a cache line at a time past the cache

@@ -246,8 +246,9 @@ def test_loop_and_unrolled_forms_agree(kind, T):
     net = LOOP_CASES[kind](T)
     params, x, y = random_point(net, batch=5, seed=T)
     loop, unrolled = net.compile(form="loop"), net.compile(form="unrolled")
-    # a loop over time: in Python, or in C as sweeps where a step is one fused kernel (rnnsym.numeric.native)
-    looped = "for t in range" in loop.source or ".sweep(" in loop.source
+    # a loop over time: in Python, or in C: as sweeps where a step is one fused kernel (rnnsym.numeric.native),
+    # as the step loop where it is products and kernels (rnnsym.numeric.step_loop)
+    looped = any(loop_ in loop.source for loop_ in ("for t in range", ".sweep(", "_native.steps("))
     assert loop.form == "loop" and looped and "for t in" not in unrolled.source and ".sweep(" not in unrolled.source
     la, ga = loop.value_and_grad(params, x, y)
     lb, gb = unrolled.value_and_grad(params, x, y)

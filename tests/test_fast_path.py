@@ -235,7 +235,7 @@ def _agree(net, seed=0, batch=4):
 
 def test_lstm_gates_are_one_array_and_one_product_per_step():
     source = rs.lstm(steps=4, input_size=3, hidden_size=2).compile().source
-    assert "S_n_i1 = S_G[..., 0:2]" in source and "_mm(S_XH[t], _WC, out=S_G[t])" in source
+    assert "S_n_i1 = S_G[..., 0:2]" in source and "_native.product(S_G, S_XH, _WC.T, stepped='out a')" in source
     assert "_GB = _outer(_DS0[0:4], S_XH[0:4])" in source  # every input, recurrent and bias gradient
 
 

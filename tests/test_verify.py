@@ -292,8 +292,9 @@ def test_random_well_formed_formulas_parse_to_the_expression_sympy_builds(pair):
         return
     try:
         formula = parse_formula(f"dL/dw = {text}", NET)
-    except RnnsymError as exc:  # only the documented limits may refuse a well-formed formula
-        assert "divides by zero" in str(exc) or "nests" in str(exc)
+    except RnnsymError as exc:  # only the documented limits may refuse a well-formed formula (docs/guide.md:
+        # brackets nested 40 deep, calls 6 deep, numbers up to 1e15: ((8**3)**2)**3 is past it)
+        assert "divides by zero" in str(exc) or "nests" in str(exc) or "is too large for a formula" in str(exc)
         return
     assert formula.wrt == "w"
     assert sp.simplify(formula.rhs - expected) == 0

@@ -7,6 +7,8 @@ random shapes, layouts and directions (Hypothesis). The built-in and random cell
 checked against independent oracles elsewhere (test_compiled_correctness, test_random_cells), all of
 them through this loop where it applies.
 """
+import platform
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -158,3 +160,26 @@ def test_an_elman_reduces_its_input_state_and_bias_shares_in_one_product():
     assert "S_XH" not in rs.gru(steps=4, input_size=3, hidden_size=5).compile().source
     scalar = rs.elman_rnn(steps=4, input_size=1, hidden_size=1).compile().source  # swept: each array its own
     assert "S_XH" not in scalar and ".sweep(" in scalar
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or platform.libc_ver()[0] != "glibc",
+                    reason="the first flags (-march=native, libmvec) are for x86-64 with glibc")
+def test_the_runtime_and_kernels_build_with_the_first_flags(monkeypatch, tmp_path):
+    """A C error in generated code would not fail a build: the next, plainer flags leave the
+    AVX-512 code out (an #if) and build, slower. Here every build must pass at the first try."""
+    import subprocess
+
+    monkeypatch.setenv("RNNSYM_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_loaded", {})
+    tries = []
+    real_run = subprocess.run
+
+    def run(command, **kwargs):
+        done = real_run(command, **kwargs)
+        tries.append((command, done.returncode, done.stderr))
+        return done
+    monkeypatch.setattr(native.subprocess, "run", run)
+    rs.lstm(steps=3, input_size=2, hidden_size=4).compile()
+    assert len(tries) == 2 and all(code == 0 for _, code, _ in tries), [err for _, _, err in tries]
+    if "avx512f" in native._machine():
+        assert native._runtime().rs_own_products() == 1

@@ -231,9 +231,9 @@ def _time_major(out, x, library=None):
     from ..errors import RnnsymError
     from .native import for_each_block, row_blocks
 
-    finite = library.time_major(out, x) if library is not None else None
+    blocks = row_blocks(x.shape[0], out.size // max(x.shape[0], 1))
+    finite = library.time_major(out, x, blocks) if library is not None else None
     if finite is None:
-        blocks = row_blocks(x.shape[0], out.size // max(x.shape[0], 1))
         checked = [True] * len(blocks)
 
         def copy(i: int) -> None:

@@ -45,9 +45,9 @@ class Library:
 
     product = staticmethod(step_loop.product)
 
-    def time_major(self, out: np.ndarray, x: np.ndarray) -> bool | None:
-        """x copied time-major into ``out`` and checked finite (rnnsym.numeric.time_major)."""
-        blocks = row_blocks(x.shape[0], out.size // max(x.shape[0], 1))
+    def time_major(self, out: np.ndarray, x: np.ndarray, blocks: list[tuple[int, int]]) -> bool | None:
+        """x copied time-major into ``out`` and checked finite, its row ``blocks`` on the cores at
+        once (rnnsym.numeric.time_major)."""
         return time_major.copy_checked(self._runtime, out, x, blocks, for_each_block)
 
     def steps(self, t0: int, n: int, dt: int, *ops) -> None:

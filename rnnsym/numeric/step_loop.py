@@ -179,7 +179,7 @@ OWN_ROWS = 64
 def _laid_out(struct: StepOp, op: BoundProduct, dtype, kept: list, span: tuple[int, int], own: bool) -> bool:
     """Whether ``op`` 's arrays can be handed to C as they are (its weight copied contiguous, or
     packed for rnnsym's own product where ``own`` and the rows are few), ``struct`` filled in if so."""
-    w = np.ascontiguousarray(op.w, dtype=dtype)
+    w = np.asarray(op.w, dtype=dtype)
     rows = {}
     for role in ("out", "a"):
         array, stepped = getattr(op, role), role in op.stepped.split()
@@ -193,8 +193,7 @@ def _laid_out(struct: StepOp, op: BoundProduct, dtype, kept: list, span: tuple[i
     (c, c_step, ldc, (m, n)), (a, a_step, lda, (m_a, k)) = rows["out"], rows["a"]
     if w.ndim != 2 or w.shape != (k, n) or m_a != m:
         return False
-    if own and m <= OWN_ROWS:
-        w = _packed(w)
+    w = _packed(w) if own and m <= OWN_ROWS else np.ascontiguousarray(w)  # one copy either way
     kept.append(w)
     struct.kind, struct.a, struct.a_step, struct.lda = 2 if w.ndim == 3 else 1, a, a_step, lda
     struct.w, struct.ldw, struct.c, struct.c_step, struct.ldc = w.ctypes.data, max(1, n), c, c_step, ldc

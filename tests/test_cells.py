@@ -334,3 +334,23 @@ def test_heaviside_with_a_symbolic_value_at_zero_is_refused_in_one_line():
     with pytest.raises(rs.RnnsymError, match=r"Heaviside's value at 0 must be a number") as info:
         rs.Cell(state=h, input=x, params=[a], update=a * sp.Heaviside(h - x, a))
     assert "\n" not in str(info.value)
+
+
+def test_sympys_complex_rewrites_of_real_values_are_accepted():
+    """SymPy does not know a cell's symbols are real: it writes Abs(exp(g)) as exp(re(g)), and a
+    cell refused that for re, which the user never wrote (found by the random-cell fuzzer, case
+    98816). Every value of a cell is real, so re(a) is a, im(a) is 0 and conjugate(a) is a; the
+    gradient is checked against central differences."""
+    h, x, g, r, W = sp.symbols("h x g r W")
+    assert sp.Abs(sp.exp(g)).has(sp.re)  # the rewrite this is about
+    cell = rs.Cell(state=h, input=x, params=[W], shapes={h: 2, x: 2, W: (2, 2)},
+                   gates={g: rs.matvec(W, x) + h, r: sp.Abs(sp.exp(g)) + sp.im(g) + sp.conjugate(h)},
+                   update=sp.tanh(r / 4))
+    assert not any(e.has(sp.re, sp.im, sp.conjugate) for e in (*cell.gates.values(), *cell.update))
+    assert cell.gates[r] == sp.exp(g) + h
+    net = rs.unroll(cell, steps=3)
+    report = rs.gradcheck(net, seed=1)
+    assert report.ok, report.table()
+    params, x, y = random_point(net, batch=4, seed=2)  # and the two compiled forms agree
+    (la, ga), (lb, gb) = (net.compile(form=f).value_and_grad(params, x, y) for f in ("loop", "unrolled"))
+    assert la == pytest.approx(lb, rel=1e-12) and all(np.allclose(ga[k], gb[k], rtol=1e-10) for k in ga)

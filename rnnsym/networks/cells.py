@@ -31,6 +31,16 @@ def matvec(matrix: sp.Symbol, vector: sp.Symbol) -> sp.Expr:
     return MatVec(matrix, vector)
 
 
+def _real_valued(expr):
+    """``expr`` with ``re(a)`` as ``a``, ``im(a)`` as 0 and ``conjugate(a)`` as ``a``: every value of a
+    cell is real, but SymPy's symbols are not declared so, and it rewrites what the user wrote in
+    those terms (``Abs(exp(g))`` becomes ``exp(re(g))``), which the cell would refuse by a name the
+    user never wrote. Anything that is not a SymPy expression is left for the checks to refuse."""
+    if not isinstance(expr, sp.Basic):
+        return expr
+    return expr.replace(sp.re, lambda a: a).replace(sp.im, lambda a: sp.S.Zero).replace(sp.conjugate, lambda a: a)
+
+
 def _as_tuple(value) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
@@ -65,11 +75,11 @@ class Cell:
     gate_shapes: dict = field(init=False, repr=False, default_factory=dict)  # inferred while validating
 
     def __post_init__(self):
-        states, updates = _as_tuple(self.state), _as_tuple(self.update)
+        states, updates = _as_tuple(self.state), tuple(_real_valued(u) for u in _as_tuple(self.update))
         object.__setattr__(self, "state", states)
         object.__setattr__(self, "update", updates)
         object.__setattr__(self, "params", tuple(self.params))
-        object.__setattr__(self, "gates", dict(self.gates))
+        object.__setattr__(self, "gates", {gate: _real_valued(expr) for gate, expr in dict(self.gates).items()})
         shapes = {s: ((v,) if isinstance(v, int) else tuple(v)) for s, v in dict(self.shapes).items()}
         object.__setattr__(self, "shapes", shapes)
         self._validate(states, updates)
